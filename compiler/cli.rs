@@ -1,0 +1,217 @@
+//! The `resin` command line: argument parsing and the commands. Each command is a thin layer over the
+//! library; errors print as one line and exit with code 1.
+
+use crate::onnx::{self, ImportOptions};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use resin_ir::Graph;
+use resin_runtime::{npy, Model, Tensor};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "resin",
+    version,
+    about = "A compiler and CPU runtime for skip-connection networks (ResNet, highway, DenseNet)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Describe a model: inputs, outputs, op histogram, parameters, MACs and skip connections.
+    #[command(
+        after_help = "Example:\n  resin info tests/models/resnet20.onnx\n  resin info model.onnx --graph   # also print the IR, skip edges marked"
+    )]
+    Info {
+        /// An ONNX model.
+        model: PathBuf,
+        /// Print the IR listing, one node per line, skip edges marked with `~kind`.
+        #[arg(long)]
+        graph: bool,
+    },
+    /// Run a model on .npy inputs; write .npy outputs and print each output's shape and top classes.
+    #[command(
+        after_help = "Examples:\n  resin run tests/models/resnet20.onnx --input tests/models/resnet20_input.npy --output out.npy\n  resin run model.onnx --input input=x.npy --output output=y.npy --threads 2"
+    )]
+    Run {
+        /// An ONNX model.
+        model: PathBuf,
+        /// One per model input, in the model's order, or as NAME=PATH (float32 .npy).
+        #[arg(long = "input", short = 'i', value_name = "[NAME=]PATH")]
+        inputs: Vec<String>,
+        /// Where to write outputs (.npy), in the model's order or as NAME=PATH. Optional.
+        #[arg(long = "output", short = 'o', value_name = "[NAME=]PATH")]
+        outputs: Vec<String>,
+        /// Threads for the kernels (default: all cores).
+        #[arg(long, short = 't')]
+        threads: Option<usize>,
+        /// How many top classes to print per row of a 2-D output.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+    },
+}
+
+/// Entry point: parses arguments, runs the command, prints errors as one line.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Loads a model file into the IR.
+pub fn load_graph(path: &Path) -> Result<Graph> {
+    onnx::load(path, &ImportOptions::default())
+}
+
+/// Loads and lowers a model into a runnable [`Model`].
+pub fn load_model(path: &Path) -> Result<Model> {
+    let g = load_graph(path)?;
+    let plan = crate::lower::lower(&g)?;
+    Ok(Model::new(plan)?)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { model, graph } => info(&model, graph),
+        Command::Run { model, inputs, outputs, threads, top } => run_model(&model, &inputs, &outputs, threads, top),
+    }
+}
+
+fn human(n: f64) -> String {
+    match n {
+        n if n >= 1e9 => format!("{:.3} G", n / 1e9),
+        n if n >= 1e6 => format!("{:.2} M", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} K", n / 1e3),
+        n => format!("{n}"),
+    }
+}
+
+fn info(path: &Path, print_graph: bool) -> Result<()> {
+    let mut g = load_graph(path)?;
+    let skips = g.recognize_skips();
+    println!("model: {}", path.display());
+    for &i in &g.inputs {
+        let n = g.node(i);
+        println!("input: {} {}", n.name, n.ty);
+    }
+    for o in &g.outputs {
+        println!("output: {} {}", o.name, g.node(o.node).ty);
+    }
+    let hist: Vec<String> = g.op_histogram().iter().map(|(op, n)| format!("{op} {n}")).collect();
+    println!("nodes: {}", g.len() - g.inputs.len());
+    println!("ops: {}", hist.join(", "));
+    let params = g.param_count();
+    println!("parameters: {} ({})", params, human(params as f64));
+    let macs = g.macs();
+    println!("MACs per sample: {} ({})", macs, human(macs as f64));
+    println!("skips: {skips}");
+    if print_graph {
+        print!("{g}");
+    }
+    Ok(())
+}
+
+/// Splits `NAME=PATH` (a name that the model has) from a plain path.
+fn named<'a>(arg: &'a str, names: &[&str]) -> (Option<&'a str>, &'a str) {
+    if let Some((n, p)) = arg.split_once('=') {
+        if names.contains(&n) {
+            return (Some(n), p);
+        }
+    }
+    (None, arg)
+}
+
+/// Matches command-line arguments to model names, by name or in order.
+fn assign<'a>(args: &'a [String], names: &[&str], what: &str) -> Result<Vec<Option<&'a str>>> {
+    let mut slots: Vec<Option<&str>> = vec![None; names.len()];
+    let mut next = 0;
+    for a in args {
+        let (name, path) = named(a, names);
+        let k = match name {
+            Some(n) => names.iter().position(|x| *x == n).unwrap(),
+            None => {
+                while next < names.len() && slots[next].is_some() {
+                    next += 1;
+                }
+                if next >= names.len() {
+                    bail!("too many --{what} arguments: the model has {} {what}(s): {}", names.len(), names.join(", "));
+                }
+                next
+            }
+        };
+        if slots[k].is_some() {
+            bail!("--{what} '{}' is given twice", names[k]);
+        }
+        slots[k] = Some(path);
+    }
+    Ok(slots)
+}
+
+fn read_input(name: &str, path: &str) -> Result<Tensor> {
+    let a = npy::read(Path::new(path))?;
+    let data = a.f32_data.ok_or_else(|| {
+        anyhow!("input '{name}': expected dtype float32, got {} (in '{path}')", npy::dtype_name(&a.descr))
+    })?;
+    Ok(Tensor { shape: a.shape, data })
+}
+
+fn run_model(path: &Path, inputs: &[String], outputs: &[String], threads: Option<usize>, top: usize) -> Result<()> {
+    let t0 = Instant::now();
+    let model = load_model(path)?;
+    let t_load = t0.elapsed();
+    let in_names: Vec<&str> = model.inputs().iter().map(|x| x.0).collect();
+    let out_names: Vec<&str> = model.outputs().iter().map(|x| x.0).collect();
+    let in_paths = assign(inputs, &in_names, "input")?;
+    let mut tensors = Vec::new();
+    for (name, p) in in_names.iter().zip(&in_paths) {
+        let p = p.ok_or_else(|| anyhow!("missing --input for model input '{name}'"))?;
+        tensors.push(read_input(name, p)?);
+    }
+    let out_paths = assign(outputs, &out_names, "output")?;
+    for p in out_paths.iter().flatten() {
+        let dir = Path::new(p).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            bail!("cannot write '{p}': the directory '{}' does not exist", dir.display());
+        }
+    }
+    let mut session = match threads {
+        Some(t) => model.session_with_threads(t)?,
+        None => model.session()?,
+    };
+    let refs: Vec<&Tensor> = tensors.iter().collect();
+    let t1 = Instant::now();
+    let results = session.run(&refs)?;
+    let t_run = t1.elapsed();
+    for ((name, t), p) in out_names.iter().zip(&results).zip(&out_paths) {
+        println!("output '{name}': shape {:?}", t.shape);
+        if t.shape.len() == 2 && top > 0 {
+            let cols = t.shape[1];
+            for (r, row) in t.data.chunks(cols.max(1)).enumerate() {
+                let mut idx: Vec<usize> = (0..row.len()).collect();
+                idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+                let best: Vec<String> = idx.iter().take(top).map(|&i| format!("{i} ({:.4})", row[i])).collect();
+                println!("  row {r}: top-{}: {}", top.min(cols), best.join(", "));
+            }
+        }
+        if let Some(p) = p {
+            npy::write_f32(Path::new(p), &t.shape, &t.data).with_context(|| format!("writing output '{name}'"))?;
+            println!("  wrote {p}");
+        }
+    }
+    println!(
+        "load+compile {:.1} ms, run {:.1} ms ({} threads)",
+        t_load.as_secs_f64() * 1e3,
+        t_run.as_secs_f64() * 1e3,
+        session.threads()
+    );
+    Ok(())
+}

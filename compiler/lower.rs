@@ -1,0 +1,171 @@
+//! Lowering: an IR graph becomes a runtime [`Plan`] — one step per op node in topological order, one
+//! buffer per tensor, weights laid out as the kernels read them (Gemm's B transposed to `[K, N]`,
+//! BatchNorm reduced to a per-channel scale and shift s = γ/√(σ²+ε), t = β − μ·s).
+//!
+//! The only symbolic dimension the runtime knows is the batch: a graph may use at most one symbol.
+//! Memory planning and fusion belong to the passes and the planner that come after this.
+
+use anyhow::{anyhow, bail, Result};
+use resin_ir::op::{PadMode, PoolKind};
+use resin_ir::{Dim, Graph, NodeId, Op};
+use resin_runtime::kernels::conv::Conv2d;
+use resin_runtime::kernels::elementwise::{BinaryOp, UnaryOp};
+use resin_runtime::kernels::pad::PadMode as RtPad;
+use resin_runtime::kernels::pool::Pool2d;
+use resin_runtime::plan::{self, Buffer, BufferKind, ConvStep, GemmStep, Io, Plan, Step, StepOp, WeightRange};
+use std::collections::HashMap;
+
+/// Weights are aligned to 16 floats (64 bytes) so that a file can be memory-mapped straight into them.
+const ALIGN: usize = 16;
+
+struct Lowering {
+    plan: Plan,
+    batch: Option<String>,
+    buffer_of: HashMap<NodeId, usize>,
+}
+
+impl Lowering {
+    fn push_weights(&mut self, data: &[f32]) -> WeightRange {
+        let w = &mut self.plan.weights;
+        w.resize(w.len().div_ceil(ALIGN) * ALIGN, 0.0);
+        let offset = w.len();
+        w.extend_from_slice(data);
+        WeightRange { offset, len: data.len() }
+    }
+
+    fn dims(&mut self, shape: &[Dim], node: &str) -> Result<Vec<plan::Dim>> {
+        shape
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => Ok(plan::Dim::Fixed(*n)),
+                Dim::Sym(s) => match &self.batch {
+                    Some(b) if b != s => {
+                        bail!("node '{node}': a second dynamic dimension '{s}' (besides '{b}') is not supported")
+                    }
+                    _ => {
+                        self.batch = Some(s.clone());
+                        Ok(plan::Dim::Batch)
+                    }
+                },
+            })
+            .collect()
+    }
+
+    fn add_buffer(&mut self, shape: Vec<plan::Dim>, kind: BufferKind) -> usize {
+        self.plan.buffers.push(Buffer { shape, kind });
+        self.plan.buffers.len() - 1
+    }
+}
+
+fn f32s<'a>(t: &'a resin_ir::Tensor, node: &str) -> Result<&'a [f32]> {
+    t.as_f32().ok_or_else(|| anyhow!("node '{node}': an int64 tensor cannot be used as data"))
+}
+
+/// Lowers `g` to a plan.
+pub fn lower(g: &Graph) -> Result<Plan> {
+    let mut l = Lowering { plan: Plan::default(), batch: None, buffer_of: HashMap::new() };
+    for id in g.topo_order()? {
+        let node = g.node(id);
+        let name = node.name.as_str();
+        let shape = l.dims(&node.ty.shape, name)?;
+        let ins: Vec<usize> = g.inputs_of(id).iter().map(|i| l.buffer_of[i]).collect();
+        let op = match &node.op {
+            Op::Input => {
+                let k =
+                    g.inputs.iter().position(|&i| i == id).ok_or_else(|| anyhow!("input '{name}' is not listed"))?;
+                let b = l.add_buffer(shape, BufferKind::Input(k));
+                l.buffer_of.insert(id, b);
+                continue;
+            }
+            Op::Const(t) => {
+                let r = l.push_weights(f32s(t, name)?);
+                let b = l.add_buffer(shape, BufferKind::Const(r));
+                l.buffer_of.insert(id, b);
+                continue;
+            }
+            Op::Conv(c) => {
+                let xs = &g.node(g.inputs_of(id)[0]).ty.shape;
+                let cin = xs[1].fixed().ok_or_else(|| anyhow!("node '{name}': unknown input channels"))?;
+                let geom = Conv2d {
+                    cin,
+                    cout: c.out_channels(),
+                    kernel: c.kernel(),
+                    strides: c.strides,
+                    pads: c.pads,
+                    dilations: c.dilations,
+                    group: c.group,
+                };
+                let weight = l.push_weights(f32s(&c.weight, name)?);
+                let bias = match &c.bias {
+                    Some(b) => Some(l.push_weights(f32s(b, name)?)),
+                    None => None,
+                };
+                StepOp::Conv(ConvStep { geom, weight, bias, act: None })
+            }
+            Op::BatchNorm(b) => {
+                let (g_, beta, mean, var) =
+                    (f32s(&b.scale, name)?, f32s(&b.bias, name)?, f32s(&b.mean, name)?, f32s(&b.var, name)?);
+                let s: Vec<f32> = g_.iter().zip(var).map(|(&g, &v)| g / (v + b.epsilon).sqrt()).collect();
+                let t: Vec<f32> = beta.iter().zip(mean).zip(&s).map(|((&b, &m), &s)| b - m * s).collect();
+                StepOp::ChannelAffine { scale: l.push_weights(&s), shift: l.push_weights(&t) }
+            }
+            Op::Gemm(gm) => {
+                let (k, n) = gm.kn();
+                let b = f32s(&gm.b, name)?;
+                let packed: Vec<f32> =
+                    if gm.trans_b { (0..k * n).map(|i| b[(i % n) * k + i / n]).collect() } else { b.to_vec() };
+                let weight = l.push_weights(&packed);
+                let c = match &gm.c {
+                    Some(c) => Some((l.push_weights(f32s(c, name)?), c.shape.clone())),
+                    None => None,
+                };
+                StepOp::Gemm(GemmStep { k, n, trans_a: gm.trans_a, alpha: gm.alpha, weight, c, beta: gm.beta })
+            }
+            Op::MatMul => StepOp::MatMul,
+            Op::Relu => StepOp::Unary(UnaryOp::Relu),
+            Op::Sigmoid => StepOp::Unary(UnaryOp::Sigmoid),
+            Op::Clip { min, max } => StepOp::Unary(UnaryOp::Clip { min: *min, max: *max }),
+            Op::Add => StepOp::Binary(BinaryOp::Add),
+            Op::Sub => StepOp::Binary(BinaryOp::Sub),
+            Op::Mul => StepOp::Binary(BinaryOp::Mul),
+            Op::Div => StepOp::Binary(BinaryOp::Div),
+            Op::Sum => StepOp::Sum,
+            Op::Pool(p) => {
+                let geom = Pool2d {
+                    kernel: p.kernel,
+                    strides: p.strides,
+                    pads: p.pads,
+                    dilations: p.dilations,
+                    count_include_pad: p.count_include_pad,
+                };
+                match p.kind {
+                    PoolKind::Max => StepOp::MaxPool(geom),
+                    PoolKind::Avg => StepOp::AvgPool(geom),
+                }
+            }
+            Op::GlobalAvgPool => StepOp::GlobalAvgPool,
+            Op::Softmax { axis } => StepOp::Softmax { axis: *axis },
+            Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => StepOp::Copy,
+            Op::Concat { axis } => StepOp::Concat { axis: *axis },
+            Op::Pad { pads, mode } => StepOp::Pad {
+                pads: pads.clone(),
+                mode: match mode {
+                    PadMode::Constant(v) => RtPad::Constant(*v),
+                    PadMode::Reflect => RtPad::Reflect,
+                    PadMode::Edge => RtPad::Edge,
+                },
+            },
+        };
+        let out = l.add_buffer(shape, BufferKind::Activation);
+        l.buffer_of.insert(id, out);
+        l.plan.steps.push(Step { name: name.to_string(), op, inputs: ins, output: out });
+    }
+    for inp in &g.inputs {
+        let name = g.node(*inp).name.clone();
+        l.plan.inputs.push(Io { name, buffer: l.buffer_of[inp] });
+    }
+    for o in &g.outputs {
+        l.plan.outputs.push(Io { name: o.name.clone(), buffer: l.buffer_of[&o.node] });
+    }
+    Ok(l.plan)
+}

@@ -1,0 +1,5 @@
+//! The `resin` command line.
+
+fn main() {
+    std::process::exit(resin::cli::main());
+}

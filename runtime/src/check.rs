@@ -1,0 +1,154 @@
+//! Plan checking: everything a session will index is verified once, when a `Model` is made, so that a
+//! corrupted or hand-made plan is an error and never an out-of-bounds panic or a wrong answer.
+
+use crate::error::{Error, Result};
+use crate::plan::{BufferKind, Dim, Plan, StepOp, WeightRange};
+
+fn bad(msg: String) -> Error {
+    Error::InvalidPlan(msg)
+}
+
+fn fixed_len(shape: &[Dim]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, d| match d {
+        Dim::Fixed(n) => a.checked_mul(*n),
+        Dim::Batch => None,
+    })
+}
+
+/// Per-sample element count (batch taken as 1), or None on overflow.
+fn sample_len(shape: &[Dim]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, d| a.checked_mul(d.resolve(1)))
+}
+
+/// Checks `plan`.
+pub fn check_plan(plan: &Plan) -> Result<()> {
+    let nw = plan.weights.len();
+    let range = |r: &WeightRange, what: &str| -> Result<()> {
+        match r.offset.checked_add(r.len) {
+            Some(end) if end <= nw => Ok(()),
+            _ => Err(bad(format!("{what}: weight range {}+{} exceeds the {nw} weights", r.offset, r.len))),
+        }
+    };
+    let nb = plan.buffers.len();
+    let mut written = vec![false; nb];
+    for (i, b) in plan.buffers.iter().enumerate() {
+        if sample_len(&b.shape).is_none_or(|n| n > 1 << 34) {
+            return Err(bad(format!("buffer {i} has an absurd shape")));
+        }
+        match &b.kind {
+            BufferKind::Const(r) => {
+                range(r, &format!("buffer {i}"))?;
+                if fixed_len(&b.shape) != Some(r.len) {
+                    return Err(bad(format!("constant buffer {i}: shape does not match its {} weights", r.len)));
+                }
+                written[i] = true;
+            }
+            BufferKind::Input(k) => {
+                if plan.inputs.get(*k).is_none_or(|io| io.buffer != i) {
+                    return Err(bad(format!("buffer {i} claims to be input {k}")));
+                }
+                written[i] = true;
+            }
+            BufferKind::Activation => {}
+        }
+    }
+    for (k, io) in plan.inputs.iter().enumerate() {
+        if plan.buffers.get(io.buffer).is_none_or(|b| b.kind != BufferKind::Input(k)) {
+            return Err(bad(format!("input '{}' refers to buffer {} which is not input {k}", io.name, io.buffer)));
+        }
+    }
+    for step in &plan.steps {
+        let name = &step.name;
+        for &b in &step.inputs {
+            if b >= nb || !written[b] {
+                return Err(bad(format!("step '{name}' reads buffer {b} before it is written")));
+            }
+        }
+        let out = step.output;
+        if out >= nb || written[out] || plan.buffers[out].kind != BufferKind::Activation {
+            return Err(bad(format!("step '{name}' writes buffer {out}, which is not a fresh activation")));
+        }
+        let arity = match &step.op {
+            StepOp::MatMul | StepOp::Binary(_) => 2..=2,
+            StepOp::Sum | StepOp::Concat { .. } => 1..=usize::MAX,
+            _ => 1..=1,
+        };
+        if !arity.contains(&step.inputs.len()) {
+            return Err(bad(format!("step '{name}' has {} inputs", step.inputs.len())));
+        }
+        let in_shape = &plan.buffers[step.inputs[0]].shape;
+        let out_shape = &plan.buffers[out].shape;
+        let rank_is = |s: &[Dim], r: usize| s.len() == r;
+        match &step.op {
+            StepOp::Conv(c) => {
+                range(&c.weight, name)?;
+                let g = &c.geom;
+                let ok = g.group > 0
+                    && g.cin % g.group == 0
+                    && g.cout % g.group == 0
+                    && g.strides.iter().all(|&s| s > 0)
+                    && g.dilations.iter().all(|&d| d > 0)
+                    && c.weight.len == g.cout * g.k()
+                    && rank_is(in_shape, 4)
+                    && rank_is(out_shape, 4)
+                    && in_shape[1] == Dim::Fixed(g.cin)
+                    && out_shape[1] == Dim::Fixed(g.cout)
+                    && in_shape[0] == out_shape[0];
+                if !ok {
+                    return Err(bad(format!("conv step '{name}' has inconsistent geometry")));
+                }
+                let (h, w) = (in_shape[2].resolve(1), in_shape[3].resolve(1));
+                let (oh, ow) = (out_shape[2].resolve(1), out_shape[3].resolve(1));
+                let fits = |len: usize, o: usize, a: usize| {
+                    o > 0
+                        && (o - 1) * g.strides[a] + g.dilations[a] * (g.kernel[a] - 1) + 1
+                            <= len + g.pads[a] + g.pads[a + 2]
+                };
+                if !fits(h, oh, 0) || !fits(w, ow, 1) {
+                    return Err(bad(format!("conv step '{name}': output does not fit the input")));
+                }
+                if let Some(b) = &c.bias {
+                    range(b, name)?;
+                    if b.len != g.cout {
+                        return Err(bad(format!("conv step '{name}': bias length {}", b.len)));
+                    }
+                }
+            }
+            StepOp::Gemm(gm) => {
+                range(&gm.weight, name)?;
+                if gm.weight.len != gm.k * gm.n
+                    || !rank_is(in_shape, 2)
+                    || !rank_is(out_shape, 2)
+                    || out_shape[1] != Dim::Fixed(gm.n)
+                {
+                    return Err(bad(format!("gemm step '{name}' has inconsistent shapes")));
+                }
+                let (m_in, k_in) = if gm.trans_a { (in_shape[1], in_shape[0]) } else { (in_shape[0], in_shape[1]) };
+                if k_in != Dim::Fixed(gm.k) || m_in != out_shape[0] {
+                    return Err(bad(format!("gemm step '{name}': A does not match K={} ", gm.k)));
+                }
+                if let Some((c, cs)) = &gm.c {
+                    range(c, name)?;
+                    if cs.iter().product::<usize>() != c.len || cs.len() > 2 {
+                        return Err(bad(format!("gemm step '{name}': C shape {cs:?}")));
+                    }
+                }
+            }
+            StepOp::ChannelAffine { scale, shift } => {
+                range(scale, name)?;
+                range(shift, name)?;
+                if in_shape.len() < 2 || in_shape[1] != Dim::Fixed(scale.len) || shift.len != scale.len {
+                    return Err(bad(format!("step '{name}': per-channel parameters do not match")));
+                }
+            }
+            _ => {}
+        }
+        written[out] = true;
+    }
+    for io in &plan.outputs {
+        if io.buffer >= nb || !written[io.buffer] {
+            return Err(bad(format!("output '{}' is never written", io.name)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! The runtime's errors: each names what was wrong, with expected versus got.
+
+/// A runtime error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("expected {expected} input(s), got {got}")]
+    InputCount { expected: usize, got: usize },
+    #[error("input '{name}': expected shape {expected}, got {got:?}")]
+    InputShape { name: String, expected: String, got: Vec<usize> },
+    #[error("input '{name}': expected dtype float32, got {got}")]
+    InputDType { name: String, got: String },
+    #[error("input '{name}': data has {got} elements, its shape {shape:?} needs {expected}")]
+    InputData { name: String, shape: Vec<usize>, expected: usize, got: usize },
+    #[error("no input named '{0}'")]
+    UnknownInput(String),
+    #[error("invalid plan: {0}")]
+    InvalidPlan(String),
+    #[error("{path}: {msg}")]
+    File { path: String, msg: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

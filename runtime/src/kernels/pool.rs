@@ -1,0 +1,435 @@
+//! Pooling kernels: 2-D max and average pooling over NCHW planes, global average pooling, and the
+//! ONNX output-size rule they share.
+//!
+//! Images are handled as `planes = N * C` independent `[h, w]` planes. Large problems are split across
+//! planes with rayon; small ones run sequentially.
+
+use rayon::prelude::*;
+
+/// Geometry of a 2-D pooling window. pads are [top, left, bottom, right].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pool2d {
+    /// Window size `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Window step `[sh, sw]`.
+    pub strides: [usize; 2],
+    /// Implicit padding `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    /// Spacing between window taps `[dh, dw]` (1 = dense).
+    pub dilations: [usize; 2],
+    /// Average pooling only: whether padded positions count in the divisor.
+    pub count_include_pad: bool,
+}
+
+/// Output length of one spatial axis, ONNX semantics (floor, or ceil when ceil_mode; with ceil_mode a window
+/// that would start inside the end padding only is dropped, as ONNX Runtime / PyTorch do).
+///
+/// Math: with the effective window `ek = (kernel - 1) * dilation + 1` and padded length
+/// `L = input + pad_begin + pad_end`, `out = floor((L - ek) / stride) + 1` (or `ceil` in ceil mode); then,
+/// in ceil mode, if the last window would start at or beyond `input + pad_begin` (i.e. in the end padding)
+/// `out` is reduced by one. If the window does not fit at all (`L < ek`) the result is 0.
+/// A zero `stride` is treated as 1.
+pub fn pool_output_len(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad_begin: usize,
+    pad_end: usize,
+    dilation: usize,
+    ceil_mode: bool,
+) -> usize {
+    let stride = stride.max(1);
+    let ek = kernel.saturating_sub(1) * dilation + 1;
+    let Some(span) = (input + pad_begin + pad_end).checked_sub(ek) else {
+        return 0;
+    };
+    let mut out = if ceil_mode { span.div_ceil(stride) + 1 } else { span / stride + 1 };
+    if ceil_mode && (out - 1) * stride >= input + pad_begin {
+        out -= 1;
+    }
+    out
+}
+
+/// Work (output elements × window taps) below which the plane loop stays sequential.
+const PAR_THRESHOLD: usize = 1 << 16;
+
+/// Runs `f(x_plane, y_plane)` for each of `planes` planes, in parallel when the work is large.
+fn for_each_plane<F>(x: &[f32], hw: usize, y: &mut [f32], ohw: usize, taps: usize, f: F)
+where
+    F: Fn(&[f32], &mut [f32]) + Sync + Send,
+{
+    if ohw == 0 {
+        return;
+    }
+    let plane = |(p, yp): (usize, &mut [f32])| f(&x[p * hw..(p + 1) * hw], yp);
+    if y.len().saturating_mul(taps) >= PAR_THRESHOLD && y.len() > ohw {
+        y.par_chunks_mut(ohw).enumerate().for_each(plane);
+    } else {
+        y.chunks_mut(ohw).enumerate().for_each(plane);
+    }
+}
+
+/// The taps `k` of a dilated window starting at (possibly negative) `start` whose coordinates
+/// `start + k * dilation` lie in `[lo, hi)`, as a half-open range `[k0, k1)` clipped to `[0, kernel)`.
+#[inline]
+fn tap_range(start: isize, kernel: usize, dilation: usize, lo: isize, hi: isize) -> (usize, usize) {
+    let d = dilation.max(1) as isize;
+    // Smallest k with start + k*d >= lo.
+    let k0 = if start >= lo { 0 } else { (lo - start + d - 1) / d };
+    // Smallest k with start + k*d >= hi.
+    let k1 = if start >= hi { 0 } else { (hi - start + d - 1) / d };
+    let k1 = (k1 as usize).min(kernel);
+    ((k0 as usize).min(k1), k1)
+}
+
+/// x: [n*c, h, w] planes, y: [n*c, oh, ow]. Max over the window; padded positions are ignored (never -inf in output unless the window is entirely padding, which cannot happen with valid geometry).
+///
+/// Math: `y[p, i, j] = max { x[p, i*sh - top + a*dh, j*sw - left + b*dw] : 0 ≤ a < kh, 0 ≤ b < kw,
+/// coordinates inside the image }`. A NaN in the window makes the output NaN (as PyTorch does).
+#[allow(clippy::too_many_arguments)]
+pub fn max_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: usize, ow: usize, y: &mut [f32]) {
+    debug_assert_eq!(x.len(), planes * h * w, "max_pool2d: input length");
+    debug_assert_eq!(y.len(), planes * oh * ow, "max_pool2d: output length");
+    let taps = p.kernel[0] * p.kernel[1];
+    for_each_plane(x, h * w, y, oh * ow, taps, |xp, yp| {
+        window_plane(p, h, w, ow, yp, |rows, cols| {
+            let mut m = f32::NEG_INFINITY;
+            for r in rows {
+                let row = &xp[r * w..(r + 1) * w];
+                for c in cols.clone() {
+                    let v = row[c];
+                    // Once `m` is NaN no comparison succeeds, so NaN sticks.
+                    if v > m || v.is_nan() {
+                        m = v;
+                    }
+                }
+            }
+            m
+        });
+    });
+}
+
+/// Average: count_include_pad=true divides by the number of window positions inside the *padded* input (positions beyond the padded extent introduced by ceil_mode are NOT counted — this matches ONNX Runtime); false divides by the number of valid (in-image) positions.
+///
+/// Math: `y[p, i, j] = (Σ_{taps in the image} x) / count`, where `count` is the number of window taps with
+/// both coordinates in the padded extent `[-top, h + bottom) × [-left, w + right)` when
+/// `count_include_pad`, and the number of taps inside the image `[0, h) × [0, w)` otherwise. (A window
+/// with no counted tap, impossible with valid geometry, gives `0 / 0 = NaN`.)
+#[allow(clippy::too_many_arguments)]
+pub fn avg_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: usize, ow: usize, y: &mut [f32]) {
+    debug_assert_eq!(x.len(), planes * h * w, "avg_pool2d: input length");
+    debug_assert_eq!(y.len(), planes * oh * ow, "avg_pool2d: output length");
+    let taps = p.kernel[0] * p.kernel[1];
+    let [top, left, bottom, right] = p.pads.map(|v| v as isize);
+    let (sh, sw) = (p.strides[0].max(1) as isize, p.strides[1].max(1) as isize);
+    let (dh, dw) = (p.dilations[0].max(1), p.dilations[1].max(1));
+    let [kh, kw] = p.kernel;
+    for_each_plane(x, h * w, y, oh * ow, taps, |xp, yp| {
+        for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
+            let r0 = i as isize * sh - top;
+            let rows = tap_range(r0, kh, dh, 0, h as isize);
+            let rows_padded = if p.count_include_pad { tap_range(r0, kh, dh, -top, h as isize + bottom) } else { rows };
+            for (j, out) in yr.iter_mut().enumerate() {
+                let c0 = j as isize * sw - left;
+                let cols = tap_range(c0, kw, dw, 0, w as isize);
+                let cols_padded =
+                    if p.count_include_pad { tap_range(c0, kw, dw, -left, w as isize + right) } else { cols };
+                let mut s = 0.0f32;
+                for r in TapIter::new(r0, rows.0, rows.1, dh) {
+                    let row = &xp[r * w..(r + 1) * w];
+                    for c in TapIter::new(c0, cols.0, cols.1, dw) {
+                        s += row[c];
+                    }
+                }
+                let count = (rows_padded.1 - rows_padded.0) * (cols_padded.1 - cols_padded.0);
+                *out = s / count as f32;
+            }
+        }
+    });
+}
+
+/// Calls `reduce(rows, cols)` for every output position of one plane, with the in-image input row and
+/// column indices the window covers, and stores the result.
+fn window_plane<R>(p: &Pool2d, h: usize, w: usize, ow: usize, yp: &mut [f32], reduce: R)
+where
+    R: Fn(TapIter, TapIter) -> f32,
+{
+    let (sh, sw) = (p.strides[0].max(1) as isize, p.strides[1].max(1) as isize);
+    let (dh, dw) = (p.dilations[0].max(1), p.dilations[1].max(1));
+    for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
+        let r0 = i as isize * sh - p.pads[0] as isize;
+        let (a0, a1) = tap_range(r0, p.kernel[0], dh, 0, h as isize);
+        let rows = TapIter::new(r0, a0, a1, dh);
+        for (j, out) in yr.iter_mut().enumerate() {
+            let c0 = j as isize * sw - p.pads[1] as isize;
+            let (b0, b1) = tap_range(c0, p.kernel[1], dw, 0, w as isize);
+            *out = reduce(rows.clone(), TapIter::new(c0, b0, b1, dw));
+        }
+    }
+}
+
+/// Input coordinates `start + k * step` for `k` in `[k0, k1)`; all are in range by construction.
+#[derive(Clone)]
+struct TapIter {
+    next: usize,
+    left: usize,
+    step: usize,
+}
+
+impl TapIter {
+    #[inline]
+    fn new(start: isize, k0: usize, k1: usize, step: usize) -> Self {
+        let left = k1 - k0;
+        // When the range is empty the first coordinate may be out of range; it is never yielded.
+        let next = if left == 0 { 0 } else { (start + (k0 * step) as isize) as usize };
+        TapIter { next, left, step }
+    }
+}
+
+impl Iterator for TapIter {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.left == 0 {
+            return None;
+        }
+        let v = self.next;
+        self.left -= 1;
+        self.next += self.step;
+        Some(v)
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for TapIter {}
+
+/// y[p] = mean of plane p (len hw).
+///
+/// Math: `y[p] = (1 / hw) Σ_{k < hw} x[p * hw + k]`, accumulated in `f32`. (`hw == 0` gives NaN, the
+/// mean of nothing.)
+pub fn global_avg_pool(x: &[f32], planes: usize, hw: usize, y: &mut [f32]) {
+    debug_assert_eq!(x.len(), planes * hw, "global_avg_pool: input length");
+    debug_assert_eq!(y.len(), planes, "global_avg_pool: output length");
+    if hw == 0 {
+        y.fill(f32::NAN);
+        return;
+    }
+    let inv = 1.0 / hw as f32;
+    for (yp, xp) in y.iter_mut().zip(x.chunks_exact(hw)) {
+        *yp = xp.iter().sum::<f32>() * inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(3);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                ((s >> 8) as f32 / (1u32 << 24) as f32) * 10.0 - 5.0
+            })
+            .collect()
+    }
+
+    /// Naive reference for both pools: enumerate every tap, classify it, reduce in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: usize, ow: usize, max: bool) -> Vec<f32> {
+        let mut y = Vec::new();
+        let (h, w) = (h as i64, w as i64);
+        let [top, left, bottom, right] = p.pads.map(|v| v as i64);
+        for pl in 0..planes {
+            for i in 0..oh as i64 {
+                for j in 0..ow as i64 {
+                    let mut m = f64::NEG_INFINITY;
+                    let (mut s, mut valid, mut padded) = (0.0f64, 0usize, 0usize);
+                    for a in 0..p.kernel[0] as i64 {
+                        for b in 0..p.kernel[1] as i64 {
+                            let r = i * p.strides[0] as i64 - top + a * p.dilations[0] as i64;
+                            let c = j * p.strides[1] as i64 - left + b * p.dilations[1] as i64;
+                            if r >= -top && r < h + bottom && c >= -left && c < w + right {
+                                padded += 1;
+                            }
+                            if r >= 0 && r < h && c >= 0 && c < w {
+                                let v = x[pl * (h * w) as usize + (r * w + c) as usize] as f64;
+                                valid += 1;
+                                s += v;
+                                m = m.max(v);
+                            }
+                        }
+                    }
+                    let count = if p.count_include_pad { padded } else { valid };
+                    y.push(if max { m as f32 } else { (s / count as f64) as f32 });
+                }
+            }
+        }
+        y
+    }
+
+    struct Case {
+        planes: usize,
+        h: usize,
+        w: usize,
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        pads: [usize; 4],
+        dilations: [usize; 2],
+        ceil: bool,
+    }
+
+    fn check(c: &Case) {
+        let oh = pool_output_len(c.h, c.kernel[0], c.strides[0], c.pads[0], c.pads[2], c.dilations[0], c.ceil);
+        let ow = pool_output_len(c.w, c.kernel[1], c.strides[1], c.pads[1], c.pads[3], c.dilations[1], c.ceil);
+        let x = data(c.planes * c.h * c.w, (c.h * 131 + c.w * 17 + c.planes) as u32);
+        for include in [false, true] {
+            let p = Pool2d {
+                kernel: c.kernel,
+                strides: c.strides,
+                pads: c.pads,
+                dilations: c.dilations,
+                count_include_pad: include,
+            };
+            let mut y = vec![f32::NAN; c.planes * oh * ow];
+            max_pool2d(&x, c.planes, c.h, c.w, &p, oh, ow, &mut y);
+            let want = naive(&x, c.planes, c.h, c.w, &p, oh, ow, true);
+            assert_eq!(y, want, "max {p:?} h={} w={} ceil={}", c.h, c.w, c.ceil);
+            avg_pool2d(&x, c.planes, c.h, c.w, &p, oh, ow, &mut y);
+            let want = naive(&x, c.planes, c.h, c.w, &p, oh, ow, false);
+            for (k, (g, wv)) in y.iter().zip(&want).enumerate() {
+                assert!((g - wv).abs() <= 1e-5, "avg {p:?} h={} w={} ceil={} at {k}: {g} vs {wv}", c.h, c.w, c.ceil);
+            }
+        }
+    }
+
+    fn case(h: usize, w: usize, k: usize, s: usize, pads: [usize; 4], d: usize, ceil: bool) -> Case {
+        Case { planes: 3, h, w, kernel: [k, k], strides: [s, s], pads, dilations: [d, d], ceil }
+    }
+
+    #[test]
+    fn pool_output_len_onnx_rules() {
+        // ResNet stem max pool: 112 -> 56.
+        assert_eq!(pool_output_len(112, 3, 2, 1, 1, 1, false), 56);
+        // ceil: (112 + 2 - 3) / 2 = 55.5 -> 57 windows; the last starts at row 111, inside the image.
+        assert_eq!(pool_output_len(112, 3, 2, 1, 1, 1, true), 57);
+        // Global-like 7x7 average.
+        assert_eq!(pool_output_len(7, 7, 1, 0, 0, 1, false), 1);
+        // floor vs ceil.
+        assert_eq!(pool_output_len(5, 2, 2, 0, 0, 1, false), 2);
+        assert_eq!(pool_output_len(5, 2, 2, 0, 0, 1, true), 3);
+        assert_eq!(pool_output_len(6, 3, 2, 1, 1, 1, true), 4);
+        // ceil would add a window starting in the end padding only: dropped.
+        assert_eq!(pool_output_len(3, 2, 2, 1, 1, 1, true), 2);
+        assert_eq!(pool_output_len(3, 2, 2, 1, 1, 1, false), 2);
+        // Dilation: effective kernel 5.
+        assert_eq!(pool_output_len(10, 3, 1, 0, 0, 2, false), 6);
+        assert_eq!(pool_output_len(10, 3, 2, 0, 0, 2, true), 4);
+        // Window larger than the padded input.
+        assert_eq!(pool_output_len(2, 5, 1, 1, 1, 1, false), 0);
+    }
+
+    #[test]
+    fn pools_match_naive() {
+        check(&case(112, 112, 3, 2, [1, 1, 1, 1], 1, false)); // ResNet stem (parallel path)
+        check(&case(7, 7, 7, 1, [0, 0, 0, 0], 1, false));
+        check(&case(8, 8, 2, 2, [0, 0, 0, 0], 1, false)); // DenseNet transition
+        check(&case(9, 7, 3, 1, [1, 1, 1, 1], 1, false));
+        check(&case(6, 5, 3, 2, [2, 0, 1, 2], 1, false)); // asymmetric pads
+        check(&case(10, 11, 3, 2, [1, 1, 1, 1], 2, false)); // dilation
+        check(&Case {
+            planes: 2,
+            h: 9,
+            w: 6,
+            kernel: [3, 2],
+            strides: [2, 1],
+            pads: [1, 0, 0, 1],
+            dilations: [1, 2],
+            ceil: false,
+        });
+        check(&case(1, 1, 1, 1, [0, 0, 0, 0], 1, false));
+    }
+
+    #[test]
+    fn pools_ceil_mode_match_naive() {
+        check(&case(5, 5, 2, 2, [0, 0, 0, 0], 1, true));
+        check(&case(6, 6, 3, 2, [1, 1, 1, 1], 1, true));
+        check(&case(3, 3, 2, 2, [1, 1, 1, 1], 1, true)); // dropped last window
+        check(&case(7, 8, 3, 3, [1, 1, 0, 0], 1, true));
+        check(&case(10, 9, 3, 2, [0, 1, 1, 0], 2, true));
+    }
+
+    #[test]
+    fn avg_pool_divisors() {
+        // 1x1x3x3 input of ones, k=2, s=2, pads 1 all round, ceil: output 2x2 (the third window, which
+        // would start in the bottom/right padding, is dropped).
+        let x = [1.0f32; 9];
+        let oh = pool_output_len(3, 2, 2, 1, 1, 1, true);
+        assert_eq!(oh, 2);
+        let mut p =
+            Pool2d { kernel: [2, 2], strides: [2, 2], pads: [1, 1, 1, 1], dilations: [1, 1], count_include_pad: false };
+        let mut y = [0.0; 4];
+        avg_pool2d(&x, 1, 3, 3, &p, 2, 2, &mut y);
+        assert_eq!(y, [1.0; 4]);
+        p.count_include_pad = true;
+        avg_pool2d(&x, 1, 3, 3, &p, 2, 2, &mut y);
+        // Top-left window: 1 valid of 4 padded taps; the others 2/4 and 4/4.
+        assert_eq!(y, [0.25, 0.5, 0.5, 1.0]);
+
+        // Ceil mode window running past the padded extent: 1x4 row, k=3, s=2, no pads, ceil -> 2 windows;
+        // the second covers cols 2,3 and one position beyond the input, which is never counted.
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let ow = pool_output_len(4, 3, 2, 0, 0, 1, true);
+        assert_eq!(ow, 2);
+        let p = Pool2d { kernel: [1, 3], strides: [1, 2], pads: [0; 4], dilations: [1, 1], count_include_pad: true };
+        let mut y = [0.0; 2];
+        avg_pool2d(&x, 1, 1, 4, &p, 1, 2, &mut y);
+        assert_eq!(y, [2.0, 3.5]);
+    }
+
+    #[test]
+    fn max_pool_nan_and_padding() {
+        // Padding never wins over negative values.
+        let x = [-3.0, -2.0, -4.0, -5.0];
+        let p =
+            Pool2d { kernel: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], count_include_pad: false };
+        let mut y = [0.0; 4];
+        max_pool2d(&x, 1, 2, 2, &p, 2, 2, &mut y);
+        assert_eq!(y, [-2.0; 4]);
+        // NaN propagates.
+        let x = [1.0, f32::NAN, 3.0, 0.0];
+        max_pool2d(&x, 1, 2, 2, &p, 2, 2, &mut y);
+        assert!(y.iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn pools_empty() {
+        let p = Pool2d { kernel: [2, 2], strides: [1, 1], pads: [0; 4], dilations: [1, 1], count_include_pad: false };
+        let mut y: [f32; 0] = [];
+        max_pool2d(&[], 0, 4, 4, &p, 3, 3, &mut y);
+        avg_pool2d(&[], 0, 4, 4, &p, 3, 3, &mut y);
+        max_pool2d(&[0.0; 4], 1, 1, 4, &p, 0, 3, &mut y);
+        global_avg_pool(&[], 0, 5, &mut y);
+    }
+
+    #[test]
+    fn global_avg_pool_matches_naive() {
+        for &(planes, hw) in &[(1, 1), (3, 49), (64, 7), (2, 1000)] {
+            let x = data(planes * hw, hw as u32);
+            let mut y = vec![f32::NAN; planes];
+            global_avg_pool(&x, planes, hw, &mut y);
+            for p in 0..planes {
+                let want = x[p * hw..(p + 1) * hw].iter().map(|&v| v as f64).sum::<f64>() / hw as f64;
+                assert!((y[p] as f64 - want).abs() < 1e-5, "planes={planes} hw={hw}");
+            }
+        }
+        let mut y = [0.0; 2];
+        global_avg_pool(&[], 2, 0, &mut y);
+        assert!(y.iter().all(|v| v.is_nan()));
+    }
+}

@@ -1,0 +1,46 @@
+//! The tensors that cross the API: an owned float32 array with its shape, convertible to and from
+//! `ndarray`.
+
+/// A float32 tensor (row-major).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    /// A tensor from a shape and its elements; `None` if they disagree in length.
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Option<Tensor> {
+        (shape.iter().product::<usize>() == data.len()).then_some(Tensor { shape, data })
+    }
+
+    /// A view of this tensor as an `ndarray` array.
+    pub fn view(&self) -> ndarray::ArrayViewD<'_, f32> {
+        ndarray::ArrayViewD::from_shape(self.shape.as_slice(), &self.data).expect("tensor shape matches its data")
+    }
+
+    /// Index of the largest element of each row of a `[rows, cols]` view (NaN never wins).
+    pub fn argmax_rows(&self) -> Vec<usize> {
+        let cols = self.shape.last().copied().unwrap_or(1).max(1);
+        self.data
+            .chunks(cols)
+            .map(|row| {
+                let mut best = 0;
+                for (i, &v) in row.iter().enumerate() {
+                    if v > row[best] || row[best].is_nan() {
+                        best = i;
+                    }
+                }
+                best
+            })
+            .collect()
+    }
+}
+
+impl From<ndarray::ArrayD<f32>> for Tensor {
+    fn from(a: ndarray::ArrayD<f32>) -> Tensor {
+        let shape = a.shape().to_vec();
+        let data = if a.is_standard_layout() { a.into_raw_vec_and_offset().0 } else { a.iter().copied().collect() };
+        Tensor { shape, data }
+    }
+}
