@@ -31,10 +31,10 @@ pub fn tensor(t: &TensorProto) -> Result<Tensor> {
     match dt {
         DataType::Float => {
             let v: Vec<f32> = if !raw.is_empty() {
-                check(raw.len() / 4)?;
-                if raw.len() % 4 != 0 {
+                if !raw.len().is_multiple_of(4) {
                     bail!("tensor '{}' raw_data is {} bytes, not a whole number of float32", t.name, raw.len());
                 }
+                check(raw.len() / 4)?;
                 raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
             } else {
                 check(t.float_data.len())?;

@@ -74,7 +74,7 @@ impl Volume {
             let pos = syms.iter().position(|x| x == s)?;
             syms.remove(pos);
         }
-        if other.fixed == 0 || self.fixed % other.fixed != 0 {
+        if other.fixed == 0 || !self.fixed.is_multiple_of(other.fixed) {
             return None;
         }
         let q = self.fixed / other.fixed;

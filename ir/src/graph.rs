@@ -228,11 +228,11 @@ impl Graph {
         Ok(())
     }
 
-    /// A histogram of op names, sorted by name (Input nodes excluded).
+    /// A histogram of op names, sorted by name (Input and Const nodes excluded: they are values, not ops).
     pub fn op_histogram(&self) -> Vec<(&'static str, usize)> {
         let mut m = std::collections::BTreeMap::new();
         for n in self.g.node_weights() {
-            if !matches!(n.op, Op::Input) {
+            if !matches!(n.op, Op::Input | Op::Const(_)) {
                 *m.entry(n.op.name()).or_insert(0) += 1;
             }
         }

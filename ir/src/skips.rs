@@ -8,8 +8,9 @@
 //! - a Mul by a gate: a **gated** skip, S(a) = a ⊙ g.
 //!
 //! The operand whose source is deepest is the main path; every other operand whose source is a strict
-//! ancestor of the main operand bypasses layers and its edge into the group becomes a skip edge. A group
-//! with two or more weighted skips feeds a layer from several earlier layers: its skips are **dense**.
+//! ancestor of the main operand's source bypasses layers and its edge into the group becomes a skip edge
+//! (parallel branches from one tensor are not skips). A layer fed through matrices by two or more earlier
+//! layers makes the network densely connected: then all its weighted skips are **dense**.
 //!
 //! For concatenation (DenseNet) the deepest operand of a Concat is the data input and every operand that
 //! is an ancestor of it is a **dense** skip; Concats that share their earliest operand form a dense block
@@ -105,6 +106,10 @@ fn strip(g: &Graph, anc: &Ancestry, operand: NodeId) -> (SkipKind, NodeId) {
     if !single(n) {
         return (SkipKind::Identity, operand);
     }
+    while matches!(g.node(n).op, Op::Identity) && single(n) {
+        n = g.inputs_of(n)[0];
+    }
+    let operand = n;
     if matches!(g.node(n).op, Op::BatchNorm(_)) {
         let p = g.inputs_of(n)[0];
         if matches!(&g.node(p).op, Op::Conv(c) if c.kernel() == [1, 1]) && single(p) {
@@ -157,6 +162,7 @@ impl Graph {
         let anc = Ancestry::new(self, &order);
         let mut summary = SkipSummary::default();
         let mut marks: Vec<(NodeId, NodeId, usize, SkipKind)> = Vec::new();
+        let mut dense_net = false;
         let is_sum = |g: &Graph, n: NodeId| matches!(g.node(n).op, Op::Add | Op::Sum);
 
         for &n in &order {
@@ -173,18 +179,20 @@ impl Graph {
                         .max_by_key(|&i| (anc.depth(traced[i].1), anc.depth(ops[i].2)));
                     if let Some(main) = main {
                         let mut group = Vec::new();
+                        let (main_kind, main_src) = traced[main];
                         for (i, &(dst, port, src)) in ops.iter().enumerate() {
                             let (kind, source) = traced[i];
-                            if i != main && !is_const(self, src) && anc.is_ancestor(source, ops[main].2) {
+                            // A skip bypasses a layer: its source comes strictly before the main path's
+                            // (x + W x counts too); parallel branches from one tensor are not skips.
+                            let bypasses = anc.is_ancestor(source, main_src)
+                                || (kind == SkipKind::Identity
+                                    && main_kind != SkipKind::Identity
+                                    && source == main_src);
+                            if i != main && !is_const(self, src) && bypasses {
                                 group.push((src, dst, port, kind));
                             }
                         }
-                        let weighted = group.iter().filter(|m| m.3 == SkipKind::Weighted).count();
-                        for m in &mut group {
-                            if weighted >= 2 && m.3 == SkipKind::Weighted {
-                                m.3 = SkipKind::Dense;
-                            }
-                        }
+                        dense_net |= group.iter().filter(|m| m.3 == SkipKind::Weighted).count() >= 2;
                         marks.extend(group);
                     }
                 }
@@ -201,7 +209,10 @@ impl Graph {
                 }
             }
         }
-        for (src, dst, port, kind) in marks {
+        for (src, dst, port, mut kind) in marks {
+            if dense_net && kind == SkipKind::Weighted {
+                kind = SkipKind::Dense;
+            }
             self.set_edge_kind(src, dst, port, EdgeKind::Skip(kind));
             match kind {
                 SkipKind::Identity => summary.identity += 1,

@@ -101,8 +101,7 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
                 let (oh, ow) = (out_shape[2].resolve(1), out_shape[3].resolve(1));
                 let fits = |len: usize, o: usize, a: usize| {
                     o > 0
-                        && (o - 1) * g.strides[a] + g.dilations[a] * (g.kernel[a] - 1) + 1
-                            <= len + g.pads[a] + g.pads[a + 2]
+                        && (o - 1) * g.strides[a] + g.dilations[a] * (g.kernel[a] - 1) < len + g.pads[a] + g.pads[a + 2]
                 };
                 if !fits(h, oh, 0) || !fits(w, ow, 1) {
                     return Err(bad(format!("conv step '{name}': output does not fit the input")));

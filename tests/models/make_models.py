@@ -510,7 +510,8 @@ def main():
     export_torch("densenet_small",
                  build(4, lambda: DenseNet(growth_rate=8, block_config=(2, 3, 4), num_init_features=16,
                                            bn_size=2, num_classes=10), s), s,
-                 no_skips(dense_blocks=[2, 3, 4]), seed=4)
+                 # dense counts Concat inputs that bypass a layer: n(n+1)/2 per block of n layers (3+6+10)
+                 no_skips(dense=19, dense_blocks=[2, 3, 4]), seed=4)
     export_torch("resnext_small", build(5, ResNeXtSmall, s), s, no_skips(identity=1, weighted=1), seed=5)
 
     L = 6

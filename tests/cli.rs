@@ -1,0 +1,165 @@
+//! The `resin` binary as a user meets it: help with examples, `info` and `run` on a committed model, and
+//! the bad-input catalogue — each a one-line error naming the problem, exit code 1, no panic, nothing
+//! half-written.
+
+mod common;
+
+use prost::Message;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn resin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_resin")).args(args).output().expect("run resin")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("resin-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn model(name: &str) -> String {
+    common::models_dir().join(name).to_string_lossy().into_owned()
+}
+
+/// Asserts a failed run: exit code 1, one line on stderr containing `want`, no panic.
+fn assert_error(o: &Output, want: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(want), "expected '{want}' in: {err}");
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in [&["info", "--help"][..], &["run", "--help"]] {
+        let o = resin(cmd);
+        assert!(o.status.success());
+        assert!(stdout(&o).contains("Example"), "{cmd:?}: {}", stdout(&o));
+    }
+    assert!(stdout(&resin(&["--help"])).contains("info"));
+}
+
+#[test]
+fn info_reports_structure() {
+    let o = resin(&["info", &model("resnet18_w8.onnx")]);
+    let s = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(s.contains("skips: 5 identity + 3 weighted"), "{s}");
+    assert!(s.contains("parameters: 177362"), "{s}");
+    assert!(s.contains("input: input float32[batch,3,64,64]"), "{s}");
+    let plain = stdout(&resin(&["info", &model("plain18_w8.onnx")]));
+    assert!(plain.contains("skips: none"), "{plain}");
+    let dense = stdout(&resin(&["info", &model("densenet_small.onnx"), "--graph"]));
+    assert!(dense.contains("3 dense blocks of 2, 3, 4 layers"), "{dense}");
+    assert!(dense.contains("~dense %"), "the listing marks skip edges: {dense}");
+}
+
+#[test]
+fn run_writes_outputs_by_order_and_by_name() {
+    let d = scratch("run");
+    let out = d.join("y.npy");
+    let o = resin(&[
+        "run",
+        &model("resnet20.onnx"),
+        "--input",
+        &model("resnet20_input.npy"),
+        "--output",
+        out.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("top-5"), "{}", stdout(&o));
+    let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
+    common::assert_close("resnet20 via CLI", &common::read_npy(&out), &reference);
+
+    let named = d.join("named.npy");
+    let arg_in = format!("input={}", model("resnet20_input.npy"));
+    let arg_out = format!("output={}", named.display());
+    let o = resin(&["run", &model("resnet20.onnx"), "--input", &arg_in, "--output", &arg_out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    common::assert_close("resnet20 by name", &common::read_npy(&named), &reference);
+}
+
+fn write_npy(path: &Path, descr: &str, shape: &[usize], elem: usize) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.resize(bytes.len() + shape.iter().product::<usize>() * elem, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn bad_inputs_give_one_clear_line() {
+    let d = scratch("bad");
+    let r20 = model("resnet20.onnx");
+    let x = model("resnet20_input.npy");
+
+    // A truncated ONNX file.
+    let bytes = std::fs::read(&r20).unwrap();
+    let trunc = d.join("truncated.onnx");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    assert_error(&resin(&["run", trunc.to_str().unwrap(), "--input", &x]), "not a valid ONNX model");
+
+    // An empty file, and one that does not exist.
+    let empty = d.join("empty.onnx");
+    std::fs::write(&empty, b"").unwrap();
+    assert_error(&resin(&["info", empty.to_str().unwrap()]), "the file is empty");
+    assert_error(&resin(&["info", d.join("missing.onnx").to_str().unwrap()]), "cannot read");
+
+    // An unknown op: rename the first Relu of a real export.
+    let mut m = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    let node = m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "Relu").unwrap();
+    node.op_type = "Frobnicate".into();
+    let node_name = node.name.clone();
+    let unknown = d.join("unknown.onnx");
+    std::fs::write(&unknown, m.encode_to_vec()).unwrap();
+    assert_error(
+        &resin(&["info", unknown.to_str().unwrap()]),
+        &format!("node '{node_name}' (Frobnicate, opset 17): unsupported op 'Frobnicate'"),
+    );
+
+    // A wrong input shape.
+    let small = d.join("small.npy");
+    write_npy(&small, "<f4", &[1, 3, 16, 16], 4);
+    assert_error(
+        &resin(&["run", &r20, "--input", small.to_str().unwrap()]),
+        "input 'input': expected shape [N,3,32,32], got [1, 3, 16, 16]",
+    );
+
+    // A wrong dtype.
+    let f64s = d.join("f64.npy");
+    write_npy(&f64s, "<f8", &[1, 3, 32, 32], 8);
+    assert_error(
+        &resin(&["run", &r20, "--input", f64s.to_str().unwrap()]),
+        "input 'input': expected dtype float32, got float64",
+    );
+
+    // Wrong input count, unknown output name.
+    assert_error(&resin(&["run", &r20]), "missing --input for model input 'input'");
+    assert_error(&resin(&["run", &r20, "--input", &x, "--input", &x]), "too many --input arguments");
+
+    // An output in a missing directory: refused before running, nothing written.
+    let target = d.join("nope").join("y.npy");
+    assert_error(&resin(&["run", &r20, "--input", &x, "--output", target.to_str().unwrap()]), "does not exist");
+    assert!(!target.exists());
+}
