@@ -258,3 +258,125 @@ fn dense_blocks(g: &Graph, order: &[NodeId], anc: &Ancestry) -> Vec<usize> {
     }
     blocks.into_iter().filter(|b| b.1 >= 2).map(|b| b.1 - 1).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::Gemm;
+    use crate::{Dim, Tensor, TensorType};
+
+    fn vec_ty(n: usize) -> TensorType {
+        TensorType::f32(vec![Dim::Sym("batch".into()), Dim::Fixed(n)])
+    }
+
+    fn dense(g: &mut Graph, name: &str, x: NodeId) -> NodeId {
+        let op = Op::Gemm(Gemm {
+            b: Tensor::f32(vec![4, 4], vec![0.5; 16]),
+            c: None,
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+        });
+        let id = g.add_node(name, op, vec_ty(4));
+        g.connect(x, id, 0);
+        id
+    }
+
+    fn unary(g: &mut Graph, name: &str, op: Op, x: NodeId) -> NodeId {
+        let id = g.add_node(name, op, vec_ty(4));
+        g.connect(x, id, 0);
+        id
+    }
+
+    fn binary(g: &mut Graph, name: &str, op: Op, a: NodeId, b: NodeId) -> NodeId {
+        let id = g.add_node(name, op, vec_ty(4));
+        g.connect(a, id, 0);
+        g.connect(b, id, 1);
+        id
+    }
+
+    #[test]
+    fn residual_and_highway_blocks() {
+        // a1 = relu(W x); a2 = relu(W a1 + x) [identity]; a3 = relu(W a2 + V a1) [weighted]
+        let mut g = Graph::new();
+        let x = g.add_input("x", vec_ty(4));
+        let h1 = dense(&mut g, "w1", x);
+        let a1 = unary(&mut g, "a1", Op::Relu, h1);
+        let h2 = dense(&mut g, "w2", a1);
+        let s2 = binary(&mut g, "sum2", Op::Add, h2, x);
+        let a2 = unary(&mut g, "a2", Op::Relu, s2);
+        let h3 = dense(&mut g, "w3", a2);
+        let v = dense(&mut g, "v3", a1);
+        let s3 = binary(&mut g, "sum3", Op::Add, h3, v);
+        let a3 = unary(&mut g, "a3", Op::Relu, s3);
+        g.outputs.push(crate::Output { name: "y".into(), node: a3 });
+        g.validate().unwrap();
+        let s = g.recognize_skips();
+        assert_eq!((s.identity, s.weighted, s.gated, s.dense), (1, 1, 0, 0), "{g}");
+        assert_eq!(g.in_edges(s2)[1].2, EdgeKind::Skip(SkipKind::Identity));
+        assert_eq!(g.in_edges(s3)[1].2, EdgeKind::Skip(SkipKind::Weighted));
+        assert_eq!(g.in_edges(s3)[0].2, EdgeKind::Data);
+    }
+
+    #[test]
+    fn gated_carry_and_parallel_branches() {
+        // y = h·t + x·(1 − t): the carry is a gated skip.
+        let mut g = Graph::new();
+        let x = g.add_input("x", vec_ty(4));
+        let hw = dense(&mut g, "wh", x);
+        let h = unary(&mut g, "h", Op::Relu, hw);
+        let tw = dense(&mut g, "wt", x);
+        let t = unary(&mut g, "t", Op::Sigmoid, tw);
+        let one = g.add_node("one", Op::Const(Tensor::f32(vec![], vec![1.0])), TensorType::f32(vec![]));
+        let c = binary(&mut g, "carry", Op::Sub, one, t);
+        let ht = binary(&mut g, "ht", Op::Mul, h, t);
+        let xc = binary(&mut g, "xc", Op::Mul, x, c);
+        let y = binary(&mut g, "y", Op::Add, ht, xc);
+        // Two parallel projections of y summed: not a skip.
+        let p1 = dense(&mut g, "p1", y);
+        let p2 = dense(&mut g, "p2", y);
+        let z = binary(&mut g, "z", Op::Add, p1, p2);
+        g.outputs.push(crate::Output { name: "z".into(), node: z });
+        g.validate().unwrap();
+        let s = g.recognize_skips();
+        assert_eq!((s.identity, s.weighted, s.gated, s.dense), (0, 0, 1, 0), "{g}");
+        assert_eq!(g.in_edges(y)[1].2, EdgeKind::Skip(SkipKind::Gated));
+    }
+
+    #[test]
+    fn validation_names_the_node() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", vec_ty(4));
+        let a = unary(&mut g, "first", Op::Relu, x);
+        let b = unary(&mut g, "second", Op::Relu, a);
+        g.outputs.push(crate::Output { name: "y".into(), node: b });
+        g.validate().unwrap();
+        // An Add with one operand.
+        let bad = g.add_node("lonely_add", Op::Add, vec_ty(4));
+        g.connect(b, bad, 0);
+        let e = g.validate().unwrap_err().to_string();
+        assert_eq!(e, "node 'lonely_add' (Add) takes 2 inputs, got 1");
+        g.g.remove_node(bad);
+        // A cycle.
+        g.connect(b, a, 1);
+        assert!(g.validate().unwrap_err().to_string().contains("cycle"));
+        g.g.remove_edge(g.g.find_edge(b, a).unwrap());
+        // A shape mismatch: a Gemm whose K does not match.
+        let wrong = g.add_node(
+            "proj",
+            Op::Gemm(Gemm {
+                b: Tensor::f32(vec![3, 2], vec![0.0; 6]),
+                c: None,
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: false,
+            }),
+            vec_ty(2),
+        );
+        g.connect(b, wrong, 0);
+        let e = g.validate().unwrap_err().to_string();
+        assert_eq!(e, "node 'proj' (Gemm): A is [batch,4] but B needs K = 3");
+    }
+}
