@@ -187,7 +187,7 @@ impl Graph {
     }
 
     /// Checks the invariants: acyclic, outputs present, every node's operands on ports 0..n within its
-    /// arity, and shapes consistent (by re-running inference on a copy).
+    /// arity, and every recorded type equal to what inference computes.
     pub fn validate(&self) -> Result<(), GraphError> {
         if self.outputs.is_empty() {
             return Err(GraphError::NoOutputs);
@@ -223,8 +223,16 @@ impl Graph {
                 }
             }
         }
-        let mut copy = self.clone();
-        copy.infer_shapes()?;
+        for (id, ty) in self.inferred_types()? {
+            if self.g[id].ty != ty {
+                let n = &self.g[id];
+                return Err(GraphError::Shape {
+                    node: n.name.clone(),
+                    op: n.op.name(),
+                    msg: format!("recorded type {} but inference gives {ty}", n.ty),
+                });
+            }
+        }
         Ok(())
     }
 

@@ -2,27 +2,34 @@
 //! expected versus got.
 
 use crate::dim::{fmt_shape, Dim, Volume};
-use crate::graph::{Graph, GraphError};
+use crate::graph::{Graph, GraphError, NodeId};
+use std::collections::HashMap;
 use crate::op::{Op, PoolKind};
 use crate::tensor::{DType, TensorType};
 
 impl Graph {
     /// Recomputes every node's type from its operands, in topological order.
     pub fn infer_shapes(&mut self) -> Result<(), GraphError> {
-        for id in self.topo_order()? {
-            let node = &self.g[id];
-            if matches!(node.op, Op::Input) {
-                continue;
-            }
-            let ins: Vec<TensorType> = self.inputs_of(id).iter().map(|&i| self.g[i].ty.clone()).collect();
-            let ty = infer(&node.op, &ins).map_err(|msg| GraphError::Shape {
-                node: node.name.clone(),
-                op: node.op.name(),
-                msg,
-            })?;
+        for (id, ty) in self.inferred_types()? {
             self.g[id].ty = ty;
         }
         Ok(())
+    }
+
+    /// Every node's type as inference computes it from the inputs, without changing the graph.
+    pub fn inferred_types(&self) -> Result<HashMap<NodeId, TensorType>, GraphError> {
+        let mut types: HashMap<NodeId, TensorType> = HashMap::new();
+        for id in self.topo_order()? {
+            let node = &self.g[id];
+            let ty = if matches!(node.op, Op::Input) {
+                node.ty.clone()
+            } else {
+                let ins: Vec<TensorType> = self.inputs_of(id).iter().map(|i| types[i].clone()).collect();
+                infer(&node.op, &ins).map_err(|msg| GraphError::Shape { node: node.name.clone(), op: node.op.name(), msg })?
+            };
+            types.insert(id, ty);
+        }
+        Ok(types)
     }
 }
 

@@ -152,7 +152,7 @@ mod tests {
     fn roundtrip_and_errors() {
         let p = Path::new("x.npy");
         let bytes = encode_f32(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        assert_eq!(bytes.len() % 64, 24 % 64); // header padded to 64, then 24 data bytes
+        assert_eq!(bytes.len() % 64, 24); // header padded to 64, then 24 data bytes
         let a = parse(&bytes, p).unwrap();
         assert_eq!(a.shape, vec![2, 3]);
         assert_eq!(a.f32_data.unwrap()[5], 6.0);
