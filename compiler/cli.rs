@@ -52,6 +52,9 @@ pub enum Command {
         /// How many top classes to print per row of a 2-D output.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        /// Switch off a compiler pass (repeatable): canonicalize, fold_batchnorm, eliminate_dead.
+        #[arg(long, value_name = "PASS")]
+        disable: Vec<String>,
     },
 }
 
@@ -72,9 +75,15 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
     onnx::load(path, &ImportOptions::default())
 }
 
-/// Loads and lowers a model into a runnable [`Model`].
+/// Loads a model, runs the pass pipeline and lowers it into a runnable [`Model`].
 pub fn load_model(path: &Path) -> Result<Model> {
-    let g = load_graph(path)?;
+    load_model_with(path, &[])
+}
+
+/// [`load_model`] with some passes switched off by name.
+pub fn load_model_with(path: &Path, disabled: &[String]) -> Result<Model> {
+    let mut g = load_graph(path)?;
+    crate::passes::run_pipeline(&mut g, disabled)?;
     let plan = crate::lower::lower(&g)?;
     Ok(Model::new(plan)?)
 }
@@ -82,7 +91,9 @@ pub fn load_model(path: &Path) -> Result<Model> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { model, graph } => info(&model, graph),
-        Command::Run { model, inputs, outputs, threads, top } => run_model(&model, &inputs, &outputs, threads, top),
+        Command::Run { model, inputs, outputs, threads, top, disable } => {
+            run_model(&model, &inputs, &outputs, threads, top, &disable)
+        }
     }
 }
 
@@ -164,9 +175,16 @@ fn read_input(name: &str, path: &str) -> Result<Tensor> {
     Ok(Tensor { shape: a.shape, data })
 }
 
-fn run_model(path: &Path, inputs: &[String], outputs: &[String], threads: Option<usize>, top: usize) -> Result<()> {
+fn run_model(
+    path: &Path,
+    inputs: &[String],
+    outputs: &[String],
+    threads: Option<usize>,
+    top: usize,
+    disable: &[String],
+) -> Result<()> {
     let t0 = Instant::now();
-    let model = load_model(path)?;
+    let model = load_model_with(path, disable)?;
     let t_load = t0.elapsed();
     let in_names: Vec<&str> = model.inputs().iter().map(|x| x.0).collect();
     let out_names: Vec<&str> = model.outputs().iter().map(|x| x.0).collect();

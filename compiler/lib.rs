@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod lower;
 pub mod onnx;
+pub mod passes;
 
 pub use resin_ir as ir;
 pub use resin_runtime as runtime;

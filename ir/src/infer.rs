@@ -3,9 +3,9 @@
 
 use crate::dim::{fmt_shape, Dim, Volume};
 use crate::graph::{Graph, GraphError, NodeId};
-use std::collections::HashMap;
 use crate::op::{Op, PoolKind};
 use crate::tensor::{DType, TensorType};
+use std::collections::HashMap;
 
 impl Graph {
     /// Recomputes every node's type from its operands, in topological order.
@@ -25,7 +25,11 @@ impl Graph {
                 node.ty.clone()
             } else {
                 let ins: Vec<TensorType> = self.inputs_of(id).iter().map(|i| types[i].clone()).collect();
-                infer(&node.op, &ins).map_err(|msg| GraphError::Shape { node: node.name.clone(), op: node.op.name(), msg })?
+                infer(&node.op, &ins).map_err(|msg| GraphError::Shape {
+                    node: node.name.clone(),
+                    op: node.op.name(),
+                    msg,
+                })?
             };
             types.insert(id, ty);
         }

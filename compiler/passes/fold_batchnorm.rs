@@ -1,0 +1,91 @@
+//! BatchNorm folding: a BatchNormalization whose input is a Conv or Gemm read by nothing else is folded into
+//! that layer's weights. With s = γ / √(σ² + ε) per output channel m:
+//!
+//! - Conv: W'[m,…] = s[m]·W[m,…], b'[m] = s[m]·(b[m] − μ[m]) + β[m]
+//! - Gemm (Y = α·op(A)·op(B) + β_c·C): op(B)'[:,m] = s[m]·op(B)[:,m], C' = s ⊙ β_c·C + (β − μ ⊙ s) with
+//!   β_c' = 1 (C' broadcast to [N], or kept [M,N] when C was full).
+//!
+//! The BN node disappears; outputs are unchanged up to float rounding.
+
+use super::{replace_uses, PassReport};
+use resin_ir::{Graph, Op, Tensor};
+
+pub fn run(g: &mut Graph) -> PassReport {
+    let mut report = PassReport::new("fold_batchnorm");
+    let bns: Vec<_> = g.g.node_indices().filter(|&n| matches!(g.node(n).op, Op::BatchNorm(_))).collect();
+    for bn_id in bns {
+        let src = g.inputs_of(bn_id)[0];
+        if g.consumers(src).len() != 1 || g.outputs.iter().any(|o| o.node == src) {
+            continue;
+        }
+        let Op::BatchNorm(bn) = &g.node(bn_id).op else { continue };
+        let (Some(gamma), Some(beta), Some(mean), Some(var)) =
+            (bn.scale.as_f32(), bn.bias.as_f32(), bn.mean.as_f32(), bn.var.as_f32())
+        else {
+            continue;
+        };
+        let s: Vec<f32> = gamma.iter().zip(var).map(|(&g, &v)| g / (v + bn.epsilon).sqrt()).collect();
+        let t: Vec<f32> = beta.iter().zip(mean).zip(&s).map(|((&b, &m), &s)| b - m * s).collect();
+        let (beta, mean) = (beta.to_vec(), mean.to_vec());
+        let bn_name = g.node(bn_id).name.clone();
+        let layer_name = g.node(src).name.clone();
+        let folded = match &mut g.node_mut(src).op {
+            Op::Conv(c) => {
+                let m = c.out_channels();
+                let per = c.weight.len() / m;
+                let w = match &mut c.weight.data {
+                    resin_ir::TensorData::F32(w) => w,
+                    _ => continue,
+                };
+                for (i, v) in w.iter_mut().enumerate() {
+                    *v *= s[i / per];
+                }
+                let old = c.bias.as_ref().and_then(|b| b.as_f32().map(<[f32]>::to_vec)).unwrap_or(vec![0.0; m]);
+                let b: Vec<f32> = (0..m).map(|i| s[i] * (old[i] - mean[i]) + beta[i]).collect();
+                c.bias = Some(Tensor::f32(vec![m], b));
+                true
+            }
+            Op::Gemm(gm) => {
+                let (k, n) = gm.kn();
+                let trans = gm.trans_b;
+                let b = match &mut gm.b.data {
+                    resin_ir::TensorData::F32(b) => b,
+                    _ => continue,
+                };
+                for i in 0..k * n {
+                    // element (p, j) of op(B) lives at p·n + j, or j·k + p when transposed
+                    let (idx, j) = if trans { ((i % n) * k + i / n, i % n) } else { (i, i % n) };
+                    b[idx] *= s[j];
+                }
+                // C' = s ⊙ β_c·C + t, broadcast over [M, N]. C varies per column only ([], [N], [1,N]) or
+                // per row too ([M,1], [M,N]); the result has shape [N] or [M,N].
+                let c_new = match &gm.c {
+                    None => Tensor::f32(vec![n], t.clone()),
+                    Some(c) => {
+                        let cv = c.to_f32_vec();
+                        let rows = if c.shape.len() == 2 { c.shape[0] } else { 1 };
+                        let cols = c.shape.last().copied().unwrap_or(1);
+                        let v: Vec<f32> = (0..rows * n)
+                            .map(|i| {
+                                let (r, j) = (i / n, i % n);
+                                let cij = cv[r * cols + if cols == 1 { 0 } else { j }];
+                                s[j] * gm.beta * cij + t[j]
+                            })
+                            .collect();
+                        Tensor::f32(if rows > 1 { vec![rows, n] } else { vec![n] }, v)
+                    }
+                };
+                gm.c = Some(c_new);
+                gm.beta = 1.0;
+                true
+            }
+            _ => false,
+        };
+        if folded {
+            replace_uses(g, bn_id, src);
+            g.g.remove_node(bn_id);
+            report.changes.push(format!("folded BatchNorm '{bn_name}' into '{layer_name}'"));
+        }
+    }
+    report
+}

@@ -1,0 +1,194 @@
+//! Every pass preserves outputs: proptest builds random networks with identity, weighted and dense skips
+//! (BatchNorm after Gemm/Conv, Identity nodes, dead branches), runs them before and after each pass and
+//! after the whole pipeline, and compares.
+
+use proptest::prelude::*;
+use resin::passes::{self, PIPELINE};
+use resin_ir::op::{BatchNorm, Conv, Gemm};
+use resin_ir::{Dim, Graph, NodeId, Op, Output, Tensor, TensorType};
+use resin_runtime::Model;
+
+/// One layer of a random network: which skip joins it.
+#[derive(Clone, Debug)]
+enum Layer {
+    Plain { bn: bool, identity_node: bool },
+    Identity { back: usize, bn: bool },
+    Weighted { back: usize },
+    Dense { bn: bool },
+    Dead,
+}
+
+fn layer() -> impl Strategy<Value = Layer> {
+    prop_oneof![
+        (any::<bool>(), any::<bool>()).prop_map(|(bn, identity_node)| Layer::Plain { bn, identity_node }),
+        (1usize..4, any::<bool>()).prop_map(|(back, bn)| Layer::Identity { back, bn }),
+        (1usize..4).prop_map(|back| Layer::Weighted { back }),
+        any::<bool>().prop_map(|bn| Layer::Dense { bn }),
+        Just(Layer::Dead),
+    ]
+}
+
+struct Builder {
+    g: Graph,
+    seed: u64,
+    conv: bool,
+    width: usize,
+}
+
+impl Builder {
+    fn rand(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((self.seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect()
+    }
+    fn ty(&self, c: usize) -> TensorType {
+        let mut s = vec![Dim::Sym("batch".into()), Dim::Fixed(c)];
+        if self.conv {
+            s.extend([Dim::Fixed(5), Dim::Fixed(4)]);
+        }
+        TensorType::f32(s)
+    }
+    fn node(&mut self, op: Op, ins: &[NodeId], c: usize) -> NodeId {
+        let name = format!("n{}", self.g.len());
+        let id = self.g.add_node(name, op, self.ty(c));
+        for (p, &i) in ins.iter().enumerate() {
+            self.g.connect(i, id, p);
+        }
+        id
+    }
+    /// The layer's linear map from `cin` to `width` channels.
+    fn linear(&mut self, x: NodeId, cin: usize, bias: bool) -> NodeId {
+        let w = self.width;
+        let scale = 1.0 / (cin as f32).sqrt();
+        let op = if self.conv {
+            let weight = Tensor::f32(vec![w, cin, 3, 3], self.rand(w * cin * 9, scale / 3.0));
+            let bias = bias.then(|| Tensor::f32(vec![w], self.rand(w, 0.1)));
+            Op::Conv(Conv { weight, bias, strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], group: 1 })
+        } else {
+            let b = Tensor::f32(vec![cin, w], self.rand(cin * w, scale));
+            let c = bias.then(|| Tensor::f32(vec![w], self.rand(w, 0.1)));
+            Op::Gemm(Gemm { b, c, alpha: 1.0, beta: 0.5, trans_a: false, trans_b: false })
+        };
+        self.node(op, &[x], w)
+    }
+    fn bn(&mut self, x: NodeId) -> NodeId {
+        let w = self.width;
+        let scale = self.rand(w, 0.5).iter().map(|v| v + 1.0).collect();
+        let var = self.rand(w, 0.4).iter().map(|v| v + 0.6).collect();
+        let bn = BatchNorm {
+            scale: Tensor::f32(vec![w], scale),
+            bias: Tensor::f32(vec![w], self.rand(w, 0.2)),
+            mean: Tensor::f32(vec![w], self.rand(w, 0.3)),
+            var: Tensor::f32(vec![w], var),
+            epsilon: 1e-5,
+        };
+        self.node(Op::BatchNorm(bn), &[x], w)
+    }
+}
+
+fn build(layers: &[Layer], conv: bool, seed: u64) -> Graph {
+    let width = 3;
+    let mut b = Builder { g: Graph::new(), seed, conv, width };
+    let ty = b.ty(width);
+    let x = b.g.add_input("x", ty);
+    let mut acts = vec![x];
+    for l in layers {
+        let prev = *acts.last().unwrap();
+        let out = match *l {
+            Layer::Plain { bn, identity_node } => {
+                let mut h = b.linear(prev, width, true);
+                if bn {
+                    h = b.bn(h);
+                }
+                if identity_node {
+                    h = b.node(Op::Identity, &[h], width);
+                }
+                b.node(Op::Relu, &[h], width)
+            }
+            Layer::Identity { back, bn } => {
+                let mut h = b.linear(prev, width, !bn);
+                if bn {
+                    h = b.bn(h);
+                }
+                let skip = acts[acts.len().saturating_sub(back + 1)];
+                let s = b.node(Op::Add, &[h, skip], width);
+                b.node(Op::Relu, &[s], width)
+            }
+            Layer::Weighted { back } => {
+                let h = b.linear(prev, width, true);
+                let src = acts[acts.len().saturating_sub(back + 1)];
+                let proj = b.linear(src, width, false);
+                let proj = b.bn(proj);
+                let s = b.node(Op::Add, &[h, proj], width);
+                b.node(Op::Relu, &[s], width)
+            }
+            Layer::Dense { bn } => {
+                let cat = b.node(Op::Concat { axis: 1 }, &acts.clone(), width * acts.len());
+                let mut h = b.linear(cat, width * acts.len(), true);
+                if bn {
+                    h = b.bn(h);
+                }
+                b.node(Op::Sigmoid, &[h], width)
+            }
+            Layer::Dead => {
+                let h = b.linear(prev, width, true);
+                b.bn(h);
+                prev
+            }
+        };
+        if out != prev {
+            acts.push(out);
+        }
+    }
+    let last = *acts.last().unwrap();
+    let y = b.node(Op::Identity, &[last], width);
+    b.g.outputs.push(Output { name: "y".into(), node: y });
+    b.g.infer_shapes().unwrap();
+    b.g.validate().unwrap();
+    b.g.recognize_skips();
+    b.g
+}
+
+fn run(g: &Graph, x: &resin_runtime::Tensor) -> Vec<f32> {
+    let model = Model::new(resin::lower::lower(g).unwrap()).unwrap();
+    model.session_with_threads(1).unwrap().run(&[x]).unwrap().remove(0).data
+}
+
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 + 1e-4 * y.abs())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
+
+    #[test]
+    fn passes_preserve_outputs(layers in prop::collection::vec(layer(), 1..7), conv in any::<bool>(), seed in any::<u64>()) {
+        let g = build(&layers, conv, seed);
+        let shape: Vec<usize> = if conv { vec![2, 3, 5, 4] } else { vec![2, 3] };
+        let n: usize = shape.iter().product();
+        let mut b = Builder { g: Graph::new(), seed: seed ^ 0x5eed, conv, width: 3 };
+        let x = resin_runtime::Tensor::new(shape, b.rand(n, 1.0)).unwrap();
+        let want = run(&g, &x);
+        for (name, pass) in PIPELINE {
+            let mut h = g.clone();
+            let report = pass(&mut h);
+            h.validate().unwrap();
+            let got = run(&h, &x);
+            prop_assert!(close(&got, &want), "{name} changed outputs ({:?}):\n{g}", report.changes);
+        }
+        let mut all = g.clone();
+        passes::run_pipeline(&mut all, &[]).unwrap();
+        prop_assert!(close(&run(&all, &x), &want), "the pipeline changed outputs:\n{g}");
+        // BatchNorm after a single-use Conv/Gemm is always folded; no Identity survives except one that
+        // carries a graph input straight to an output.
+        for id in all.g.node_indices() {
+            if matches!(all.node(id).op, Op::Identity) {
+                prop_assert!(matches!(all.node(all.inputs_of(id)[0]).op, Op::Input), "{all}");
+            }
+        }
+        prop_assert!(all.g.node_weights().all(|n| !matches!(n.op, Op::BatchNorm(_))), "{all}");
+    }
+}
