@@ -66,11 +66,11 @@ impl Builder {
         let op = if self.conv {
             let weight = Tensor::f32(vec![w, cin, 3, 3], self.rand(w * cin * 9, scale / 3.0));
             let bias = bias.then(|| Tensor::f32(vec![w], self.rand(w, 0.1)));
-            Op::Conv(Conv { weight, bias, strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], group: 1 })
+            Op::Conv(Conv { weight, bias, strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], group: 1, act: None })
         } else {
             let b = Tensor::f32(vec![cin, w], self.rand(cin * w, scale));
             let c = bias.then(|| Tensor::f32(vec![w], self.rand(w, 0.1)));
-            Op::Gemm(Gemm { b, c, alpha: 1.0, beta: 0.5, trans_a: false, trans_b: false })
+            Op::Gemm(Gemm { b, c, alpha: 1.0, beta: 0.5, trans_a: false, trans_b: false, act: None })
         };
         self.node(op, &[x], w)
     }

@@ -193,6 +193,7 @@ pub fn import_node(imp: &mut Importer, n: &NodeProto) -> Result<()> {
                 beta: a.float("beta", 1.0)?,
                 trans_a: a.int("transA", 0)? != 0,
                 trans_b: a.int("transB", 0)? != 0,
+                act: None,
             };
             node(imp, n, Op::Gemm(g), &[x])?
         }
@@ -323,6 +324,7 @@ fn conv(imp: &mut Importer, n: &NodeProto, a: &Attrs) -> Result<Value> {
         pads: four(pads)?,
         dilations: two(dilations, "dilations")?,
         group,
+        act: None,
     };
     node(imp, n, Op::Conv(c), &[x])
 }

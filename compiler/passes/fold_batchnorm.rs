@@ -18,6 +18,15 @@ pub fn run(g: &mut Graph) -> PassReport {
         if g.consumers(src).len() != 1 || g.outputs.iter().any(|o| o.node == src) {
             continue;
         }
+        // A layer that already has an epilogue would apply BN after it: not foldable.
+        let has_epilogue = match &g.node(src).op {
+            Op::Conv(c) => c.act.is_some() || g.inputs_of(src).len() > 1,
+            Op::Gemm(gm) => gm.act.is_some() || g.inputs_of(src).len() > 1,
+            _ => true,
+        };
+        if has_epilogue {
+            continue;
+        }
         let Op::BatchNorm(bn) = &g.node(bn_id).op else { continue };
         let (Some(gamma), Some(beta), Some(mean), Some(var)) =
             (bn.scale.as_f32(), bn.bias.as_f32(), bn.mean.as_f32(), bn.var.as_f32())
@@ -84,6 +93,7 @@ pub fn run(g: &mut Graph) -> PassReport {
         if folded {
             replace_uses(g, bn_id, src);
             g.g.remove_node(bn_id);
+            g.node_mut(src).fused.push("BatchNormalization");
             report.changes.push(format!("folded BatchNorm '{bn_name}' into '{layer_name}'"));
         }
     }

@@ -5,6 +5,8 @@
 pub mod canonicalize;
 pub mod eliminate_dead;
 pub mod fold_batchnorm;
+pub mod fuse_activation;
+pub mod identity_skip_inplace;
 
 use resin_ir::Graph;
 
@@ -28,6 +30,8 @@ pub type Pass = (&'static str, fn(&mut Graph) -> PassReport);
 pub const PIPELINE: &[Pass] = &[
     ("canonicalize", canonicalize::run),
     ("fold_batchnorm", fold_batchnorm::run),
+    ("identity_skip_inplace", identity_skip_inplace::run),
+    ("fuse_activation", fuse_activation::run),
     ("eliminate_dead", eliminate_dead::run),
 ];
 

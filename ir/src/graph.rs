@@ -57,6 +57,15 @@ pub struct Node {
     pub output: String,
     pub op: Op,
     pub ty: TensorType,
+    /// What passes folded into this node, in order (e.g. `BatchNormalization`, `Add`, `Relu`).
+    pub fused: Vec<&'static str>,
+}
+
+impl Node {
+    /// The op with what it absorbed, e.g. `Conv+BatchNormalization+Add+Relu`.
+    pub fn label(&self) -> String {
+        std::iter::once(self.op.name()).chain(self.fused.iter().copied()).collect::<Vec<_>>().join("+")
+    }
 }
 
 /// A graph output: a name and the node that produces it.
@@ -101,7 +110,7 @@ impl Graph {
     /// be given their type).
     pub fn add_node(&mut self, name: impl Into<String>, op: Op, ty: TensorType) -> NodeId {
         let name = name.into();
-        self.g.add_node(Node { output: name.clone(), name, op, ty })
+        self.g.add_node(Node { output: name.clone(), name, op, ty, fused: Vec::new() })
     }
 
     /// Adds a graph input of the given type.
@@ -276,7 +285,7 @@ impl fmt::Display for Graph {
                     EdgeKind::Skip(kind) => format!("~{} %{}", kind.name(), s.index()),
                 })
                 .collect();
-            writeln!(f, "%{} = {}({}) : {}  # {}", id.index(), n.op.name(), args.join(", "), n.ty, n.name)?;
+            writeln!(f, "%{} = {}({}) : {}  # {}", id.index(), n.label(), args.join(", "), n.ty, n.name)?;
         }
         let outs: Vec<String> = self.outputs.iter().map(|o| format!("{}=%{}", o.name, o.node.index())).collect();
         writeln!(f, "outputs: {}", outs.join(", "))

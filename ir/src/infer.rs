@@ -88,6 +88,14 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, String> {
     Ok(out)
 }
 
+/// A residual operand (operand 1 of a Conv or Gemm) must have the output's type exactly.
+fn residual(ins: &[TensorType], out: TensorType) -> Result<TensorType, String> {
+    match ins.get(1) {
+        Some(skip) if *skip != out => Err(format!("residual operand {skip} does not match the output {out}")),
+        _ => Ok(out),
+    }
+}
+
 /// The output type of `op` applied to operands of types `ins`.
 pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType, String> {
     let x = || ins.first().ok_or_else(|| "missing operand".to_string());
@@ -129,7 +137,7 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType, String> {
                     false,
                 )?));
             }
-            Ok(TensorType::f32(shape))
+            residual(ins, TensorType::f32(shape))
         }
         Op::BatchNorm(b) => {
             let x = x()?;
@@ -165,7 +173,7 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType, String> {
                     return Err(format!("C {:?} does not broadcast to {}", c.shape, fmt_shape(&out)));
                 }
             }
-            Ok(TensorType::f32(out))
+            residual(ins, TensorType::f32(out))
         }
         Op::MatMul => {
             let (a, b) = (&ins[0], &ins[1]);

@@ -7,8 +7,29 @@
 use crate::tensor::Tensor;
 use std::fmt;
 
+/// An activation a pass fused into the op that produces its input (an epilogue).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Relu,
+    Sigmoid,
+    Clip { min: f32, max: f32 },
+}
+
+impl Activation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "Relu",
+            Activation::Sigmoid => "Sigmoid",
+            Activation::Clip { .. } => "Clip",
+        }
+    }
+}
+
 /// 2-D convolution (NCHW). `weight` is `[M, C/group, kh, kw]`, `bias` is `[M]`.
-/// y[n,m,i,j] = b[m] + Σ_{c,u,v} W[m,c,u,v] · x[n, g·C/group + c, i·s0 + u·d0 − p_top, j·s1 + v·d1 − p_left]
+/// y[n,m,i,j] = act(b[m] + Σ_{c,u,v} W[m,c,u,v] · x[n, g·C/group + c, i·s0 + u·d0 − p_top, j·s1 + v·d1 − p_left]
+///              + skip[n,m,i,j])
+/// where `act` (default identity) and the residual `skip` (operand 1, when present) are epilogues that
+/// passes fuse in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv {
     pub weight: Tensor,
@@ -18,6 +39,7 @@ pub struct Conv {
     pub pads: [usize; 4],
     pub dilations: [usize; 2],
     pub group: usize,
+    pub act: Option<Activation>,
 }
 
 impl Conv {
@@ -41,7 +63,8 @@ pub struct BatchNorm {
 }
 
 /// General matrix product with a constant right operand:
-/// Y = alpha · op(A) · op(B) + beta · C, op(X) = Xᵀ when the flag is set. A is `[M,K]` (or `[K,M]`).
+/// Y = act(alpha · op(A) · op(B) + beta · C + skip), op(X) = Xᵀ when the flag is set. A is `[M,K]` (or
+/// `[K,M]`); `act` and the residual `skip` (operand 1, when present) are epilogues fused by passes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gemm {
     pub b: Tensor,
@@ -51,6 +74,7 @@ pub struct Gemm {
     pub beta: f32,
     pub trans_a: bool,
     pub trans_b: bool,
+    pub act: Option<Activation>,
 }
 
 impl Gemm {
@@ -180,6 +204,7 @@ impl Op {
         match self {
             Op::Input | Op::Const(_) => (0, 0),
             Op::MatMul | Op::Add | Op::Sub | Op::Mul | Op::Div => (2, 2),
+            Op::Conv(_) | Op::Gemm(_) => (1, 2),
             Op::Sum | Op::Concat { .. } => (1, usize::MAX),
             _ => (1, 1),
         }

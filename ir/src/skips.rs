@@ -277,6 +277,7 @@ mod tests {
             beta: 1.0,
             trans_a: false,
             trans_b: false,
+            act: None,
         });
         let id = g.add_node(name, op, vec_ty(4));
         g.connect(x, id, 0);
@@ -372,6 +373,7 @@ mod tests {
                 beta: 1.0,
                 trans_a: false,
                 trans_b: false,
+                act: None,
             }),
             vec_ty(2),
         );

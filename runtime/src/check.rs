@@ -31,6 +31,8 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
     };
     let nb = plan.buffers.len();
     let mut written = vec![false; nb];
+    // Which buffer each slot holds now: a step may read a buffer only while it is still in its slot.
+    let mut occupant: Vec<Option<usize>> = vec![None; plan.slots];
     for (i, b) in plan.buffers.iter().enumerate() {
         if sample_len(&b.shape).is_none_or(|n| n > 1 << 34) {
             return Err(bad(format!("buffer {i} has an absurd shape")));
@@ -49,7 +51,11 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
                 }
                 written[i] = true;
             }
-            BufferKind::Activation => {}
+            BufferKind::Activation { slot } => {
+                if *slot >= plan.slots {
+                    return Err(bad(format!("buffer {i} uses slot {slot} of {}", plan.slots)));
+                }
+            }
         }
     }
     for (k, io) in plan.inputs.iter().enumerate() {
@@ -63,14 +69,31 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
             if b >= nb || !written[b] {
                 return Err(bad(format!("step '{name}' reads buffer {b} before it is written")));
             }
+            if let Some(slot) = plan.buffers[b].slot() {
+                if occupant[slot] != Some(b) {
+                    return Err(bad(format!("step '{name}' reads buffer {b}, but its slot {slot} was overwritten")));
+                }
+            }
         }
         let out = step.output;
-        if out >= nb || written[out] || plan.buffers[out].kind != BufferKind::Activation {
+        let Some(out_slot) = plan.buffers.get(out).and_then(|b| b.slot()).filter(|_| !written[out]) else {
             return Err(bad(format!("step '{name}' writes buffer {out}, which is not a fresh activation")));
+        };
+        // Sharing the output's slot is allowed only for the op's in-place operand, with the same shape.
+        for (k, &b) in step.inputs.iter().enumerate() {
+            if plan.buffers[b].slot() == Some(out_slot) {
+                let same_len = sample_len(&plan.buffers[b].shape) == sample_len(&plan.buffers[out].shape);
+                if step.op.in_place_input() != Some(k) || !same_len {
+                    return Err(bad(format!(
+                        "step '{name}' overwrites its input {k} in place, which its op cannot do"
+                    )));
+                }
+            }
         }
         let arity = match &step.op {
             StepOp::MatMul | StepOp::Binary(_) => 2..=2,
             StepOp::Sum | StepOp::Concat { .. } => 1..=usize::MAX,
+            StepOp::Conv(_) | StepOp::Gemm(_) => 1..=2,
             _ => 1..=1,
         };
         if !arity.contains(&step.inputs.len()) {
@@ -142,11 +165,30 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
             }
             _ => {}
         }
+        let has_skip = |residual: bool| -> Result<()> {
+            let want = if residual { 2 } else { 1 };
+            if step.inputs.len() != want || (residual && plan.buffers[step.inputs[1]].shape != plan.buffers[out].shape)
+            {
+                return Err(bad(format!("step '{name}': residual operand does not match the output")));
+            }
+            Ok(())
+        };
+        match &step.op {
+            StepOp::Conv(c) => has_skip(c.residual)?,
+            StepOp::Gemm(g) => has_skip(g.residual)?,
+            _ => {}
+        }
         written[out] = true;
+        occupant[out_slot] = Some(out);
     }
     for io in &plan.outputs {
         if io.buffer >= nb || !written[io.buffer] {
             return Err(bad(format!("output '{}' is never written", io.name)));
+        }
+        if let Some(slot) = plan.buffers[io.buffer].slot() {
+            if occupant[slot] != Some(io.buffer) {
+                return Err(bad(format!("output '{}' is overwritten before the end", io.name)));
+            }
         }
     }
     Ok(())

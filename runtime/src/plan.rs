@@ -2,6 +2,12 @@
 //! which the batch may be symbolic, and one flat weight array that steps address by range.
 //!
 //! A plan is data; `Model::new` checks it (every buffer, range and shape) before a session trusts it.
+//!
+//! Memory: every activation buffer lives in a *slot*. Buffers whose lifetimes do not overlap share a slot
+//! (the compiler's memory planner assigns them); a session sizes each slot for the largest buffer it holds
+//! at the run's batch size. A step may write the slot of one of its inputs only where the op works in
+//! place: the skip operand of a residual epilogue (the product accumulates into it), the input of a
+//! `Copy` (a reshape: nothing moves) and the input of a `Unary`.
 
 use crate::kernels::conv::Conv2d;
 use crate::kernels::elementwise::{BinaryOp, UnaryOp};
@@ -13,6 +19,16 @@ use crate::kernels::pool::Pool2d;
 pub enum Dim {
     Fixed(usize),
     Batch,
+}
+
+impl Buffer {
+    /// The slot of an activation buffer.
+    pub fn slot(&self) -> Option<usize> {
+        match self.kind {
+            BufferKind::Activation { slot } => Some(slot),
+            _ => None,
+        }
+    }
 }
 
 impl Dim {
@@ -53,8 +69,8 @@ pub struct WeightRange {
 pub enum BufferKind {
     /// Model input number `i`.
     Input(usize),
-    /// Written by a step.
-    Activation,
+    /// Written by a step, stored in the given slot.
+    Activation { slot: usize },
     /// A constant operand, read from the weights.
     Const(WeightRange),
 }
@@ -73,16 +89,19 @@ pub struct Io {
 }
 
 /// A convolution step: `weight` is `[M, (C/G)·kh·kw]`.
+/// y = act(W ⋆ x + b + skip), where `skip` (the residual, `inputs[1]`) is present when `residual`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvStep {
     pub geom: Conv2d,
     pub weight: WeightRange,
     pub bias: Option<WeightRange>,
     pub act: Option<UnaryOp>,
+    pub residual: bool,
 }
 
-/// Y[M×N] = alpha · op(A) · W + beta · C, A read as `[M, K]` (or `[K, M]` when `trans_a`), `weight` is
-/// `W = op(B)` packed as `[K, N]` row-major; `c` broadcasts to `[M, N]` with the given shape.
+/// Y[M×N] = act(alpha · op(A) · W + beta · C + skip), A read as `[M, K]` (or `[K, M]` when `trans_a`),
+/// `weight` is `W = op(B)` packed as `[K, N]` row-major; `c` broadcasts to `[M, N]` with the given shape;
+/// `skip` (`inputs[1]`, shape `[M, N]`) is present when `residual`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GemmStep {
     pub k: usize,
@@ -92,6 +111,8 @@ pub struct GemmStep {
     pub weight: WeightRange,
     pub c: Option<(WeightRange, Vec<usize>)>,
     pub beta: f32,
+    pub act: Option<UnaryOp>,
+    pub residual: bool,
 }
 
 /// What a step does.
@@ -127,6 +148,15 @@ pub enum StepOp {
 }
 
 impl StepOp {
+    /// Which input, if any, this op may overwrite in place (its output then shares that input's slot).
+    pub fn in_place_input(&self) -> Option<usize> {
+        match self {
+            StepOp::Conv(ConvStep { residual: true, .. }) | StepOp::Gemm(GemmStep { residual: true, .. }) => Some(1),
+            StepOp::Copy | StepOp::Unary(_) => Some(0),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             StepOp::Conv(_) => "conv",
@@ -159,6 +189,8 @@ pub struct Step {
 /// A compiled model.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
+    /// How many activation slots the buffers use.
+    pub slots: usize,
     pub buffers: Vec<Buffer>,
     pub inputs: Vec<Io>,
     pub outputs: Vec<Io>,

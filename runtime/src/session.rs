@@ -51,11 +51,12 @@ impl Model {
     }
 }
 
-/// Buffers for one batch size.
+/// Memory for one batch size: one vector per slot, one per model input.
 struct Arena {
     batch: usize,
     shapes: Vec<Vec<usize>>,
-    bufs: Vec<Vec<f32>>,
+    slots: Vec<Vec<f32>>,
+    inputs: Vec<Vec<f32>>,
     scratch: Vec<f32>,
 }
 
@@ -108,18 +109,19 @@ impl Session {
 }
 
 /// The arena for `batch`, re-planned only when the batch size changes.
-fn arena_for<'a>(plan: &Plan, slot: &'a mut Option<Arena>, batch: usize) -> &'a mut Arena {
-    if slot.as_ref().is_none_or(|a| a.batch != batch) {
+fn arena_for<'a>(plan: &Plan, arena: &'a mut Option<Arena>, batch: usize) -> &'a mut Arena {
+    if arena.as_ref().is_none_or(|a| a.batch != batch) {
         let shapes: Vec<Vec<usize>> = plan.buffers.iter().map(|b| resolve(&b.shape, batch)).collect();
-        let bufs = plan
-            .buffers
-            .iter()
-            .zip(&shapes)
-            .map(|(b, s)| match b.kind {
-                BufferKind::Const(_) => Vec::new(),
-                _ => vec![0.0; s.iter().product()],
-            })
-            .collect();
+        let mut slots = vec![0usize; plan.slots];
+        let mut inputs = vec![0usize; plan.inputs.len()];
+        for (b, s) in plan.buffers.iter().zip(&shapes) {
+            let len = s.iter().product::<usize>();
+            match b.kind {
+                BufferKind::Activation { slot } => slots[slot] = slots[slot].max(len),
+                BufferKind::Input(k) => inputs[k] = len,
+                BufferKind::Const(_) => {}
+            }
+        }
         let scratch_len = plan
             .steps
             .iter()
@@ -132,9 +134,31 @@ fn arena_for<'a>(plan: &Plan, slot: &'a mut Option<Arena>, batch: usize) -> &'a 
             })
             .max()
             .unwrap_or(0);
-        *slot = Some(Arena { batch, shapes, bufs, scratch: vec![0.0; scratch_len] });
+        *arena = Some(Arena {
+            batch,
+            shapes,
+            slots: slots.into_iter().map(|n| vec![0.0; n]).collect(),
+            inputs: inputs.into_iter().map(|n| vec![0.0; n]).collect(),
+            scratch: vec![0.0; scratch_len],
+        });
     }
-    slot.as_mut().unwrap()
+    arena.as_mut().unwrap()
+}
+
+/// The elements of buffer `b`: a slot's prefix, an input, or weights.
+fn buffer_data<'a>(
+    plan: &'a Plan,
+    shapes: &[Vec<usize>],
+    slots: &'a [Vec<f32>],
+    inputs: &'a [Vec<f32>],
+    b: usize,
+) -> &'a [f32] {
+    let len = shapes[b].iter().product::<usize>();
+    match plan.buffers[b].kind {
+        BufferKind::Const(r) => &plan.weights[r.offset..r.offset + r.len],
+        BufferKind::Input(k) => &inputs[k],
+        BufferKind::Activation { slot } => &slots[slot][..len],
+    }
 }
 
 impl Session {
@@ -143,32 +167,35 @@ impl Session {
         let batch = self.batch_of(inputs)?;
         let Session { plan, pool, threads, arena } = self;
         let threads = *threads;
-        let arena = arena_for(plan, arena, batch);
-        for (io, t) in plan.inputs.iter().zip(inputs) {
-            arena.bufs[io.buffer].copy_from_slice(&t.data);
+        let Arena { shapes, slots, inputs: input_bufs, scratch, .. } = arena_for(plan, arena, batch);
+        for (k, t) in inputs.iter().enumerate() {
+            input_bufs[k].copy_from_slice(&t.data);
         }
         pool.install(|| {
             for step in &plan.steps {
-                let mut out = std::mem::take(&mut arena.bufs[step.output]);
-                let ins: Vec<Operand> = step
+                let out_slot = plan.buffers[step.output].slot().expect("checked: steps write activations");
+                let out_len = shapes[step.output].iter().product::<usize>();
+                let mut out = std::mem::take(&mut slots[out_slot]);
+                // An operand in the output's slot is the in-place one: the kernel finds it in `out`.
+                let ins: Vec<Option<Operand>> = step
                     .inputs
                     .iter()
                     .map(|&b| {
-                        let data: &[f32] = match plan.buffers[b].kind {
-                            BufferKind::Const(r) => &plan.weights[r.offset..r.offset + r.len],
-                            _ => &arena.bufs[b],
-                        };
-                        (data, arena.shapes[b].as_slice())
+                        (plan.buffers[b].slot() != Some(out_slot))
+                            .then(|| (buffer_data(plan, shapes, slots, input_bufs, b), shapes[b].as_slice()))
                     })
                     .collect();
-                exec(&step.op, &ins, &mut out, &arena.shapes[step.output], &plan.weights, &mut arena.scratch, threads);
-                arena.bufs[step.output] = out;
+                exec(&step.op, &ins, &mut out[..out_len], &shapes[step.output], &plan.weights, scratch, threads);
+                slots[out_slot] = out;
             }
         });
         Ok(plan
             .outputs
             .iter()
-            .map(|io| Tensor { shape: arena.shapes[io.buffer].clone(), data: arena.bufs[io.buffer].clone() })
+            .map(|io| Tensor {
+                shape: shapes[io.buffer].clone(),
+                data: buffer_data(plan, shapes, slots, input_bufs, io.buffer).to_vec(),
+            })
             .collect())
     }
 }

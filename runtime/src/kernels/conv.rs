@@ -69,8 +69,9 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, p: &Conv2d, oh: usize, ow: us
     }
 }
 
-/// y[n, m, :, :] = act(Σ W ⋆ x + bias[m]) for every image n. `weight` is `[M, (C/G)·kh·kw]` row-major,
-/// `scratch` holds at least `p.scratch_len(oh, ow)` floats.
+/// y[n, m, :, :] = act(Σ W ⋆ x + bias[m] (+ y[n, m, :, :] when `accumulate`)) for every image n: with
+/// `accumulate` the product adds to what `y` holds (the residual epilogue: y enters holding the skip).
+/// `weight` is `[M, (C/G)·kh·kw]` row-major, `scratch` holds at least `p.scratch_len(oh, ow)` floats.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
@@ -81,6 +82,7 @@ pub fn conv2d(
     weight: &[f32],
     bias: Option<&[f32]>,
     act: Option<UnaryOp>,
+    accumulate: bool,
     oh: usize,
     ow: usize,
     y: &mut [f32],
@@ -103,7 +105,8 @@ pub fn conv2d(
             };
             let wg = &weight[g * cout_g * k..(g + 1) * cout_g * k];
             let yg = &mut yi[g * cout_g * ohw..(g + 1) * cout_g * ohw];
-            sgemm(cout_g, ohw, k, 1.0, MatRef::new(wg, k), MatRef::new(col, ohw), 0.0, yg, ohw, threads);
+            let beta = if accumulate { 1.0 } else { 0.0 };
+            sgemm(cout_g, ohw, k, 1.0, MatRef::new(wg, k), MatRef::new(col, ohw), beta, yg, ohw, threads);
         }
         if bias.is_some() || act.is_some() {
             let epilogue = |(m, plane): (usize, &mut [f32])| {
@@ -221,13 +224,20 @@ mod tests {
             let want = naive(&x, n, h, w, &p, &wt, &b, oh, ow);
             let mut y = vec![f32::NAN; want.len()];
             let mut scratch = vec![0.0; p.scratch_len(oh, ow)];
-            conv2d(&x, n, h, w, &p, &wt, Some(&b), None, oh, ow, &mut y, &mut scratch, 2);
+            conv2d(&x, n, h, w, &p, &wt, Some(&b), None, false, oh, ow, &mut y, &mut scratch, 2);
             for (a, e) in y.iter().zip(&want) {
                 assert!((a - e).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?}: {a} vs {e}");
             }
-            conv2d(&x, n, h, w, &p, &wt, Some(&b), Some(UnaryOp::Relu), oh, ow, &mut y, &mut scratch, 1);
+            conv2d(&x, n, h, w, &p, &wt, Some(&b), Some(UnaryOp::Relu), false, oh, ow, &mut y, &mut scratch, 1);
             for (a, e) in y.iter().zip(&want) {
                 assert!((a - e.max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
+            }
+            // Residual epilogue: y enters holding the skip; y = relu(conv + b + skip).
+            let skip: Vec<f32> = (0..want.len()).map(|i| (i % 7) as f32 - 3.0).collect();
+            y.copy_from_slice(&skip);
+            conv2d(&x, n, h, w, &p, &wt, Some(&b), Some(UnaryOp::Relu), true, oh, ow, &mut y, &mut scratch, 2);
+            for ((a, e), s) in y.iter().zip(&want).zip(&skip) {
+                assert!((a - (e + s).max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
             }
         }
     }

@@ -3,10 +3,13 @@
 //! BatchNorm reduced to a per-channel scale and shift s = γ/√(σ²+ε), t = β − μ·s).
 //!
 //! The only symbolic dimension the runtime knows is the batch: a graph may use at most one symbol.
-//! Memory planning and fusion belong to the passes and the planner that come after this.
+//! Fused epilogues (activation, residual operand) become step fields; `memory` then assigns every
+//! activation buffer a slot.
+
+pub mod memory;
 
 use anyhow::{anyhow, bail, Result};
-use resin_ir::op::{PadMode, PoolKind};
+use resin_ir::op::{Activation, PadMode, PoolKind};
 use resin_ir::{Dim, Graph, NodeId, Op};
 use resin_runtime::kernels::conv::Conv2d;
 use resin_runtime::kernels::elementwise::{BinaryOp, UnaryOp};
@@ -57,12 +60,27 @@ impl Lowering {
     }
 }
 
+fn act(a: Option<Activation>) -> Option<UnaryOp> {
+    a.map(|a| match a {
+        Activation::Relu => UnaryOp::Relu,
+        Activation::Sigmoid => UnaryOp::Sigmoid,
+        Activation::Clip { min, max } => UnaryOp::Clip { min, max },
+    })
+}
+
 fn f32s<'a>(t: &'a resin_ir::Tensor, node: &str) -> Result<&'a [f32]> {
     t.as_f32().ok_or_else(|| anyhow!("node '{node}': an int64 tensor cannot be used as data"))
 }
 
-/// Lowers `g` to a plan.
+/// Lowers `g` to a plan, memory planned.
 pub fn lower(g: &Graph) -> Result<Plan> {
+    let mut plan = lower_steps(g)?;
+    memory::plan_memory(&mut plan);
+    Ok(plan)
+}
+
+/// One step per op node and one buffer per tensor; slots not yet assigned.
+fn lower_steps(g: &Graph) -> Result<Plan> {
     let mut l = Lowering { plan: Plan::default(), batch: None, buffer_of: HashMap::new() };
     for id in g.topo_order()? {
         let node = g.node(id);
@@ -100,7 +118,7 @@ pub fn lower(g: &Graph) -> Result<Plan> {
                     Some(b) => Some(l.push_weights(f32s(b, name)?)),
                     None => None,
                 };
-                StepOp::Conv(ConvStep { geom, weight, bias, act: None })
+                StepOp::Conv(ConvStep { geom, weight, bias, act: act(c.act), residual: ins.len() == 2 })
             }
             Op::BatchNorm(b) => {
                 let (g_, beta, mean, var) =
@@ -119,7 +137,17 @@ pub fn lower(g: &Graph) -> Result<Plan> {
                     Some(c) => Some((l.push_weights(f32s(c, name)?), c.shape.clone())),
                     None => None,
                 };
-                StepOp::Gemm(GemmStep { k, n, trans_a: gm.trans_a, alpha: gm.alpha, weight, c, beta: gm.beta })
+                StepOp::Gemm(GemmStep {
+                    k,
+                    n,
+                    trans_a: gm.trans_a,
+                    alpha: gm.alpha,
+                    weight,
+                    c,
+                    beta: gm.beta,
+                    act: act(gm.act),
+                    residual: ins.len() == 2,
+                })
             }
             Op::MatMul => StepOp::MatMul,
             Op::Relu => StepOp::Unary(UnaryOp::Relu),
@@ -156,7 +184,7 @@ pub fn lower(g: &Graph) -> Result<Plan> {
                 },
             },
         };
-        let out = l.add_buffer(shape, BufferKind::Activation);
+        let out = l.add_buffer(shape, BufferKind::Activation { slot: usize::MAX });
         l.buffer_of.insert(id, out);
         l.plan.steps.push(Step { name: name.to_string(), op, inputs: ins, output: out });
     }

@@ -1,0 +1,102 @@
+//! Memory planning: liveness intervals over the schedule, then slots.
+//!
+//! A buffer is live from the step that writes it to the last step that reads it (graph outputs live to the
+//! end). Walking the schedule, each step's output takes, in order of preference:
+//! 1. the slot of its in-place operand (the residual skip of a Conv/Gemm, the input of a Copy or Unary)
+//!    when that operand dies at this step and has the same size — the residual add then happens in the
+//!    skip's own memory, and a reshape moves nothing;
+//! 2. the smallest free slot that is large enough, else the largest free slot (which grows), else a new
+//!    slot. Inputs that die at a step are freed after its output is placed, so no step reads and writes
+//!    the same memory except in place.
+//!
+//! Sizes are counted per sample (batch 1); a session sizes slots exactly for its batch.
+
+use resin_runtime::plan::{BufferKind, Plan};
+
+/// What the planner did, in bytes at batch 1.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    pub slots: usize,
+    /// Σ of slot sizes: the activation memory a session holds.
+    pub peak_bytes: usize,
+    /// One buffer per tensor: what a plan without reuse would hold.
+    pub naive_bytes: usize,
+    /// Steps whose output took an operand's slot.
+    pub in_place: usize,
+}
+
+fn len1(plan: &Plan, b: usize) -> usize {
+    plan.buffers[b].shape.iter().map(|d| d.resolve(1)).product()
+}
+
+fn is_activation(plan: &Plan, b: usize) -> bool {
+    matches!(plan.buffers[b].kind, BufferKind::Activation { .. })
+}
+
+/// Assigns a slot to every activation buffer of `plan`.
+pub fn plan_memory(plan: &mut Plan) -> MemoryReport {
+    let nb = plan.buffers.len();
+    let mut last_use: Vec<Option<usize>> = vec![None; nb];
+    for (s, step) in plan.steps.iter().enumerate() {
+        for &b in &step.inputs {
+            last_use[b] = Some(s);
+        }
+    }
+    for io in &plan.outputs {
+        last_use[io.buffer] = Some(usize::MAX);
+    }
+    let mut slot_of: Vec<Option<usize>> = vec![None; nb];
+    let mut size: Vec<usize> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut report = MemoryReport::default();
+    for s in 0..plan.steps.len() {
+        let step = &plan.steps[s];
+        let out = step.output;
+        let need = len1(plan, out);
+        let dies_here = |b: usize| is_activation(plan, b) && last_use[b] == Some(s);
+        let mut chosen = None;
+        if let Some(k) = step.op.in_place_input() {
+            if let Some(&b) = step.inputs.get(k) {
+                let unique = step.inputs.iter().filter(|&&x| x == b).count() == 1;
+                if dies_here(b) && unique && len1(plan, b) == need {
+                    chosen = slot_of[b];
+                    report.in_place += 1;
+                }
+            }
+        }
+        let slot = chosen.unwrap_or_else(|| {
+            let fit = free.iter().enumerate().filter(|(_, &sl)| size[sl] >= need).min_by_key(|(_, &sl)| size[sl]);
+            let pick = fit.or_else(|| free.iter().enumerate().max_by_key(|(_, &sl)| size[sl])).map(|(i, _)| i);
+            match pick {
+                Some(i) => free.swap_remove(i),
+                None => {
+                    size.push(0);
+                    size.len() - 1
+                }
+            }
+        });
+        size[slot] = size[slot].max(need);
+        slot_of[out] = Some(slot);
+        let mut inputs = step.inputs.clone();
+        inputs.sort();
+        inputs.dedup();
+        for b in inputs {
+            if dies_here(b) && slot_of[b] != Some(slot) {
+                free.push(slot_of[b].expect("an activation is written before it is read"));
+            }
+        }
+        if last_use[out].is_none() {
+            free.push(slot); // written and never read
+        }
+    }
+    for (b, buf) in plan.buffers.iter_mut().enumerate() {
+        if let BufferKind::Activation { slot } = &mut buf.kind {
+            *slot = slot_of[b].expect("every activation is written by a step");
+        }
+    }
+    plan.slots = size.len();
+    report.slots = size.len();
+    report.peak_bytes = size.iter().sum::<usize>() * 4;
+    report.naive_bytes = (0..nb).filter(|&b| is_activation(plan, b)).map(|b| len1(plan, b) * 4).sum();
+    report
+}
