@@ -5,6 +5,7 @@
 //! sees the IR or ONNX.
 
 pub mod cli;
+pub mod compile;
 pub mod lower;
 pub mod onnx;
 pub mod passes;

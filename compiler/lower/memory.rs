@@ -11,7 +11,7 @@
 //!
 //! Sizes are counted per sample (batch 1); a session sizes slots exactly for its batch.
 
-use resin_runtime::plan::{BufferKind, Plan};
+use resin_runtime::plan::{BufferKind, Plan, StepOp};
 
 /// What the planner did, in bytes at batch 1.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct MemoryReport {
     pub naive_bytes: usize,
     /// Steps whose output took an operand's slot.
     pub in_place: usize,
+    /// The largest im2col scratch a convolution needs (held once per session, besides the slots).
+    pub scratch_bytes: usize,
 }
 
 fn len1(plan: &Plan, b: usize) -> usize {
@@ -98,5 +100,17 @@ pub fn plan_memory(plan: &mut Plan) -> MemoryReport {
     report.slots = size.len();
     report.peak_bytes = size.iter().sum::<usize>() * 4;
     report.naive_bytes = (0..nb).filter(|&b| is_activation(plan, b)).map(|b| len1(plan, b) * 4).sum();
+    report.scratch_bytes = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.op {
+            StepOp::Conv(c) => {
+                let o = &plan.buffers[s.output].shape;
+                Some(c.geom.scratch_len(o[2].resolve(1), o[3].resolve(1)) * 4)
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
     report
 }

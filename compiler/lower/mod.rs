@@ -29,7 +29,7 @@ struct Lowering {
 
 impl Lowering {
     fn push_weights(&mut self, data: &[f32]) -> WeightRange {
-        let w = &mut self.plan.weights;
+        let w = self.plan.weights.to_mut();
         w.resize(w.len().div_ceil(ALIGN) * ALIGN, 0.0);
         let offset = w.len();
         w.extend_from_slice(data);
@@ -74,9 +74,14 @@ fn f32s<'a>(t: &'a resin_ir::Tensor, node: &str) -> Result<&'a [f32]> {
 
 /// Lowers `g` to a plan, memory planned.
 pub fn lower(g: &Graph) -> Result<Plan> {
+    Ok(lower_with_report(g)?.0)
+}
+
+/// [`lower`], also returning what the memory planner did.
+pub fn lower_with_report(g: &Graph) -> Result<(Plan, memory::MemoryReport)> {
     let mut plan = lower_steps(g)?;
-    memory::plan_memory(&mut plan);
-    Ok(plan)
+    let report = memory::plan_memory(&mut plan);
+    Ok((plan, report))
 }
 
 /// One step per op node and one buffer per tensor; slots not yet assigned.

@@ -15,6 +15,9 @@ pub enum Error {
     UnknownInput(String),
     #[error("invalid plan: {0}")]
     InvalidPlan(String),
+    /// A `.resin` file (or its bytes) that cannot be loaded; the message is complete.
+    #[error("{0}")]
+    Format(String),
     #[error("{path}: {msg}")]
     File { path: String, msg: String },
     #[error(transparent)]

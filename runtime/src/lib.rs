@@ -7,6 +7,7 @@
 mod check;
 pub mod error;
 mod exec;
+pub mod format;
 pub mod kernels;
 pub mod npy;
 pub mod plan;

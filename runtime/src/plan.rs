@@ -13,6 +13,7 @@ use crate::kernels::conv::Conv2d;
 use crate::kernels::elementwise::{BinaryOp, UnaryOp};
 use crate::kernels::pad::PadMode;
 use crate::kernels::pool::Pool2d;
+use std::sync::Arc;
 
 /// One dimension of a buffer: fixed, or the batch size chosen at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,5 +196,105 @@ pub struct Plan {
     pub inputs: Vec<Io>,
     pub outputs: Vec<Io>,
     pub steps: Vec<Step>,
-    pub weights: Vec<f32>,
+    pub weights: Weights,
+}
+
+/// The plan's weight array: reads as `&[f32]` (it derefs to a slice). Either owned (what lowering builds,
+/// through [`Weights::to_mut`]) or a section of shared bytes such as a memory-mapped `.resin` file, which
+/// is never copied: loading a model does not touch its weights.
+#[derive(Clone, Default)]
+pub struct Weights(Repr);
+
+type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+#[derive(Clone)]
+enum Repr {
+    Owned(Vec<f32>),
+    /// `len` floats at byte `offset` of `bytes`, checked in bounds and 4-byte aligned when made.
+    Shared { bytes: SharedBytes, offset: usize, len: usize },
+}
+
+impl Default for Repr {
+    fn default() -> Repr {
+        Repr::Owned(Vec::new())
+    }
+}
+
+impl Weights {
+    pub fn new() -> Weights {
+        Weights::default()
+    }
+
+    /// The `len` little-endian floats at byte `offset` of `bytes`, without copying them. An error if the
+    /// range is out of bounds or not 4-byte aligned in memory. On a big-endian target the floats are
+    /// copied and byte-swapped instead.
+    pub fn shared<T: AsRef<[u8]> + Send + Sync + 'static>(
+        bytes: Arc<T>,
+        offset: usize,
+        len: usize,
+    ) -> Result<Weights, String> {
+        let all = (*bytes).as_ref();
+        let section = len
+            .checked_mul(4)
+            .and_then(|n| offset.checked_add(n))
+            .and_then(|end| all.get(offset..end))
+            .ok_or_else(|| format!("{len} weights at byte {offset} exceed the {} bytes", all.len()))?;
+        if cfg!(target_endian = "big") {
+            let v = section.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            return Ok(Weights(Repr::Owned(v)));
+        }
+        if bytemuck::try_cast_slice::<u8, f32>(section).is_err() {
+            return Err(format!("the weights at byte {offset} are not 4-byte aligned in memory"));
+        }
+        Ok(Weights(Repr::Shared { bytes, offset, len }))
+    }
+
+    pub fn as_slice(&self) -> &[f32] {
+        match &self.0 {
+            Repr::Owned(v) => v,
+            // Checked in bounds and aligned by `shared`: the cast cannot fail.
+            Repr::Shared { bytes, offset, len } => bytemuck::cast_slice(&(**bytes).as_ref()[*offset..*offset + len * 4]),
+        }
+    }
+
+    /// The weights as a vector to append to; shared weights are copied first.
+    pub fn to_mut(&mut self) -> &mut Vec<f32> {
+        if let Repr::Shared { .. } = self.0 {
+            self.0 = Repr::Owned(self.as_slice().to_vec());
+        }
+        match &mut self.0 {
+            Repr::Owned(v) => v,
+            Repr::Shared { .. } => unreachable!("made owned above"),
+        }
+    }
+
+    /// Whether the weights are borrowed from shared bytes (a memory-mapped file) rather than owned.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.0, Repr::Shared { .. })
+    }
+}
+
+impl std::ops::Deref for Weights {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        self.as_slice()
+    }
+}
+
+impl From<Vec<f32>> for Weights {
+    fn from(v: Vec<f32>) -> Weights {
+        Weights(Repr::Owned(v))
+    }
+}
+
+impl PartialEq for Weights {
+    fn eq(&self, other: &Weights) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl std::fmt::Debug for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }

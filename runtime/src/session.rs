@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::exec::{exec, Operand};
+use crate::format::Metadata;
 use crate::plan::{fmt_dims, resolve, BufferKind, Dim, Plan, StepOp};
 use crate::tensor::Tensor;
 use std::sync::Arc;
@@ -11,13 +12,24 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub struct Model {
     plan: Arc<Plan>,
+    metadata: Arc<Metadata>,
 }
 
 impl Model {
     /// Checks every index, range and shape of `plan` and wraps it.
     pub fn new(plan: Plan) -> Result<Model> {
+        Model::with_metadata(plan, Metadata::default())
+    }
+
+    /// [`Model::new`], keeping the metadata of the `.resin` file the plan came from.
+    pub fn with_metadata(plan: Plan, metadata: Metadata) -> Result<Model> {
         crate::check::check_plan(&plan)?;
-        Ok(Model { plan: Arc::new(plan) })
+        Ok(Model { plan: Arc::new(plan), metadata: Arc::new(metadata) })
+    }
+
+    /// What the `.resin` file says about the model (empty for a model made from a plan in memory).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
     }
 
     pub fn plan(&self) -> &Plan {

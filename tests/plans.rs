@@ -1,0 +1,60 @@
+//! What the compiler makes of real models, asserted from the plan: a ResNet has no BatchNorm, Add or
+//! standalone activation step (they are folded into weights or fused into the convolution's epilogue), its
+//! residual sums need no extra buffer, and its peak activation memory is far below one buffer per tensor.
+
+mod common;
+
+use resin::compile::{compile, step_histogram};
+use resin::onnx::{self, ImportOptions};
+use resin_runtime::plan::StepOp;
+use std::path::Path;
+
+fn compiled(path: &Path) -> resin::compile::Compiled {
+    compile(onnx::load(path, &ImportOptions::default()).unwrap(), &[]).unwrap()
+}
+
+fn assert_resnet_plan(name: &str, c: &resin::compile::Compiled, residual_adds: usize, min_saving: usize) {
+    let steps = &c.plan.steps;
+    let count = |f: &dyn Fn(&StepOp) -> bool| steps.iter().filter(|s| f(&s.op)).count();
+    assert_eq!(count(&|o| matches!(o, StepOp::ChannelAffine { .. })), 0, "{name}: BatchNorm steps");
+    assert_eq!(count(&|o| matches!(o, StepOp::Binary(_) | StepOp::Sum)), 0, "{name}: Add steps");
+    assert_eq!(count(&|o| matches!(o, StepOp::Unary(_))), 0, "{name}: standalone activation steps");
+    let fused = count(&|o| matches!(o, StepOp::Conv(cv) if cv.residual && cv.act.is_some()));
+    assert_eq!(fused, residual_adds, "{name}: conv+add+relu steps: {:?}", step_histogram(&c.plan));
+    // Every residual add happens in the skip's own buffer: the output shares the skip's slot.
+    for s in steps {
+        if let StepOp::Conv(cv) = &s.op {
+            if cv.residual {
+                let skip = s.inputs[1];
+                assert_eq!(c.plan.buffers[skip].slot(), c.plan.buffers[s.output].slot(), "{name}: step '{}'", s.name);
+            }
+        }
+    }
+    println!(
+        "{name}: peak activation memory {:.2} MiB (naive {:.2} MiB) + conv scratch {:.2} MiB, {} slots, steps: {:?}",
+        c.memory.peak_bytes as f64 / 1048576.0,
+        c.memory.naive_bytes as f64 / 1048576.0,
+        c.memory.scratch_bytes as f64 / 1048576.0,
+        c.memory.slots,
+        step_histogram(&c.plan)
+    );
+    assert!(c.memory.peak_bytes * min_saving < c.memory.naive_bytes, "{name}: memory plan saves less than {min_saving}x");
+}
+
+#[test]
+fn resnet18_w8_plan_is_fused() {
+    let c = compiled(&common::models_dir().join("resnet18_w8.onnx"));
+    assert_resnet_plan("resnet18_w8", &c, 8, 2);
+}
+
+#[test]
+fn resnet50_plan_is_fused_and_fits_16_mib() {
+    let Some(dir) = std::env::var_os("RESIN_MODELS") else {
+        println!("SKIPPED: RESIN_MODELS is not set");
+        return;
+    };
+    let c = compiled(&Path::new(&dir).join("resnet50.onnx"));
+    assert_resnet_plan("resnet50", &c, 16, 6);
+    let total = c.memory.peak_bytes + c.memory.scratch_bytes;
+    assert!(total <= 16 << 20, "resnet50: activations + scratch {total} bytes > 16 MiB");
+}
