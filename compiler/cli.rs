@@ -52,7 +52,8 @@ pub enum Command {
         /// How many top classes to print per row of a 2-D output.
         #[arg(long, default_value_t = 5)]
         top: usize,
-        /// Switch off a compiler pass (repeatable): canonicalize, fold_batchnorm, eliminate_dead.
+        /// Switch off a compiler pass (repeatable): canonicalize, fold_batchnorm, merge_dense_skips,
+        /// identity_skip_inplace, fuse_activation, eliminate_dead.
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,
     },

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod lower;
 pub mod onnx;
 pub mod passes;
+pub mod viz;
 
 pub use resin_ir as ir;
 pub use resin_runtime as runtime;

@@ -50,6 +50,11 @@ fn every_command_has_help_with_an_example() {
         assert!(stdout(&o).contains("Example"), "{cmd:?}: {}", stdout(&o));
     }
     assert!(stdout(&resin(&["--help"])).contains("info"));
+    // The help names every pass that --disable accepts.
+    let help = stdout(&resin(&["run", "--help"])).replace(['\n', ' '], "");
+    for (pass, _) in resin::passes::PIPELINE {
+        assert!(help.contains(pass), "`resin run --help` does not list the pass {pass}");
+    }
 }
 
 #[test]

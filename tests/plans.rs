@@ -38,7 +38,10 @@ fn assert_resnet_plan(name: &str, c: &resin::compile::Compiled, residual_adds: u
         c.memory.slots,
         step_histogram(&c.plan)
     );
-    assert!(c.memory.peak_bytes * min_saving < c.memory.naive_bytes, "{name}: memory plan saves less than {min_saving}x");
+    assert!(
+        c.memory.peak_bytes * min_saving < c.memory.naive_bytes,
+        "{name}: memory plan saves less than {min_saving}x"
+    );
 }
 
 #[test]
@@ -57,4 +60,46 @@ fn resnet50_plan_is_fused_and_fits_16_mib() {
     assert_resnet_plan("resnet50", &c, 16, 6);
     let total = c.memory.peak_bytes + c.memory.scratch_bytes;
     assert!(total <= 16 << 20, "resnet50: activations + scratch {total} bytes > 16 MiB");
+}
+
+/// A DenseNet's concatenations are windows of block arenas: no Concat step copies anything.
+fn assert_no_concat_copy(name: &str, c: &resin::compile::Compiled, blocks: usize) {
+    let concats = c.plan.steps.iter().filter(|s| matches!(s.op, StepOp::Concat { .. })).count();
+    assert_eq!(concats, 0, "{name}: Concat steps remain: {:?}", step_histogram(&c.plan));
+    let bases: std::collections::BTreeSet<usize> =
+        c.plan.buffers.iter().filter_map(|b| b.view().map(|v| v.0)).collect();
+    assert_eq!(bases.len(), blocks, "{name}: one feature arena per dense block");
+    println!("{name}: {} arenas, steps: {:?}", bases.len(), step_histogram(&c.plan));
+}
+
+#[test]
+fn densenet_small_has_no_concat_copy() {
+    let c = compiled(&common::models_dir().join("densenet_small.onnx"));
+    assert_no_concat_copy("densenet_small", &c, 3);
+}
+
+#[test]
+fn densenet121_has_no_concat_copy() {
+    let Some(dir) = std::env::var_os("RESIN_MODELS") else {
+        println!("SKIPPED: RESIN_MODELS is not set");
+        return;
+    };
+    let c = compiled(&Path::new(&dir).join("densenet121.onnx"));
+    assert_no_concat_copy("densenet121", &c, 4);
+}
+
+/// A dense MLP layer — main path plus a matrix per earlier layer — is one GEMM (with its activation).
+#[test]
+fn dense_mlp_layer_is_one_gemm() {
+    for (name, layers) in [("mlp_dense", 6), ("mlp_highway", 6)] {
+        let c = compiled(&common::models_dir().join(format!("{name}.onnx")));
+        let hist = step_histogram(&c.plan);
+        let gemms = c.plan.steps.iter().filter(|s| matches!(s.op, StepOp::Gemm(_))).count();
+        let others = c.plan.steps.iter().filter(|s| !matches!(s.op, StepOp::Gemm(_) | StepOp::Copy)).count();
+        // `layers` hidden layers, the first layer and the head: one GEMM each; the only other step copies
+        // the model input into the feature arena once.
+        assert_eq!(gemms, layers + 1, "{name}: {hist:?}");
+        assert_eq!(others, 0, "{name}: {hist:?}");
+        assert!(c.plan.steps.iter().filter(|s| matches!(s.op, StepOp::Copy)).count() <= 1, "{name}: {hist:?}");
+    }
 }

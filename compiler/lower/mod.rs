@@ -6,6 +6,7 @@
 //! Fused epilogues (activation, residual operand) become step fields; `memory` then assigns every
 //! activation buffer a slot.
 
+pub mod arena;
 pub mod memory;
 
 use anyhow::{anyhow, bail, Result};
@@ -80,6 +81,7 @@ pub fn lower(g: &Graph) -> Result<Plan> {
 /// [`lower`], also returning what the memory planner did.
 pub fn lower_with_report(g: &Graph) -> Result<(Plan, memory::MemoryReport)> {
     let mut plan = lower_steps(g)?;
+    arena::realize_concats(&mut plan);
     let report = memory::plan_memory(&mut plan);
     Ok((plan, report))
 }

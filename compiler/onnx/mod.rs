@@ -7,9 +7,11 @@
 //! This module owns the translation from protobuf to IR and the errors about what a model file contains;
 //! it must not run or optimize anything.
 
+pub mod export;
 mod fold;
 mod import;
 mod ops;
 mod proto;
 
+pub use export::{export, save};
 pub use import::{import_bytes, load, ImportOptions, SUPPORTED_OPS};

@@ -7,6 +7,7 @@ pub mod eliminate_dead;
 pub mod fold_batchnorm;
 pub mod fuse_activation;
 pub mod identity_skip_inplace;
+pub mod merge_dense_skips;
 
 use resin_ir::Graph;
 
@@ -30,6 +31,7 @@ pub type Pass = (&'static str, fn(&mut Graph) -> PassReport);
 pub const PIPELINE: &[Pass] = &[
     ("canonicalize", canonicalize::run),
     ("fold_batchnorm", fold_batchnorm::run),
+    ("merge_dense_skips", merge_dense_skips::run),
     ("identity_skip_inplace", identity_skip_inplace::run),
     ("fuse_activation", fuse_activation::run),
     ("eliminate_dead", eliminate_dead::run),

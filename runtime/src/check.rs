@@ -15,6 +15,11 @@ fn fixed_len(shape: &[Dim]) -> Option<usize> {
     })
 }
 
+/// Elements per sample (axis 0 excluded): the stride of a feature arena.
+fn per_sample(shape: &[Dim]) -> usize {
+    shape.iter().skip(1).map(|d| d.resolve(1)).product()
+}
+
 /// Per-sample element count (batch taken as 1), or None on overflow.
 fn sample_len(shape: &[Dim]) -> Option<usize> {
     shape.iter().try_fold(1usize, |a, d| a.checked_mul(d.resolve(1)))
@@ -56,6 +61,15 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
                     return Err(bad(format!("buffer {i} uses slot {slot} of {}", plan.slots)));
                 }
             }
+            BufferKind::View { base, offset } => {
+                let Some(bb) = plan.buffers.get(*base).filter(|bb| bb.slot().is_some()) else {
+                    return Err(bad(format!("view {i} has base {base}, which is not an activation buffer")));
+                };
+                let fits = offset.checked_add(per_sample(&b.shape)).is_some_and(|end| end <= per_sample(&bb.shape));
+                if b.shape.first() != bb.shape.first() || b.shape.is_empty() || !fits {
+                    return Err(bad(format!("view {i} does not lie within its base {base}")));
+                }
+            }
         }
     }
     for (k, io) in plan.inputs.iter().enumerate() {
@@ -66,24 +80,30 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
     for step in &plan.steps {
         let name = &step.name;
         for &b in &step.inputs {
-            if b >= nb || !written[b] {
-                return Err(bad(format!("step '{name}' reads buffer {b} before it is written")));
+            if b >= nb {
+                return Err(bad(format!("step '{name}' reads buffer {b} of {nb}")));
             }
-            if let Some(slot) = plan.buffers[b].slot() {
-                if occupant[slot] != Some(b) {
-                    return Err(bad(format!("step '{name}' reads buffer {b}, but its slot {slot} was overwritten")));
-                }
+            // A buffer in a slot (its own, or its base's for a view) must still be resident there.
+            let (holder, slot) = match plan.buffers[b].kind {
+                BufferKind::View { base, .. } => (base, plan.buffers[base].slot()),
+                _ => (b, plan.buffers[b].slot()),
+            };
+            let resident = slot.is_none_or(|s| occupant[s] == Some(holder));
+            if !resident || (plan.buffers[b].view().is_none() && !written[b]) {
+                return Err(bad(format!("step '{name}' reads buffer {b}, which does not hold its value then")));
             }
         }
         let out = step.output;
-        let Some(out_slot) = plan.buffers.get(out).and_then(|b| b.slot()).filter(|_| !written[out]) else {
+        let out_holder = plan.buffers.get(out).map(|b| b.view().map_or(out, |v| v.0));
+        let Some(out_slot) = out_holder.and_then(|h| plan.buffers[h].slot()).filter(|_| !written[out]) else {
             return Err(bad(format!("step '{name}' writes buffer {out}, which is not a fresh activation")));
         };
-        // Sharing the output's slot is allowed only for the op's in-place operand, with the same shape.
+        // Sharing the output's slot: a window of an arena is copied out first; any other operand must be
+        // the op's in-place one, of the same size, and the output a buffer of its own.
         for (k, &b) in step.inputs.iter().enumerate() {
             if plan.buffers[b].slot() == Some(out_slot) {
                 let same_len = sample_len(&plan.buffers[b].shape) == sample_len(&plan.buffers[out].shape);
-                if step.op.in_place_input() != Some(k) || !same_len {
+                if step.op.in_place_input() != Some(k) || !same_len || plan.buffers[out].view().is_some() {
                     return Err(bad(format!(
                         "step '{name}' overwrites its input {k} in place, which its op cannot do"
                     )));
@@ -179,14 +199,16 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
             _ => {}
         }
         written[out] = true;
-        occupant[out_slot] = Some(out);
+        occupant[out_slot] = out_holder;
     }
     for io in &plan.outputs {
-        if io.buffer >= nb || !written[io.buffer] {
+        // A window (a concatenation) holds its value when its base does, checked below.
+        if io.buffer >= nb || (!written[io.buffer] && plan.buffers[io.buffer].view().is_none()) {
             return Err(bad(format!("output '{}' is never written", io.name)));
         }
-        if let Some(slot) = plan.buffers[io.buffer].slot() {
-            if occupant[slot] != Some(io.buffer) {
+        let holder = plan.buffers[io.buffer].view().map_or(io.buffer, |v| v.0);
+        if let Some(slot) = plan.buffers[holder].slot() {
+            if occupant[slot] != Some(holder) {
                 return Err(bad(format!("output '{}' is overwritten before the end", io.name)));
             }
         }

@@ -1,49 +1,82 @@
-//! Executes one step: resolves the step's operands to slices and shapes and calls its kernel.
-//! Owns nothing; the session hands it buffers. An operand given as `None` is the step's in-place operand:
-//! its elements are already in `out`.
+//! Executes one step: calls its kernel on the step's operands. Owns nothing; the session hands it views of
+//! its buffers.
+//!
+//! Operands are [`View`]s: sample n of a view is `data[n·stride .. n·stride + sample]`. A buffer of its own
+//! has `stride == sample`; a window of a feature arena (a concatenation member) has a larger stride when the
+//! batch is above 1. Conv, Gemm and the per-channel affine read and write strided views natively; other
+//! kernels get contiguous copies (gathered before, scattered after), which only happens for windows at
+//! batch > 1. An operand given as `None` is the in-place operand: its elements are already in `out`.
 
 use crate::kernels::gemm::{sgemm, MatRef};
 use crate::kernels::{concat, conv, elementwise, matmul, pad, pool, softmax};
 use crate::plan::{StepOp, WeightRange};
 
-/// An operand: its elements and its concrete shape.
-pub type Operand<'a> = (&'a [f32], &'a [usize]);
+/// A read-only operand.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub shape: &'a [usize],
+    /// Elements between consecutive samples (axis 0).
+    pub stride: usize,
+}
+
+/// The output.
+pub struct Out<'a> {
+    pub data: &'a mut [f32],
+    pub shape: &'a [usize],
+    pub stride: usize,
+}
+
+fn sample_len(shape: &[usize]) -> usize {
+    shape.iter().skip(1).product()
+}
+
+fn batch(shape: &[usize]) -> usize {
+    shape.first().copied().unwrap_or(1)
+}
+
+impl<'a> View<'a> {
+    pub fn contiguous(&self) -> bool {
+        batch(self.shape) <= 1 || self.shape.len() < 2 || self.stride == sample_len(self.shape)
+    }
+    /// The elements as one contiguous slice, copying into `tmp` when strided.
+    fn flat<'b>(&'b self, tmp: &'b mut Vec<f32>) -> &'b [f32] {
+        let len: usize = self.shape.iter().product();
+        if self.contiguous() {
+            return &self.data[..len];
+        }
+        let s = sample_len(self.shape);
+        tmp.clear();
+        for n in 0..batch(self.shape) {
+            tmp.extend_from_slice(&self.data[n * self.stride..n * self.stride + s]);
+        }
+        tmp
+    }
+}
 
 fn w(weights: &[f32], r: WeightRange) -> &[f32] {
     &weights[r.offset..r.offset + r.len]
 }
 
 /// The operand `i`, which the plan guarantees is not in place.
-fn get<'a>(ins: &[Option<Operand<'a>>], i: usize) -> Operand<'a> {
+fn get<'a>(ins: &[Option<View<'a>>], i: usize) -> View<'a> {
     ins[i].expect("checked plan: only the in-place operand shares the output's slot")
 }
 
-/// Puts the residual operand into `out` unless it is already there (in place).
-fn load_skip(ins: &[Option<Operand>], out: &mut [f32]) {
-    if let Some((skip, _)) = ins[1] {
-        out.copy_from_slice(skip);
-    }
-}
-
-/// Runs `op` on `ins`, writing `out` (of shape `out_shape`).
-#[allow(clippy::too_many_arguments)]
-pub fn exec(
-    op: &StepOp,
-    ins: &[Option<Operand>],
-    out: &mut [f32],
-    out_shape: &[usize],
-    weights: &[f32],
-    scratch: &mut [f32],
-    threads: usize,
-) {
+/// Runs `op` on `ins`, writing `out`.
+pub fn exec(op: &StepOp, ins: &[Option<View>], out: Out, weights: &[f32], scratch: &mut [f32], threads: usize) {
     match op {
         StepOp::Conv(c) => {
-            let (x, xs) = get(ins, 0);
+            let x = get(ins, 0);
+            let (xs, ys) = (x.shape, out.shape);
+            let y_stride = if batch(ys) <= 1 { sample_len(ys) } else { out.stride };
+            let x_stride = if batch(xs) <= 1 { sample_len(xs) } else { x.stride };
             if c.residual {
-                load_skip(ins, out);
+                load_skip(ins, out.data, y_stride, ys);
             }
             conv::conv2d(
-                x,
+                x.data,
+                x_stride,
                 xs[0],
                 xs[2],
                 xs[3],
@@ -52,60 +85,123 @@ pub fn exec(
                 c.bias.map(|b| w(weights, b)),
                 c.act,
                 c.residual,
-                out_shape[2],
-                out_shape[3],
-                out,
+                ys[2],
+                ys[3],
+                out.data,
+                y_stride,
                 scratch,
                 threads,
             );
         }
-        StepOp::Gemm(g) => {
-            let (a, a_shape) = get(ins, 0);
-            let (m, n) = (out_shape[0], g.n);
-            if g.residual {
-                load_skip(ins, out);
+        StepOp::Gemm(g) => gemm(g, ins, out, weights, threads),
+        StepOp::ChannelAffine { scale, shift } => {
+            let x = get(ins, 0);
+            let (n, c) = (x.shape[0], x.shape[1]);
+            let hw: usize = x.shape[2..].iter().product();
+            let (scale, shift) = (w(weights, *scale), w(weights, *shift));
+            for i in 0..n {
+                let xi = &x.data[i * x.stride..i * x.stride + c * hw];
+                let yi = &mut out.data[i * out.stride..i * out.stride + c * hw];
+                elementwise::channel_affine(xi, 1, c, hw, scale, shift, yi);
             }
-            if let Some((c, c_shape)) = &g.c {
-                // out (+)= beta·C, C broadcast from [], [N], [1,N], [M,1] or [M,N] to [M, N].
-                let c = w(weights, *c);
-                let rows = if c_shape.len() == 2 { c_shape[0] } else { 1 };
-                let cols = c_shape.last().copied().unwrap_or(1);
-                for i in 0..m {
-                    let crow = &c[(i % rows) * cols..(i % rows) * cols + cols];
-                    let orow = &mut out[i * n..(i + 1) * n];
-                    for (j, o) in orow.iter_mut().enumerate() {
-                        let v = g.beta * crow[if cols == 1 { 0 } else { j }];
-                        *o = if g.residual { *o + v } else { v };
-                    }
+        }
+        _ => {
+            // Kernels that want contiguous operands: gather windows, compute, scatter back.
+            let mut tmps: Vec<Vec<f32>> = vec![Vec::new(); ins.len()];
+            let flat: Vec<Option<(&[f32], &[usize])>> = ins
+                .iter()
+                .zip(tmps.iter_mut())
+                .map(|(v, t)| v.as_ref().map(|v| (v.flat(t) as &[f32], v.shape)))
+                .collect();
+            let len: usize = out.shape.iter().product();
+            let contiguous = batch(out.shape) <= 1 || out.shape.len() < 2 || out.stride == sample_len(out.shape);
+            if contiguous {
+                exec_contiguous(op, &flat, &mut out.data[..len], out.shape, threads);
+            } else {
+                let mut y = vec![0.0; len];
+                exec_contiguous(op, &flat, &mut y, out.shape, threads);
+                let s = sample_len(out.shape);
+                for (n, chunk) in y.chunks(s).enumerate() {
+                    out.data[n * out.stride..n * out.stride + s].copy_from_slice(chunk);
                 }
             }
-            let accumulate = if g.residual || g.c.is_some() { 1.0 } else { 0.0 };
-            let lda = if g.trans_a { a_shape[1] } else { g.k };
-            let am = MatRef { data: a, ld: lda, trans: g.trans_a };
-            sgemm(m, n, g.k, g.alpha, am, MatRef::new(w(weights, g.weight), n), accumulate, out, n, threads);
-            if let Some(act) = g.act {
-                elementwise::unary_inplace(act, out);
+        }
+    }
+}
+
+/// Copies the residual operand (input 1) into the output, sample by sample, unless it is already there
+/// (in place, given as `None`).
+fn load_skip(ins: &[Option<View>], y: &mut [f32], y_stride: usize, shape: &[usize]) {
+    if let Some(skip) = ins[1] {
+        let s = sample_len(shape);
+        for n in 0..batch(shape) {
+            y[n * y_stride..n * y_stride + s].copy_from_slice(&skip.data[n * skip.stride..n * skip.stride + s]);
+        }
+    }
+}
+
+fn gemm(g: &crate::plan::GemmStep, ins: &[Option<View>], out: Out, weights: &[f32], threads: usize) {
+    let a = get(ins, 0);
+    let (m, n) = (out.shape[0], g.n);
+    let ldc = out.stride.max(n);
+    let ldc = if m <= 1 { n } else { ldc };
+    let y = out.data;
+    if g.residual {
+        load_skip(ins, y, ldc, out.shape);
+    }
+    if let Some((c, c_shape)) = &g.c {
+        // y (+)= beta·C, C broadcast from [], [N], [1,N], [M,1] or [M,N] to [M, N].
+        let c = w(weights, *c);
+        let rows = if c_shape.len() == 2 { c_shape[0] } else { 1 };
+        let cols = c_shape.last().copied().unwrap_or(1);
+        for i in 0..m {
+            let crow = &c[(i % rows) * cols..(i % rows) * cols + cols];
+            let yrow = &mut y[i * ldc..i * ldc + n];
+            for (j, o) in yrow.iter_mut().enumerate() {
+                let v = g.beta * crow[if cols == 1 { 0 } else { j }];
+                *o = if g.residual { *o + v } else { v };
             }
         }
-        StepOp::MatMul => {
-            let ((a, as_), (b, bs)) = (get(ins, 0), get(ins, 1));
-            matmul::matmul(a, as_, b, bs, out, threads);
+    }
+    let accumulate = if g.residual || g.c.is_some() { 1.0 } else { 0.0 };
+    let mut tmp = Vec::new();
+    let am = if g.trans_a {
+        MatRef { data: a.flat(&mut tmp), ld: a.shape[1], trans: true }
+    } else {
+        MatRef { data: a.data, ld: if m <= 1 { g.k } else { a.stride.max(g.k) }, trans: false }
+    };
+    sgemm(m, n, g.k, g.alpha, am, MatRef::new(w(weights, g.weight), n), accumulate, y, ldc, threads);
+    if let Some(act) = g.act {
+        for i in 0..m {
+            elementwise::unary_inplace(act, &mut y[i * ldc..i * ldc + n]);
         }
-        StepOp::ChannelAffine { scale, shift } => {
-            let (x, xs) = get(ins, 0);
-            let hw: usize = xs[2..].iter().product();
-            elementwise::channel_affine(x, xs[0], xs[1], hw, w(weights, *scale), w(weights, *shift), out);
+    }
+}
+
+/// The ops whose kernels take contiguous operands.
+fn exec_contiguous(
+    op: &StepOp,
+    ins: &[Option<(&[f32], &[usize])>],
+    out: &mut [f32],
+    out_shape: &[usize],
+    threads: usize,
+) {
+    let get = |i: usize| ins[i].expect("checked plan: only the in-place operand shares the output's slot");
+    match op {
+        StepOp::MatMul => {
+            let ((a, as_), (b, bs)) = (get(0), get(1));
+            matmul::matmul(a, as_, b, bs, out, threads);
         }
         StepOp::Unary(u) => match ins[0] {
             Some((x, _)) => elementwise::unary(*u, x, out),
             None => elementwise::unary_inplace(*u, out),
         },
         StepOp::Binary(b) => {
-            let ((x, xs), (y, ys)) = (get(ins, 0), get(ins, 1));
+            let ((x, xs), (y, ys)) = (get(0), get(1));
             elementwise::binary(*b, x, xs, y, ys, out, out_shape);
         }
         StepOp::Sum => {
-            let ops: Vec<Operand> = (0..ins.len()).map(|i| get(ins, i)).collect();
+            let ops: Vec<(&[f32], &[usize])> = (0..ins.len()).map(get).collect();
             if ops.iter().all(|(_, s)| *s == out_shape) {
                 let slices: Vec<&[f32]> = ops.iter().map(|i| i.0).collect();
                 elementwise::sum(&slices, out);
@@ -120,16 +216,16 @@ pub fn exec(
             }
         }
         StepOp::MaxPool(p) | StepOp::AvgPool(p) => {
-            let (x, xs) = get(ins, 0);
+            let (x, xs) = get(0);
             let f = if matches!(op, StepOp::MaxPool(_)) { pool::max_pool2d } else { pool::avg_pool2d };
             f(x, xs[0] * xs[1], xs[2], xs[3], p, out_shape[2], out_shape[3], out);
         }
         StepOp::GlobalAvgPool => {
-            let (x, xs) = get(ins, 0);
+            let (x, xs) = get(0);
             pool::global_avg_pool(x, xs[0] * xs[1], xs[2..].iter().product(), out);
         }
         StepOp::Softmax { axis } => {
-            let (x, xs) = get(ins, 0);
+            let (x, xs) = get(0);
             let outer: usize = xs[..*axis].iter().product();
             let inner: usize = xs[axis + 1..].iter().product();
             softmax::softmax(x, outer, xs[*axis], inner, out);
@@ -137,11 +233,11 @@ pub fn exec(
         StepOp::Concat { axis } => {
             let outer: usize = out_shape[..*axis].iter().product();
             let inner: usize = out_shape[axis + 1..].iter().product();
-            let parts: Vec<(&[f32], usize)> = (0..ins.len()).map(|i| get(ins, i)).map(|(x, s)| (x, s[*axis])).collect();
+            let parts: Vec<(&[f32], usize)> = (0..ins.len()).map(get).map(|(x, s)| (x, s[*axis])).collect();
             concat::concat(&parts, outer, inner, out);
         }
         StepOp::Pad { pads, mode } => {
-            let (x, xs) = get(ins, 0);
+            let (x, xs) = get(0);
             pad::pad(x, xs, pads, *mode, out);
         }
         StepOp::Copy => {
@@ -149,5 +245,6 @@ pub fn exec(
                 out.copy_from_slice(x);
             }
         }
+        StepOp::Conv(_) | StepOp::Gemm(_) | StepOp::ChannelAffine { .. } => unreachable!("handled with strides"),
     }
 }

@@ -30,6 +30,14 @@ impl Buffer {
             _ => None,
         }
     }
+
+    /// The base buffer and offset of a view.
+    pub fn view(&self) -> Option<(usize, usize)> {
+        match self.kind {
+            BufferKind::View { base, offset } => Some((base, offset)),
+            _ => None,
+        }
+    }
 }
 
 impl Dim {
@@ -72,6 +80,10 @@ pub enum BufferKind {
     Input(usize),
     /// Written by a step, stored in the given slot.
     Activation { slot: usize },
+    /// A window of another activation buffer, the *base* (a feature arena): sample n of this buffer is
+    /// `base[n·S + offset .. n·S + offset + L]`, S and L the per-sample lengths of base and view. Members of
+    /// a concatenation are views, so the concatenation is the base itself and nothing is copied.
+    View { base: usize, offset: usize },
     /// A constant operand, read from the weights.
     Const(WeightRange),
 }
@@ -211,7 +223,11 @@ type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 enum Repr {
     Owned(Vec<f32>),
     /// `len` floats at byte `offset` of `bytes`, checked in bounds and 4-byte aligned when made.
-    Shared { bytes: SharedBytes, offset: usize, len: usize },
+    Shared {
+        bytes: SharedBytes,
+        offset: usize,
+        len: usize,
+    },
 }
 
 impl Default for Repr {
@@ -253,7 +269,9 @@ impl Weights {
         match &self.0 {
             Repr::Owned(v) => v,
             // Checked in bounds and aligned by `shared`: the cast cannot fail.
-            Repr::Shared { bytes, offset, len } => bytemuck::cast_slice(&(**bytes).as_ref()[*offset..*offset + len * 4]),
+            Repr::Shared { bytes, offset, len } => {
+                bytemuck::cast_slice(&(**bytes).as_ref()[*offset..*offset + len * 4])
+            }
         }
     }
 

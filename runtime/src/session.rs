@@ -2,7 +2,7 @@
 //! buffers, planned once per batch size and reused by every run).
 
 use crate::error::{Error, Result};
-use crate::exec::{exec, Operand};
+use crate::exec::{exec, Out, View};
 use crate::format::Metadata;
 use crate::plan::{fmt_dims, resolve, BufferKind, Dim, Plan, StepOp};
 use crate::tensor::Tensor;
@@ -131,7 +131,7 @@ fn arena_for<'a>(plan: &Plan, arena: &'a mut Option<Arena>, batch: usize) -> &'a
             match b.kind {
                 BufferKind::Activation { slot } => slots[slot] = slots[slot].max(len),
                 BufferKind::Input(k) => inputs[k] = len,
-                BufferKind::Const(_) => {}
+                BufferKind::Const(_) | BufferKind::View { .. } => {}
             }
         }
         let scratch_len = plan
@@ -157,20 +157,48 @@ fn arena_for<'a>(plan: &Plan, arena: &'a mut Option<Arena>, batch: usize) -> &'a
     arena.as_mut().unwrap()
 }
 
-/// The elements of buffer `b`: a slot's prefix, an input, or weights.
-fn buffer_data<'a>(
+fn sample_len(shape: &[usize]) -> usize {
+    shape.iter().skip(1).product()
+}
+
+/// Buffer `b` as an operand: a slot's prefix, a window of an arena in a slot, an input, or weights.
+fn view_of<'a>(
     plan: &'a Plan,
-    shapes: &[Vec<usize>],
+    shapes: &'a [Vec<usize>],
     slots: &'a [Vec<f32>],
     inputs: &'a [Vec<f32>],
     b: usize,
-) -> &'a [f32] {
-    let len = shapes[b].iter().product::<usize>();
+) -> View<'a> {
+    let shape = shapes[b].as_slice();
+    let len = shape.iter().product::<usize>();
+    let (data, stride): (&[f32], usize) = match plan.buffers[b].kind {
+        BufferKind::Const(r) => (&plan.weights[r.offset..r.offset + r.len], sample_len(shape)),
+        BufferKind::Input(k) => (&inputs[k], sample_len(shape)),
+        BufferKind::Activation { slot } => (&slots[slot][..len], sample_len(shape)),
+        BufferKind::View { base, offset } => {
+            let slot = plan.buffers[base].slot().expect("checked: a view's base is an activation");
+            (&slots[slot][offset..], sample_len(&shapes[base]))
+        }
+    };
+    View { data, shape, stride }
+}
+
+/// The slot that holds buffer `b` (its own, or its base's), if any.
+fn slot_of(plan: &Plan, b: usize) -> Option<usize> {
     match plan.buffers[b].kind {
-        BufferKind::Const(r) => &plan.weights[r.offset..r.offset + r.len],
-        BufferKind::Input(k) => &inputs[k],
-        BufferKind::Activation { slot } => &slots[slot][..len],
+        BufferKind::View { base, .. } => plan.buffers[base].slot(),
+        _ => plan.buffers[b].slot(),
     }
+}
+
+/// Copies a strided operand into an owned contiguous vector.
+fn gather(v: &View) -> Vec<f32> {
+    let s = sample_len(v.shape);
+    let n = v.shape.first().copied().unwrap_or(1);
+    if n <= 1 || v.shape.len() < 2 {
+        return v.data[..v.shape.iter().product::<usize>()].to_vec();
+    }
+    (0..n).flat_map(|i| v.data[i * v.stride..i * v.stride + s].iter().copied()).collect()
 }
 
 impl Session {
@@ -185,20 +213,41 @@ impl Session {
         }
         pool.install(|| {
             for step in &plan.steps {
-                let out_slot = plan.buffers[step.output].slot().expect("checked: steps write activations");
-                let out_len = shapes[step.output].iter().product::<usize>();
-                let mut out = std::mem::take(&mut slots[out_slot]);
-                // An operand in the output's slot is the in-place one: the kernel finds it in `out`.
-                let ins: Vec<Option<Operand>> = step
+                let out_slot = slot_of(plan, step.output).expect("checked: steps write activations");
+                let out_shape = shapes[step.output].as_slice();
+                let taken = std::mem::take(&mut slots[out_slot]);
+                // Operands in the output's slot: the in-place one is found in `out` (None); a window of
+                // the same arena is copied out first (dense MLPs read their arena and write into it).
+                let mut owned: Vec<(usize, Vec<f32>)> = Vec::new();
+                for (i, &b) in step.inputs.iter().enumerate() {
+                    if slot_of(plan, b) == Some(out_slot) && plan.buffers[b].view().is_some() {
+                        let (base, offset) = plan.buffers[b].view().unwrap();
+                        let v = View { data: &taken[offset..], shape: &shapes[b], stride: sample_len(&shapes[base]) };
+                        owned.push((i, gather(&v)));
+                    }
+                }
+                let ins: Vec<Option<View>> = step
                     .inputs
                     .iter()
-                    .map(|&b| {
-                        (plan.buffers[b].slot() != Some(out_slot))
-                            .then(|| (buffer_data(plan, shapes, slots, input_bufs, b), shapes[b].as_slice()))
+                    .enumerate()
+                    .map(|(i, &b)| {
+                        if let Some((_, data)) = owned.iter().find(|o| o.0 == i) {
+                            return Some(View { data, shape: &shapes[b], stride: sample_len(&shapes[b]) });
+                        }
+                        (slot_of(plan, b) != Some(out_slot)).then(|| view_of(plan, shapes, slots, input_bufs, b))
                     })
                     .collect();
-                exec(&step.op, &ins, &mut out[..out_len], &shapes[step.output], &plan.weights, scratch, threads);
-                slots[out_slot] = out;
+                let mut taken = taken;
+                let (data, stride): (&mut [f32], usize) = match plan.buffers[step.output].view() {
+                    Some((base, offset)) => (&mut taken[offset..], sample_len(&shapes[base])),
+                    None => {
+                        let len = out_shape.iter().product::<usize>();
+                        (&mut taken[..len], sample_len(out_shape))
+                    }
+                };
+                exec(&step.op, &ins, Out { data, shape: out_shape, stride }, &plan.weights, scratch, threads);
+                drop(ins);
+                slots[out_slot] = taken;
             }
         });
         Ok(plan
@@ -206,7 +255,7 @@ impl Session {
             .iter()
             .map(|io| Tensor {
                 shape: shapes[io.buffer].clone(),
-                data: buffer_data(plan, shapes, slots, input_bufs, io.buffer).to_vec(),
+                data: gather(&view_of(plan, shapes, slots, input_bufs, io.buffer)),
             })
             .collect())
     }

@@ -72,9 +72,12 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, p: &Conv2d, oh: usize, ow: us
 /// y[n, m, :, :] = act(Σ W ⋆ x + bias[m] (+ y[n, m, :, :] when `accumulate`)) for every image n: with
 /// `accumulate` the product adds to what `y` holds (the residual epilogue: y enters holding the skip).
 /// `weight` is `[M, (C/G)·kh·kw]` row-major, `scratch` holds at least `p.scratch_len(oh, ow)` floats.
+/// Image `i` of x starts at `i·x_stride` and image `i` of y at `i·y_stride` (strides larger than an image
+/// read and write windows of wider feature arenas).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
+    x_stride: usize,
     n: usize,
     h: usize,
     w: usize,
@@ -86,6 +89,7 @@ pub fn conv2d(
     oh: usize,
     ow: usize,
     y: &mut [f32],
+    y_stride: usize,
     scratch: &mut [f32],
     threads: usize,
 ) {
@@ -93,8 +97,8 @@ pub fn conv2d(
     let k = p.k();
     let ohw = oh * ow;
     for img in 0..n {
-        let xi = &x[img * p.cin * h * w..(img + 1) * p.cin * h * w];
-        let yi = &mut y[img * p.cout * ohw..(img + 1) * p.cout * ohw];
+        let xi = &x[img * x_stride..img * x_stride + p.cin * h * w];
+        let yi = &mut y[img * y_stride..img * y_stride + p.cout * ohw];
         for g in 0..p.group {
             let xg = &xi[g * cin_g * h * w..(g + 1) * cin_g * h * w];
             let col: &[f32] = if p.is_pointwise() {
@@ -224,18 +228,19 @@ mod tests {
             let want = naive(&x, n, h, w, &p, &wt, &b, oh, ow);
             let mut y = vec![f32::NAN; want.len()];
             let mut scratch = vec![0.0; p.scratch_len(oh, ow)];
-            conv2d(&x, n, h, w, &p, &wt, Some(&b), None, false, oh, ow, &mut y, &mut scratch, 2);
+            let (xs, ys) = (p.cin * h * w, p.cout * oh * ow);
+            conv2d(&x, xs, n, h, w, &p, &wt, Some(&b), None, false, oh, ow, &mut y, ys, &mut scratch, 2);
             for (a, e) in y.iter().zip(&want) {
                 assert!((a - e).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?}: {a} vs {e}");
             }
-            conv2d(&x, n, h, w, &p, &wt, Some(&b), Some(UnaryOp::Relu), false, oh, ow, &mut y, &mut scratch, 1);
+            conv2d(&x, xs, n, h, w, &p, &wt, Some(&b), Some(UnaryOp::Relu), false, oh, ow, &mut y, ys, &mut scratch, 1);
             for (a, e) in y.iter().zip(&want) {
                 assert!((a - e.max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
             }
             // Residual epilogue: y enters holding the skip; y = relu(conv + b + skip).
             let skip: Vec<f32> = (0..want.len()).map(|i| (i % 7) as f32 - 3.0).collect();
             y.copy_from_slice(&skip);
-            conv2d(&x, n, h, w, &p, &wt, Some(&b), Some(UnaryOp::Relu), true, oh, ow, &mut y, &mut scratch, 2);
+            conv2d(&x, xs, n, h, w, &p, &wt, Some(&b), Some(UnaryOp::Relu), true, oh, ow, &mut y, ys, &mut scratch, 2);
             for ((a, e), s) in y.iter().zip(&want).zip(&skip) {
                 assert!((a - (e + s).max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
             }
