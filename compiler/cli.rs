@@ -22,6 +22,60 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Draw a model's graph with its skip connections (by kind), residual and dense blocks, and what the
+    /// compiler fused: DOT, SVG (drawn by resin, no Graphviz needed), Mermaid, HTML (pan, zoom, details) or JSON.
+    #[command(
+        after_help = "Examples:\n  resin viz tests/models/resnet18_w8.onnx --format svg -o resnet18.svg\n  resin viz tests/models/densenet_small.onnx --after-passes --format html -o densenet.html\n  resin viz model.onnx --format dot -o model.dot && dot -Tpng model.dot -o model.png"
+    )]
+    Viz {
+        /// An ONNX model.
+        model: PathBuf,
+        /// dot, svg, mermaid, html or json (default: from the output's extension, else svg).
+        #[arg(long, short = 'f')]
+        format: Option<String>,
+        /// Where to write (default: standard output).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Draw the graph after the compiler's passes (fused nodes show what they absorbed).
+        #[arg(long)]
+        after_passes: bool,
+    },
+    /// Write a model back as ONNX (opset 17), optionally after the compiler's passes (BatchNorm folded,
+    /// dense matrices merged); skips become Add/Concat again and weights stay bit-exact.
+    #[command(
+        after_help = "Examples:\n  resin export tests/models/resnet20.onnx -o resnet20.export.onnx\n  resin export model.onnx --after-passes -o model.folded.onnx"
+    )]
+    Export {
+        /// An ONNX model.
+        model: PathBuf,
+        /// The ONNX file to write.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// Export the graph after the compiler's passes.
+        #[arg(long)]
+        after_passes: bool,
+    },
+    /// Compile an ONNX model into a .resin artifact: passes, lowering, memory planning, packed weights.
+    #[command(
+        after_help = "Examples:\n  resin compile tests/models/resnet20.onnx -o resnet20.resin --report\n  resin compile model.onnx -o model.resin --disable fuse_activation --report --verbose"
+    )]
+    Compile {
+        /// An ONNX model.
+        model: PathBuf,
+        /// Where to write the artifact (default: the model's name with the .resin extension).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Switch off a compiler pass (repeatable): canonicalize, fold_batchnorm, merge_dense_skips,
+        /// identity_skip_inplace, fuse_activation, eliminate_dead.
+        #[arg(long, value_name = "PASS")]
+        disable: Vec<String>,
+        /// Print what each pass changed, the plan's steps by kind and its memory against a naive plan.
+        #[arg(long)]
+        report: bool,
+        /// With --report: list every change.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Describe a model: inputs, outputs, op histogram, parameters, MACs and skip connections.
     #[command(
         after_help = "Example:\n  resin info tests/models/resnet20.onnx\n  resin info model.onnx --graph   # also print the IR, skip edges marked"
@@ -38,7 +92,7 @@ pub enum Command {
         after_help = "Examples:\n  resin run tests/models/resnet20.onnx --input tests/models/resnet20_input.npy --output out.npy\n  resin run model.onnx --input input=x.npy --output output=y.npy --threads 2"
     )]
     Run {
-        /// An ONNX model.
+        /// An ONNX model (compiled on the fly) or a compiled .resin file.
         model: PathBuf,
         /// One per model input, in the model's order, or as NAME=PATH (float32 .npy).
         #[arg(long = "input", short = 'i', value_name = "[NAME=]PATH")]
@@ -76,22 +130,48 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
     onnx::load(path, &ImportOptions::default())
 }
 
-/// Loads a model, runs the pass pipeline and lowers it into a runnable [`Model`].
+/// Is this file a compiled `.resin` artifact (by its first bytes)?
+pub fn is_resin(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 5];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"RESIN"
+}
+
+/// Loads a model: a `.resin` artifact as it is, or an ONNX model compiled with every pass.
 pub fn load_model(path: &Path) -> Result<Model> {
     load_model_with(path, &[])
 }
 
-/// [`load_model`] with some passes switched off by name.
+/// [`load_model`] with some passes switched off by name (ONNX models only).
 pub fn load_model_with(path: &Path, disabled: &[String]) -> Result<Model> {
-    let mut g = load_graph(path)?;
-    crate::passes::run_pipeline(&mut g, disabled)?;
-    let plan = crate::lower::lower(&g)?;
-    Ok(Model::new(plan)?)
+    if is_resin(path) {
+        if !disabled.is_empty() {
+            bail!("'{}' is already compiled: --disable applies to ONNX models", path.display());
+        }
+        return Ok(Model::load(path)?);
+    }
+    let g = load_graph(path)?;
+    let compiled = crate::compile::compile(g, disabled)?;
+    Ok(Model::new(compiled.plan)?)
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Viz { model, format, output, after_passes } => viz_cmd(&model, format, output, after_passes),
+        Command::Export { model, output, after_passes } => {
+            let mut g = load_graph(&model)?;
+            if after_passes {
+                crate::passes::run_pipeline(&mut g, &[])?;
+            }
+            crate::onnx::save(&g, &output)?;
+            println!("wrote {} ({} nodes)", output.display(), g.len());
+            Ok(())
+        }
+        Command::Info { model, graph } if is_resin(&model) => info_resin(&model, graph),
         Command::Info { model, graph } => info(&model, graph),
+        Command::Compile { model, output, disable, report, verbose } => {
+            compile_cmd(&model, output, &disable, report, verbose)
+        }
         Command::Run { model, inputs, outputs, threads, top, disable } => {
             run_model(&model, &inputs, &outputs, threads, top, &disable)
         }
@@ -128,6 +208,101 @@ fn info(path: &Path, print_graph: bool) -> Result<()> {
     println!("skips: {skips}");
     if print_graph {
         print!("{g}");
+    }
+    Ok(())
+}
+
+fn compile_cmd(path: &Path, output: Option<PathBuf>, disable: &[String], report: bool, verbose: bool) -> Result<()> {
+    let t0 = Instant::now();
+    let out = output.unwrap_or_else(|| path.with_extension("resin"));
+    if is_resin(path) {
+        bail!("'{}' is already compiled", path.display());
+    }
+    let g = load_graph(path)?;
+    let c = crate::compile::compile(g, disable)?;
+    let mut meta = resin_runtime::format::Metadata::new(
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    );
+    for p in &c.passes {
+        meta.report.insert(format!("pass.{}", p.pass), p.changes.len().to_string());
+    }
+    let hist: Vec<String> = crate::compile::step_histogram(&c.plan).iter().map(|(k, n)| format!("{k} {n}")).collect();
+    meta.report.insert("steps".into(), hist.join(", "));
+    meta.report.insert("memory.peak_bytes".into(), c.memory.peak_bytes.to_string());
+    meta.report.insert("memory.naive_bytes".into(), c.memory.naive_bytes.to_string());
+    meta.report.insert("memory.scratch_bytes".into(), c.memory.scratch_bytes.to_string());
+    meta.report.insert("memory.slots".into(), c.memory.slots.to_string());
+    resin_runtime::format::save(&c.plan, &meta, &out)?;
+    if report {
+        print!("{}", c.report(verbose));
+    }
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "compiled {} -> {} ({:.1} MiB, {} steps) in {:.2} s",
+        path.display(),
+        out.display(),
+        size as f64 / (1 << 20) as f64,
+        c.plan.steps.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn viz_cmd(path: &Path, format: Option<String>, output: Option<PathBuf>, after_passes: bool) -> Result<()> {
+    let from_ext = output.as_ref().and_then(|o| o.extension()).map(|e| e.to_string_lossy().into_owned());
+    let name = format.or(from_ext.filter(|e| e.parse::<crate::viz::Format>().is_ok())).unwrap_or_else(|| "svg".into());
+    let fmt: crate::viz::Format =
+        name.parse().map_err(|_| anyhow!("unknown format '{name}' (dot, svg, mermaid, html, json)"))?;
+    let mut g = load_graph(path)?;
+    g.recognize_skips();
+    if after_passes {
+        crate::passes::run_pipeline(&mut g, &[])?;
+    }
+    let title = format!(
+        "{}{}",
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        if after_passes { " (after passes)" } else { "" }
+    );
+    let text = crate::viz::render(&g, fmt, &title);
+    match output {
+        Some(o) => {
+            resin_runtime::npy::write_atomic(&o, text.as_bytes())?;
+            println!("wrote {} ({name}, {} nodes)", o.display(), g.len());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn info_resin(path: &Path, verbose: bool) -> Result<()> {
+    let t0 = Instant::now();
+    let model = Model::load(path)?;
+    let load = t0.elapsed();
+    let meta = model.metadata();
+    let plan = model.plan();
+    println!("compiled model: {} (produced by {}, from {})", path.display(), meta.producer, meta.source);
+    for (name, shape) in model.inputs() {
+        println!("input: {name} float32{}", resin_runtime::plan::fmt_dims(shape));
+    }
+    for (name, shape) in model.outputs() {
+        println!("output: {name} float32{}", resin_runtime::plan::fmt_dims(shape));
+    }
+    let hist: Vec<String> = crate::compile::step_histogram(plan).iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("plan: {} steps: {}", plan.steps.len(), hist.join(", "));
+    println!(
+        "buffers: {} in {} slots; weights {:.1} MiB",
+        plan.buffers.len(),
+        plan.slots,
+        plan.weights.len() as f64 * 4.0 / 1048576.0
+    );
+    for (k, v) in &meta.report {
+        println!("report.{k}: {v}");
+    }
+    println!("loaded and checked in {:.1} ms", load.as_secs_f64() * 1e3);
+    if verbose {
+        for (i, s) in plan.steps.iter().enumerate() {
+            println!("  {i:4} {:<16} {:?} -> {}  # {}", crate::compile::step_label(&s.op), s.inputs, s.output, s.name);
+        }
     }
     Ok(())
 }

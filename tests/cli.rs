@@ -44,7 +44,9 @@ fn assert_error(o: &Output, want: &str) {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in [&["info", "--help"][..], &["run", "--help"]] {
+    for cmd in
+        [&["info", "--help"][..], &["run", "--help"], &["compile", "--help"], &["viz", "--help"], &["export", "--help"]]
+    {
         let o = resin(cmd);
         assert!(o.status.success());
         assert!(stdout(&o).contains("Example"), "{cmd:?}: {}", stdout(&o));
@@ -167,4 +169,82 @@ fn bad_inputs_give_one_clear_line() {
     let target = d.join("nope").join("y.npy");
     assert_error(&resin(&["run", &r20, "--input", &x, "--output", target.to_str().unwrap()]), "does not exist");
     assert!(!target.exists());
+}
+
+#[test]
+fn compile_then_run_the_artifact() {
+    let d = scratch("compile");
+    let art = d.join("resnet20.resin");
+    let o = resin(&["compile", &model("resnet20.onnx"), "-o", art.to_str().unwrap(), "--report"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("fold_batchnorm") && s.contains("conv+add+relu") && s.contains("naive plan"), "{s}");
+    // The artifact runs and gives ONNX Runtime's answer.
+    let y = d.join("y.npy");
+    let o = resin(&[
+        "run",
+        art.to_str().unwrap(),
+        "--input",
+        &model("resnet20_input.npy"),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
+    common::assert_close("resnet20.resin", &common::read_npy(&y), &reference);
+    let info = stdout(&resin(&["info", art.to_str().unwrap()]));
+    assert!(
+        info.contains("compiled model")
+            && info.contains("from resnet20.onnx")
+            && info.contains("report.pass.fold_batchnorm: 21"),
+        "{info}"
+    );
+
+    // A corrupted or truncated artifact is a one-line error.
+    let bytes = std::fs::read(&art).unwrap();
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    let bad = d.join("flipped.resin");
+    std::fs::write(&bad, &flipped).unwrap();
+    assert_error(&resin(&["run", bad.to_str().unwrap(), "--input", &model("resnet20_input.npy")]), "checksum mismatch");
+    let short = d.join("short.resin");
+    std::fs::write(&short, &bytes[..bytes.len() - 100]).unwrap();
+    assert_error(&resin(&["info", short.to_str().unwrap()]), "truncated");
+
+    // Unknown pass names and missing directories are refused before anything is written.
+    assert_error(&resin(&["compile", &model("resnet20.onnx"), "--disable", "nope"]), "unknown pass 'nope'");
+    let missing = d.join("no/such/dir/x.resin");
+    assert_error(&resin(&["compile", &model("resnet20.onnx"), "-o", missing.to_str().unwrap()]), "does not exist");
+    assert!(!missing.exists());
+}
+
+#[test]
+fn viz_and_export_write_files() {
+    let d = scratch("viz");
+    for fmt in ["svg", "dot", "mermaid", "html", "json"] {
+        let out = d.join(format!("g.{fmt}"));
+        let o = resin(&["viz", &model("resnet18_w8.onnx"), "--after-passes", "-o", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{fmt}: {}", stderr(&o));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.len() > 200, "{fmt}: {text}");
+    }
+    assert!(std::fs::read_to_string(d.join("g.svg")).unwrap().contains("<svg"));
+    assert_error(&resin(&["viz", &model("resnet18_w8.onnx"), "--format", "png"]), "unknown format 'png'");
+    let out = d.join("e.onnx");
+    let o = resin(&["export", &model("resnet20.onnx"), "--after-passes", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The export imports again and runs to the same answer.
+    let y = d.join("y.npy");
+    let o = resin(&[
+        "run",
+        out.to_str().unwrap(),
+        "--input",
+        &model("resnet20_input.npy"),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
+    common::assert_close("resnet20 export", &common::read_npy(&y), &reference);
 }

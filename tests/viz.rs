@@ -211,7 +211,9 @@ fn dot_is_accepted_by_graphviz() {
         assert!(dot.contains("rankdir=TB"), "{title}");
         // Every node once, by id (its name is in the label and tooltip).
         for id in g.g.node_indices() {
-            assert!(dot.contains(&format!("\n    n{} [", id.index())) || dot.contains(&format!("\n  n{} [", id.index())));
+            assert!(
+                dot.contains(&format!("\n    n{} [", id.index())) || dot.contains(&format!("\n  n{} [", id.index()))
+            );
         }
         if !have_dot {
             continue;
@@ -248,7 +250,10 @@ fn svg_is_well_formed_and_names_every_node() {
             assert!(titles.contains(&name), "{title}: no <title> for node '{name}'");
         }
         assert!(svg.starts_with("<?xml") && svg.contains("xmlns=\"http://www.w3.org/2000/svg\""), "{title}");
-        assert!(!svg.contains("NaN") && !svg.contains("inf,") && !svg.contains(",inf"), "{title}: a coordinate is not finite");
+        assert!(
+            !svg.contains("NaN") && !svg.contains("inf,") && !svg.contains(",inf"),
+            "{title}: a coordinate is not finite"
+        );
         let drawn = svg.matches("<g class=\"node ").count();
         assert_eq!(drawn, visible_names(&g).len(), "{title}: one <g> per non-constant node");
         // Every skip edge is drawn in its colour, and the legend names the four kinds.
@@ -428,7 +433,9 @@ fn densenet121_shape() -> Graph {
                 g.connect(f, cat, p);
             }
             let mut h = cat;
-            for (k, op) in [Op::Identity, Op::Relu, Op::Identity, Op::Identity, Op::Relu, Op::Identity].into_iter().enumerate() {
+            for (k, op) in
+                [Op::Identity, Op::Relu, Op::Identity, Op::Identity, Op::Relu, Op::Identity].into_iter().enumerate()
+            {
                 h = unary(&mut g, format!("/block{b}/layer{l}/op{k}"), op, h, 32);
             }
             feats.push(h);

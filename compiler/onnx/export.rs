@@ -20,6 +20,10 @@
 //!   BatchNormalization) is already in the weights.
 //! - A Reshape's target shape is an int64 initializer: a symbolic dim becomes `0` when the input has the
 //!   same symbol at the same position, otherwise `-1` (at most one such dim).
+//! - Other opsets than 17 (7 to 21) get their versioned forms: Clip's bounds and Pad's pads and value as
+//!   attributes below 11, a zero C for a Gemm without one below 11, initializers listed as graph inputs at
+//!   IR version 3; what an opset cannot say (a Softmax over a non-last axis below 13, ceil_mode or a dilated
+//!   MaxPool below 10) is an error naming the node.
 //!
 //! [`export`] builds the model, [`save`] writes it at [`OPSET`] atomically (a temporary file, then a rename).
 

@@ -133,6 +133,10 @@ pub(crate) fn render(g: &Graph, title: &str) -> String {
         )
         .unwrap();
     }
+    // Keep the legend's entries in order, left to right.
+    let firsts: Vec<String> = (0..kinds.len()).map(|i| format!("legend_{i}_a")).collect();
+    writeln!(o, "    {{ rank=same; {}; }}", firsts.join("; ")).unwrap();
+    writeln!(o, "    {} [style=invis];", firsts.join(" -> ")).unwrap();
     o.push_str("  }\n}\n");
     o
 }

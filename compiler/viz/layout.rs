@@ -242,14 +242,28 @@ pub fn layout(g: &Graph, size: &dyn Fn(NodeId) -> (f64, f64), blocks: &[Block]) 
     let mean_of = |ns: &[usize], x: &[f64]| -> Option<f64> {
         (!ns.is_empty()).then(|| ns.iter().map(|&n| x[n]).sum::<f64>() / ns.len() as f64)
     };
+    // The neighbours a node is pulled toward: those through which the graph goes on (a side branch that
+    // ends, like a projection feeding a skip lane, must not drag the main path sideways).
+    let onward = |ns: &[usize], up: bool| -> Vec<usize> {
+        let go_on: Vec<usize> = ns
+            .iter()
+            .copied()
+            .filter(|&n| if up { !items[n].up.is_empty() } else { !items[n].down.is_empty() })
+            .collect();
+        if go_on.is_empty() {
+            ns.to_vec()
+        } else {
+            go_on
+        }
+    };
     let place_layer = |l: &[usize], x: &mut Vec<f64>, dir: i32| {
         let desired: Vec<f64> = l
             .iter()
             .map(|&it| {
                 let ns: Vec<usize> = match dir {
-                    1 => items[it].up.clone(),
-                    -1 => items[it].down.clone(),
-                    _ => items[it].up.iter().chain(&items[it].down).copied().collect(),
+                    1 => onward(&items[it].up, true),
+                    -1 => onward(&items[it].down, false),
+                    _ => onward(&items[it].up, true).into_iter().chain(onward(&items[it].down, false)).collect(),
                 };
                 mean_of(&ns, x).unwrap_or(x[it])
             })

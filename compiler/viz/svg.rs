@@ -218,17 +218,25 @@ pub(crate) fn render(g: &Graph, title: &str, standalone: bool) -> String {
 
     writeln!(out, r##"<g class="graph" transform="translate(0,{HEADER})">"##).unwrap();
     out.push_str("<g class=\"clusters\">\n");
+    let mut labels = String::new();
     for c in &lay.clusters {
         let b = &blocks[c.block];
         let (fill, stroke) = cluster_colors(matches!(b.kind, BlockKind::Dense { .. }));
         writeln!(
             out,
-            r##"<g class="cluster" id="block{}"><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="8" fill="{fill}" stroke="{stroke}" stroke-width="1.2" stroke-dasharray="5 3"/><text x="{:.1}" y="{:.1}" font-size="10" font-style="italic" fill="{stroke}">{}</text></g>"##,
+            r##"<rect class="cluster" id="block{}" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="8" fill="{fill}" stroke="{stroke}" stroke-width="1.2" stroke-dasharray="5 3"><title>{}</title></rect>"##,
             c.block,
             c.x,
             c.y,
             c.w,
             c.h,
+            xml_escape(&b.label)
+        )
+        .unwrap();
+        // Labels go over the edges, with a halo so that an edge passing under stays readable.
+        writeln!(
+            labels,
+            r##"<text x="{:.1}" y="{:.1}" font-size="10" font-style="italic" fill="{stroke}" stroke="{fill}" stroke-width="4" stroke-linejoin="round" paint-order="stroke">{}</text>"##,
             c.x + 8.0,
             c.y + 12.0,
             xml_escape(&b.label)
@@ -262,6 +270,8 @@ pub(crate) fn render(g: &Graph, title: &str, standalone: bool) -> String {
         )
         .unwrap();
     }
+    out.push_str("</g>\n<g class=\"cluster-labels\">\n");
+    out.push_str(&labels);
     out.push_str("</g>\n<g class=\"nodes\">\n");
     for b in &lay.nodes {
         let (t, lines) = &texts[&b.id];
