@@ -106,6 +106,9 @@ pub enum Command {
         /// How many top classes to print per row of a 2-D output.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        /// Run N times and print the median time and where it goes, by step kind.
+        #[arg(long, value_name = "N")]
+        profile: Option<usize>,
         /// Switch off a compiler pass (repeatable): canonicalize, fold_batchnorm, merge_dense_skips,
         /// identity_skip_inplace, fuse_activation, eliminate_dead.
         #[arg(long, value_name = "PASS")]
@@ -172,8 +175,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compile { model, output, disable, report, verbose } => {
             compile_cmd(&model, output, &disable, report, verbose)
         }
-        Command::Run { model, inputs, outputs, threads, top, disable } => {
-            run_model(&model, &inputs, &outputs, threads, top, &disable)
+        Command::Run { model, inputs, outputs, threads, top, profile, disable } => {
+            run_model(&model, &inputs, &outputs, threads, top, profile, &disable)
         }
     }
 }
@@ -208,6 +211,33 @@ fn info(path: &Path, print_graph: bool) -> Result<()> {
     println!("skips: {skips}");
     if print_graph {
         print!("{g}");
+    }
+    Ok(())
+}
+
+/// Runs `n` more times with profiling on; prints the median run time and the time by step kind.
+fn print_profile(model: &Model, session: &mut resin_runtime::Session, inputs: &[&Tensor], n: usize) -> Result<()> {
+    session.enable_profiling();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        session.run(inputs)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let prof = session.profile().unwrap_or_default();
+    let total: f64 = prof.iter().map(|d| d.as_secs_f64()).sum::<f64>().max(1e-12);
+    let mut by_kind: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for (s, d) in model.plan().steps.iter().zip(prof) {
+        let e = by_kind.entry(crate::compile::step_label(&s.op)).or_default();
+        e.0 += d.as_secs_f64();
+        e.1 += 1;
+    }
+    let mut rows: Vec<_> = by_kind.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    println!("profile: median {:.2} ms over {n} runs (min {:.2}, max {:.2})", times[n / 2], times[0], times[n - 1]);
+    for (kind, (t, count)) in rows {
+        println!("  {kind:<18} {count:4} steps {:8.2} ms/run {:5.1}%", t * 1e3 / n as f64, 100.0 * t / total);
     }
     Ok(())
 }
@@ -357,6 +387,7 @@ fn run_model(
     outputs: &[String],
     threads: Option<usize>,
     top: usize,
+    profile: Option<usize>,
     disable: &[String],
 ) -> Result<()> {
     let t0 = Instant::now();
@@ -400,6 +431,9 @@ fn run_model(
             npy::write_f32(Path::new(p), &t.shape, &t.data).with_context(|| format!("writing output '{name}'"))?;
             println!("  wrote {p}");
         }
+    }
+    if let Some(n) = profile {
+        print_profile(&model, &mut session, &refs, n.max(1))?;
     }
     println!(
         "load+compile {:.1} ms, run {:.1} ms ({} threads)",

@@ -11,10 +11,26 @@ use resin_runtime::Model;
 /// One layer of a random network: which skip joins it.
 #[derive(Clone, Debug)]
 enum Layer {
-    Plain { bn: bool, identity_node: bool },
-    Identity { back: usize, bn: bool },
-    Weighted { back: usize },
-    Dense { bn: bool },
+    Plain {
+        bn: bool,
+        identity_node: bool,
+    },
+    Identity {
+        back: usize,
+        bn: bool,
+    },
+    Weighted {
+        back: usize,
+    },
+    Dense {
+        bn: bool,
+    },
+    /// BN → ReLU → linear map (DenseNet's pre-activation), reading the previous layer.
+    PreActivation,
+    /// W a^{l-1} + Σ V_k a^{l-k} summed by Adds (MatMuls in MLP mode), then ReLU.
+    MatrixSum {
+        back: usize,
+    },
     Dead,
 }
 
@@ -24,6 +40,8 @@ fn layer() -> impl Strategy<Value = Layer> {
         (1usize..4, any::<bool>()).prop_map(|(back, bn)| Layer::Identity { back, bn }),
         (1usize..4).prop_map(|back| Layer::Weighted { back }),
         any::<bool>().prop_map(|bn| Layer::Dense { bn }),
+        Just(Layer::PreActivation),
+        (1usize..4).prop_map(|back| Layer::MatrixSum { back }),
         Just(Layer::Dead),
     ]
 }
@@ -66,7 +84,16 @@ impl Builder {
         let op = if self.conv {
             let weight = Tensor::f32(vec![w, cin, 3, 3], self.rand(w * cin * 9, scale / 3.0));
             let bias = bias.then(|| Tensor::f32(vec![w], self.rand(w, 0.1)));
-            Op::Conv(Conv { weight, bias, strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], group: 1, act: None })
+            Op::Conv(Conv {
+                weight,
+                bias,
+                strides: [1, 1],
+                pads: [1, 1, 1, 1],
+                dilations: [1, 1],
+                group: 1,
+                act: None,
+                pre: None,
+            })
         } else {
             let b = Tensor::f32(vec![cin, w], self.rand(cin * w, scale));
             let c = bias.then(|| Tensor::f32(vec![w], self.rand(w, 0.1)));
@@ -133,6 +160,27 @@ fn build(layers: &[Layer], conv: bool, seed: u64) -> Graph {
                 }
                 b.node(Op::Sigmoid, &[h], width)
             }
+            Layer::PreActivation => {
+                let n = b.bn(prev);
+                let r = b.node(Op::Relu, &[n], width);
+                b.linear(r, width, true)
+            }
+            Layer::MatrixSum { back } => {
+                let mut sum = b.linear(prev, width, true);
+                for k in 1..=back.min(acts.len() - 1) {
+                    let src = acts[acts.len() - 1 - k];
+                    let skip = if b.conv {
+                        b.linear(src, width, false)
+                    } else {
+                        let w = Tensor::f32(vec![width, width], b.rand(width * width, 0.5));
+                        let wt = TensorType::f32(vec![Dim::Fixed(width), Dim::Fixed(width)]);
+                        let c = b.g.add_node(format!("w{}", b.g.len()), Op::Const(w), wt);
+                        b.node(Op::MatMul, &[src, c], width)
+                    };
+                    sum = b.node(Op::Add, &[sum, skip], width);
+                }
+                b.node(Op::Relu, &[sum], width)
+            }
             Layer::Dead => {
                 let h = b.linear(prev, width, true);
                 b.bn(h);
@@ -189,6 +237,19 @@ proptest! {
                 prop_assert!(matches!(all.node(all.inputs_of(id)[0]).op, Op::Input), "{all}");
             }
         }
-        prop_assert!(all.g.node_weights().all(|n| !matches!(n.op, Op::BatchNorm(_))), "{all}");
+        // A BN survives only where nothing can take it: not after a plain single-use Conv/Gemm, not before
+        // a Conv (in MLP mode a BN before a Gemm, or after an activation, stays).
+        for id in all.g.node_indices() {
+            if matches!(all.node(id).op, Op::BatchNorm(_)) {
+                let src = all.inputs_of(id)[0];
+                let plain_layer = match &all.node(src).op {
+                    Op::Conv(c) => c.act.is_none() && all.inputs_of(src).len() == 1,
+                    Op::Gemm(gm) => gm.act.is_none() && all.inputs_of(src).len() == 1,
+                    _ => false,
+                };
+                prop_assert!(!plain_layer || all.consumers(src).len() > 1, "a foldable BN survived:\n{all}");
+                prop_assert!(!conv, "a BN before a convolution was not folded into its prologue:\n{all}");
+            }
+        }
     }
 }

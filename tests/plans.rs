@@ -86,6 +86,10 @@ fn densenet121_has_no_concat_copy() {
     };
     let c = compiled(&Path::new(&dir).join("densenet121.onnx"));
     assert_no_concat_copy("densenet121", &c, 4);
+    // Every BN-ReLU before a convolution is the convolution's prologue: only the final norm5+relu remain.
+    let affine = c.plan.steps.iter().filter(|s| matches!(s.op, StepOp::ChannelAffine { .. })).count();
+    let unary = c.plan.steps.iter().filter(|s| matches!(s.op, StepOp::Unary(_))).count();
+    assert_eq!((affine, unary), (1, 1), "densenet121: {:?}", step_histogram(&c.plan));
 }
 
 /// A dense MLP layer — main path plus a matrix per earlier layer — is one GEMM (with its activation).

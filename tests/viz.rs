@@ -85,6 +85,9 @@ fn check_xml(s: &str) -> Result<Vec<String>, String> {
                 i += s[i..].find("?>").ok_or("unterminated <?")? + 2;
             }
             b'<' if s[i..].starts_with("<!--") => i += s[i..].find("-->").ok_or("unterminated comment")? + 3,
+            b'<' if s[i..].starts_with("<!DOCTYPE") && stack.is_empty() && roots == 0 => {
+                i += s[i..].find('>').ok_or("unterminated DOCTYPE")? + 1
+            }
             b'<' if s[i..].starts_with("</") => {
                 let end = i + s[i..].find('>').ok_or("unterminated end tag")?;
                 let name = s[i + 2..end].trim();
@@ -497,5 +500,97 @@ fn full_size_models_render() {
         check_xml(&svg).unwrap();
         keep(&format!("{name}_after"), Format::Svg, &svg);
         keep(&format!("{name}_after"), Format::Html, &viz::render(&g, Format::Html, name));
+    }
+}
+
+/// Names with every character that a format treats specially, a constant operand, and a skip.
+fn hostile_graph() -> Graph {
+    let mut g = Graph::new();
+    let ty = || TensorType::f32(vec![Dim::Sym("batch".into()), Dim::Fixed(4)]);
+    let x = g.add_input("in\"put<1>", ty());
+    let a = g.add_node("/a/b:c.d&e'f\\g#h{i}[j]|k;l", Op::Relu, ty());
+    g.connect(x, a, 0);
+    let b = g.add_node("--> end %% <!-- -->", Op::Relu, ty());
+    g.connect(a, b, 0);
+    let c = g.add_node(
+        "]]>\n&amp; http:x",
+        Op::Const(resin_ir::Tensor::f32(vec![4], vec![1.0; 4])),
+        TensorType::f32(vec![Dim::Fixed(4)]),
+    );
+    let m = g.add_node("mul \\\" \\n", Op::Mul, ty());
+    g.connect(b, m, 0);
+    g.connect(c, m, 1);
+    let s = g.add_node("subgraph end", Op::Add, ty());
+    g.connect(m, s, 0);
+    g.connect(x, s, 1);
+    g.outputs.push(Output { name: "out\"</script>".into(), node: s });
+    g.validate().unwrap();
+    g.recognize_skips();
+    g
+}
+
+#[test]
+fn special_characters_in_names_are_escaped() {
+    let g = hostile_graph();
+    assert_eq!(g.skip_counts()[0].1, 1, "one identity skip:\n{g}");
+    let title = "a \"title\" <with> & stuff";
+    let svg = viz::render(&g, Format::Svg, title);
+    let titles = check_xml(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+    for name in visible_names(&g) {
+        assert!(titles.contains(&name), "'{name}'");
+    }
+    assert!(titles.contains(&title.to_string()));
+    let j: serde_json::Value = serde_json::from_str(&viz::render(&g, Format::Json, title)).unwrap();
+    let names: HashSet<&str> = j["nodes"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    for n in g.g.node_weights() {
+        assert!(names.contains(n.name.as_str()), "'{}'", n.name);
+    }
+    assert_eq!(j["title"], title);
+    let html = viz::render(&g, Format::Html, title);
+    let data = &html[html.find("id=\"graph-data\">").unwrap()..];
+    assert!(!data[..data.find("</script>").unwrap()].contains('<'), "the JSON cannot end its <script>");
+    let m = viz::render(&g, Format::Mermaid, title);
+    assert!(m.starts_with("flowchart TB\n"));
+    for line in m.lines().filter(|l| l.contains("[\"") || l.contains("([\"")) {
+        let label = &line[line.find('"').unwrap() + 1..line.rfind('"').unwrap()];
+        assert!(!label.contains(['"', '<', '>']) || label.contains("<br/>"), "{line}");
+        assert!(!label.replace("<br/>", "").contains(['"', '<', '>']), "{line}");
+    }
+    let dot = viz::render(&g, Format::Dot, title);
+    if Command::new("dot").arg("-V").stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false) {
+        let mut child = Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(dot.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success() && out.stderr.is_empty(), "{}\n{dot}", String::from_utf8_lossy(&out.stderr));
+        // Graphviz's own SVG keeps the names (as tooltips).
+        check_xml(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    } else {
+        println!("SKIPPED: dot not installed");
+    }
+}
+
+#[test]
+fn empty_and_cyclic_graphs_still_render() {
+    let mut cyclic = hostile_graph();
+    let ids: Vec<NodeId> = cyclic.g.node_indices().collect();
+    cyclic.connect(ids[2], ids[1], 1); // a back edge
+    assert!(cyclic.topo_order().is_err());
+    for g in [Graph::new(), cyclic] {
+        for f in Format::ALL {
+            let out = viz::render(&g, f, "broken");
+            assert!(!out.is_empty(), "{f}");
+            if f == Format::Svg {
+                check_xml(&out).unwrap();
+            }
+            if f == Format::Json {
+                let _: serde_json::Value = serde_json::from_str(&out).unwrap();
+            }
+        }
     }
 }

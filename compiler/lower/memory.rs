@@ -129,7 +129,7 @@ pub fn plan_memory(plan: &mut Plan) -> MemoryReport {
         .filter_map(|s| match &s.op {
             StepOp::Conv(c) => {
                 let o = &plan.buffers[s.output].shape;
-                Some(c.geom.scratch_len(o[2].resolve(1), o[3].resolve(1)) * 4)
+                Some(c.geom.scratch_len(o[2].resolve(1), o[3].resolve(1), c.pre.is_some()) * 4)
             }
             _ => None,
         })

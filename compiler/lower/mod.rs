@@ -16,7 +16,7 @@ use resin_runtime::kernels::conv::Conv2d;
 use resin_runtime::kernels::elementwise::{BinaryOp, UnaryOp};
 use resin_runtime::kernels::pad::PadMode as RtPad;
 use resin_runtime::kernels::pool::Pool2d;
-use resin_runtime::plan::{self, Buffer, BufferKind, ConvStep, GemmStep, Io, Plan, Step, StepOp, WeightRange};
+use resin_runtime::plan::{self, Buffer, BufferKind, ConvStep, GemmStep, Io, Plan, PreStep, Step, StepOp, WeightRange};
 use std::collections::HashMap;
 
 /// Weights are aligned to 16 floats (64 bytes) so that a file can be memory-mapped straight into them.
@@ -125,7 +125,12 @@ fn lower_steps(g: &Graph) -> Result<Plan> {
                     Some(b) => Some(l.push_weights(f32s(b, name)?)),
                     None => None,
                 };
-                StepOp::Conv(ConvStep { geom, weight, bias, act: act(c.act), residual: ins.len() == 2 })
+                let pre = c.pre.as_ref().map(|p| PreStep {
+                    scale: l.push_weights(&p.scale),
+                    shift: l.push_weights(&p.shift),
+                    act: act(p.act),
+                });
+                StepOp::Conv(ConvStep { geom, weight, bias, act: act(c.act), residual: ins.len() == 2, pre })
             }
             Op::BatchNorm(b) => {
                 let (g_, beta, mean, var) =

@@ -13,6 +13,8 @@
 //! - Weights (Conv, BatchNormalization, Gemm) and [`Op::Const`] nodes become initializers in `raw_data`,
 //!   bit for bit. Attribute-like operands (Reshape's shape, Pad's pads and value, Clip's bounds at
 //!   opset ≥ 11) become small initializers named `<node>/shape`, `<node>/pads`, ….
+//! - A Conv with an input prologue (a BatchNorm folded in front of it) is written as BatchNormalization
+//!   (scale, shift, mean 0, var 1, ε 0) and its activation before the Conv.
 //! - A Conv or Gemm that passes gave a residual operand (port 1) and/or an activation epilogue is written as
 //!   the plain layer followed by `Add` (node `<node>/add`) and the activation (`<node>/relu`,
 //!   `<node>/sigmoid`, `<node>/clip`), the last of which writes the layer's tensor: skips become Add again,
@@ -265,8 +267,47 @@ impl<'a> Exporter<'a> {
                 return Ok(());
             }
             Op::Conv(c) => {
+                // An input prologue becomes BatchNormalization(scale, shift, mean 0, var 1, ε 0) and its
+                // activation in front of the Conv: the pattern it was folded from.
+                let x = match &c.pre {
+                    None => ins[0].clone(),
+                    Some(pre) => {
+                        let n = pre.scale.len();
+                        let bn_name = self.node_names.unique(&format!("{name}/pre_bn"));
+                        let params: Vec<String> = [
+                            ("scale", pre.scale.clone()),
+                            ("shift", pre.shift.clone()),
+                            ("mean", vec![0.0; n]),
+                            ("var", vec![1.0; n]),
+                        ]
+                        .into_iter()
+                        .map(|(k, v)| self.init(&format!("{bn_name}/{k}"), &Tensor::f32(vec![n], v)))
+                        .collect();
+                        let mut bn_out = self.tensors.unique(&format!("{bn_name}_output"));
+                        let inputs = std::iter::once(ins[0].clone()).chain(params).collect();
+                        self.nodes.push(node(
+                            "BatchNormalization",
+                            bn_name,
+                            inputs,
+                            bn_out.clone(),
+                            vec![float("epsilon", 0.0)],
+                        ));
+                        if let Some(a) = pre.act {
+                            let act_name = self.node_names.unique(&format!("{name}/pre_{}", a.name().to_lowercase()));
+                            let act_out = self.tensors.unique(&format!("{act_name}_output"));
+                            let nd = match a {
+                                Activation::Relu => node("Relu", act_name, vec![bn_out], act_out.clone(), vec![]),
+                                Activation::Sigmoid => node("Sigmoid", act_name, vec![bn_out], act_out.clone(), vec![]),
+                                Activation::Clip { min, max } => self.clip(act_name, bn_out, act_out.clone(), min, max),
+                            };
+                            self.nodes.push(nd);
+                            bn_out = act_out;
+                        }
+                        bn_out
+                    }
+                };
                 let w = self.init(&format!("{name}/weight"), &c.weight);
-                let mut inputs = vec![ins[0].clone(), w];
+                let mut inputs = vec![x, w];
                 if let Some(b) = &c.bias {
                     inputs.push(self.init(&format!("{name}/bias"), b));
                 }

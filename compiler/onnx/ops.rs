@@ -325,6 +325,7 @@ fn conv(imp: &mut Importer, n: &NodeProto, a: &Attrs) -> Result<Value> {
         dilations: two(dilations, "dilations")?,
         group,
         act: None,
+        pre: None,
     };
     node(imp, n, Op::Conv(c), &[x])
 }

@@ -6,9 +6,74 @@
 //!   β_c' = 1 (C' broadcast to [N], or kept [M,N] when C was full).
 //!
 //! The BN node disappears; outputs are unchanged up to float rounding.
+//!
+//! A BatchNormalization *before* a convolution — BN, optionally an activation, then a Conv that is their only
+//! reader, as in DenseNet's BN-ReLU-Conv layers — cannot enter the weights (the activation sits between), so
+//! it becomes the convolution's input prologue: x' = act(s[c]·x + t[c]) with s = γ/√(σ²+ε), t = β − μ·s,
+//! applied as the convolution packs its input (zero padding stays zero, as it was after the BN and ReLU).
 
 use super::{replace_uses, PassReport};
-use resin_ir::{Graph, Op, Tensor};
+use resin_ir::op::{Activation, PreAffine};
+use resin_ir::{Graph, NodeId, Op, Tensor};
+
+/// BN, then optionally an activation, then a Conv without a prologue that reads only it: fold the BN
+/// (and the activation) into the conv's prologue.
+fn fold_before_conv(g: &mut Graph, bn_id: NodeId, report: &mut PassReport) {
+    let Op::BatchNorm(bn) = &g.node(bn_id).op else { return };
+    if g.node(bn_id).ty.rank() != 4 {
+        return;
+    }
+    let (Some(gamma), Some(beta), Some(mean), Some(var)) =
+        (bn.scale.as_f32(), bn.bias.as_f32(), bn.mean.as_f32(), bn.var.as_f32())
+    else {
+        return;
+    };
+    let scale: Vec<f32> = gamma.iter().zip(var).map(|(&g, &v)| g / (v + bn.epsilon).sqrt()).collect();
+    let shift: Vec<f32> = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    let only_reader = |g: &Graph, n: NodeId| -> Option<NodeId> {
+        let c = g.consumers(n);
+        (c.len() == 1 && !g.outputs.iter().any(|o| o.node == n) && g.inputs_of(c[0])[0] == n).then(|| c[0])
+    };
+    let Some(next) = only_reader(g, bn_id) else { return };
+    let (act, act_node, conv) = match g.node(next).op {
+        Op::Relu => (Some(Activation::Relu), Some(next), only_reader(g, next)),
+        Op::Clip { min, max } => (Some(Activation::Clip { min, max }), Some(next), only_reader(g, next)),
+        Op::Sigmoid => (Some(Activation::Sigmoid), Some(next), only_reader(g, next)),
+        Op::Conv(_) => (None, None, Some(next)),
+        _ => return,
+    };
+    let Some(conv) = conv else { return };
+    let free = matches!(&g.node(conv).op, Op::Conv(c) if c.pre.is_none()) && g.inputs_of(conv).len() == 1;
+    if !free {
+        return;
+    }
+    let Op::Conv(c) = &mut g.node_mut(conv).op else { return };
+    c.pre = Some(PreAffine { scale, shift, act });
+    let src = g.inputs_of(bn_id)[0];
+    let kind = g.in_edges(bn_id)[0].2;
+    let (bn_name, conv_name) = (g.node(bn_id).name.clone(), g.node(conv).name.clone());
+    // conv now reads the BN's input directly (the edge keeps the BN input's kind).
+    let old: Vec<_> = g.in_edges(conv).into_iter().filter(|e| e.0 == 0).collect();
+    for (_, s, _) in old {
+        if let Some(e) = g.g.find_edge(s, conv) {
+            g.g.remove_edge(e);
+        }
+    }
+    g.g.add_edge(src, conv, resin_ir::Edge { port: 0, kind });
+    g.g.remove_node(bn_id);
+    if let Some(a) = act_node {
+        g.g.remove_node(a);
+    }
+    let fused = &mut g.node_mut(conv).fused;
+    fused.insert(0, "BatchNormalization(pre)");
+    if let Some(a) = act {
+        fused.insert(1, a.name());
+    }
+    report.changes.push(format!(
+        "folded BatchNorm '{bn_name}'{} into the input of '{conv_name}'",
+        if act.is_some() { " and its activation" } else { "" }
+    ));
+}
 
 pub fn run(g: &mut Graph) -> PassReport {
     let mut report = PassReport::new("fold_batchnorm");
@@ -96,6 +161,11 @@ pub fn run(g: &mut Graph) -> PassReport {
             g.node_mut(src).fused.push("BatchNormalization");
             report.changes.push(format!("folded BatchNorm '{bn_name}' into '{layer_name}'"));
         }
+    }
+    // What remains may precede a convolution.
+    let rest: Vec<_> = g.g.node_indices().filter(|&n| matches!(g.node(n).op, Op::BatchNorm(_))).collect();
+    for bn_id in rest {
+        fold_before_conv(g, bn_id, &mut report);
     }
     report
 }

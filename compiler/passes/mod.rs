@@ -27,9 +27,11 @@ impl PassReport {
 /// A pass: its name and its function.
 pub type Pass = (&'static str, fn(&mut Graph) -> PassReport);
 
-/// The default pipeline, in order.
+/// The default pipeline, in order (a pass may appear twice; `--disable NAME` switches off both).
 pub const PIPELINE: &[Pass] = &[
     ("canonicalize", canonicalize::run),
+    // Dead branches first, so that they do not hold a layer at two readers while BatchNorms fold.
+    ("eliminate_dead", eliminate_dead::run),
     ("fold_batchnorm", fold_batchnorm::run),
     ("merge_dense_skips", merge_dense_skips::run),
     ("identity_skip_inplace", identity_skip_inplace::run),

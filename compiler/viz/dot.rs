@@ -135,7 +135,9 @@ pub(crate) fn render(g: &Graph, title: &str) -> String {
     }
     // Keep the legend's entries in order, left to right.
     let firsts: Vec<String> = (0..kinds.len()).map(|i| format!("legend_{i}_a")).collect();
+    let seconds: Vec<String> = (0..kinds.len()).map(|i| format!("legend_{i}_b")).collect();
     writeln!(o, "    {{ rank=same; {}; }}", firsts.join("; ")).unwrap();
+    writeln!(o, "    {{ rank=same; {}; }}", seconds.join("; ")).unwrap();
     writeln!(o, "    {} [style=invis];", firsts.join(" -> ")).unwrap();
     o.push_str("  }\n}\n");
     o

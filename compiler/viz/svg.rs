@@ -14,7 +14,7 @@ const NAME_CHARS: usize = 32;
 const HEADER: f64 = 118.0;
 
 /// Estimated text widths per character (px) at the sizes used, generous enough for wide fonts.
-const BOLD12: f64 = 7.6;
+const BOLD12: f64 = 8.3;
 const REG11: f64 = 6.7;
 const REG10: f64 = 6.1;
 

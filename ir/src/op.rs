@@ -25,11 +25,21 @@ impl Activation {
     }
 }
 
+/// A per-input-channel transform a convolution applies to its input as it reads it (a prologue):
+/// x' = act(scale[c]·x + shift[c]). It is what an inference BatchNorm (and the activation after it) becomes
+/// when it precedes a convolution, as in DenseNet's BN-ReLU-Conv layers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreAffine {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+    pub act: Option<Activation>,
+}
+
 /// 2-D convolution (NCHW). `weight` is `[M, C/group, kh, kw]`, `bias` is `[M]`.
 /// y[n,m,i,j] = act(b[m] + Σ_{c,u,v} W[m,c,u,v] · x[n, g·C/group + c, i·s0 + u·d0 − p_top, j·s1 + v·d1 − p_left]
 ///              + skip[n,m,i,j])
 /// where `act` (default identity) and the residual `skip` (operand 1, when present) are epilogues that
-/// passes fuse in.
+/// passes fuse in, and `pre` (when present) transforms x first (zero padding stays zero).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv {
     pub weight: Tensor,
@@ -40,6 +50,7 @@ pub struct Conv {
     pub dilations: [usize; 2],
     pub group: usize,
     pub act: Option<Activation>,
+    pub pre: Option<PreAffine>,
 }
 
 impl Conv {

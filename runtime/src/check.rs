@@ -149,6 +149,16 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
                 if !fits(h, oh, 0) || !fits(w, ow, 1) {
                     return Err(bad(format!("conv step '{name}': output does not fit the input")));
                 }
+                if let Some(p) = &c.pre {
+                    range(&p.scale, name)?;
+                    range(&p.shift, name)?;
+                    if p.scale.len != g.cin || p.shift.len != g.cin {
+                        return Err(bad(format!(
+                            "conv step '{name}': prologue length does not match {} channels",
+                            g.cin
+                        )));
+                    }
+                }
                 if let Some(b) = &c.bias {
                     range(b, name)?;
                     if b.len != g.cout {

@@ -85,6 +85,11 @@ pub fn exec(op: &StepOp, ins: &[Option<View>], out: Out, weights: &[f32], scratc
                 c.bias.map(|b| w(weights, b)),
                 c.act,
                 c.residual,
+                c.pre.as_ref().map(|p| conv::Pre {
+                    scale: w(weights, p.scale),
+                    shift: w(weights, p.shift),
+                    act: p.act,
+                }),
                 ys[2],
                 ys[3],
                 out.data,

@@ -237,6 +237,20 @@ pub mod proto {
         pub act: Option<Unary>,
         #[prost(bool, tag = "11")]
         pub residual: bool,
+        /// The input prologue (a BatchNorm before the convolution).
+        #[prost(message, optional, tag = "12")]
+        pub pre: Option<Pre>,
+    }
+
+    /// A convolution's input prologue: x' = act(scale[c]·x + shift[c]).
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Pre {
+        #[prost(message, optional, tag = "1")]
+        pub scale: Option<WeightRange>,
+        #[prost(message, optional, tag = "2")]
+        pub shift: Option<WeightRange>,
+        #[prost(message, optional, tag = "3")]
+        pub act: Option<Unary>,
     }
 
     #[derive(Clone, PartialEq, Message)]
@@ -413,6 +427,11 @@ fn op_msg(op: &StepOp) -> proto::step::Op {
             bias: c.bias.map(range_msg),
             act: c.act.map(unary_msg),
             residual: c.residual,
+            pre: c.pre.as_ref().map(|p| proto::Pre {
+                scale: Some(range_msg(p.scale)),
+                shift: Some(range_msg(p.shift)),
+                act: p.act.map(unary_msg),
+            }),
         }),
         StepOp::Gemm(g) => Op::Gemm(proto::Gemm {
             k: n64(g.k),
@@ -591,6 +610,17 @@ impl Reader {
                 bias: c.bias.as_ref().map(|r| self.range(Some(r), what)).transpose()?,
                 act: c.act.as_ref().map(|u| self.unary(u, what)).transpose()?,
                 residual: c.residual,
+                pre: c
+                    .pre
+                    .as_ref()
+                    .map(|p| -> Msg<plan::PreStep> {
+                        Ok(plan::PreStep {
+                            scale: self.range(p.scale.as_ref(), what)?,
+                            shift: self.range(p.shift.as_ref(), what)?,
+                            act: p.act.as_ref().map(|u| self.unary(u, what)).transpose()?,
+                        })
+                    })
+                    .transpose()?,
             }),
             Op::Gemm(g) => StepOp::Gemm(GemmStep {
                 k: num(g.k, &format!("{what}: k"))?,

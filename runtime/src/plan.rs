@@ -102,7 +102,8 @@ pub struct Io {
 }
 
 /// A convolution step: `weight` is `[M, (C/G)·kh·kw]`.
-/// y = act(W ⋆ x + b + skip), where `skip` (the residual, `inputs[1]`) is present when `residual`.
+/// y = act(W ⋆ pre(x) + b + skip), where `skip` (the residual, `inputs[1]`) is present when `residual` and
+/// `pre` is the identity when absent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvStep {
     pub geom: Conv2d,
@@ -110,6 +111,16 @@ pub struct ConvStep {
     pub bias: Option<WeightRange>,
     pub act: Option<UnaryOp>,
     pub residual: bool,
+    /// The input prologue x' = act(scale[c]·x + shift[c]) (a BatchNorm before the convolution).
+    pub pre: Option<PreStep>,
+}
+
+/// A per-input-channel prologue of a convolution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreStep {
+    pub scale: WeightRange,
+    pub shift: WeightRange,
+    pub act: Option<UnaryOp>,
 }
 
 /// Y[M×N] = act(alpha · op(A) · W + beta · C + skip), A read as `[M, K]` (or `[K, M]` when `trans_a`),

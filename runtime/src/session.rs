@@ -9,6 +9,18 @@ use crate::tensor::Tensor;
 use std::sync::Arc;
 
 /// A compiled model ready to run. Cheap to clone; `Send + Sync`.
+///
+/// Load one with [`Model::load`] (a `.resin` file, memory-mapped) or [`Model::from_bytes`], share it
+/// between threads (clone it or put it in an `Arc`), and run it through a [`Session`] per thread.
+///
+/// ```no_run
+/// let model = resin_runtime::Model::load(std::path::Path::new("model.resin"))?;
+/// for ((name, shape), i) in model.inputs().into_iter().zip(0..) {
+///     println!("input {i}: {name} {}", resin_runtime::plan::fmt_dims(shape));
+/// }
+/// let mut session = model.session()?;
+/// # Ok::<(), resin_runtime::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Model {
     plan: Arc<Plan>,
@@ -59,7 +71,7 @@ impl Model {
             .thread_name(|i| format!("resin-{i}"))
             .build()
             .map_err(|e| Error::InvalidPlan(format!("cannot start {threads} threads: {e}")))?;
-        Ok(Session { plan: self.plan.clone(), pool, threads, arena: None })
+        Ok(Session { plan: self.plan.clone(), pool, threads, arena: None, profile: None })
     }
 }
 
@@ -73,14 +85,29 @@ struct Arena {
 }
 
 /// Runs a model. Reusable: buffers are kept between runs of the same batch size.
+///
+/// Made by [`Model::session`] or [`Model::session_with_threads`]; it keeps the plan alive by itself (it
+/// does not borrow the model). `Send`, not shared: one session per thread that runs the model.
 pub struct Session {
     plan: Arc<Plan>,
     pool: rayon::ThreadPool,
     threads: usize,
     arena: Option<Arena>,
+    /// Time spent in each step, summed over runs, when profiling is on.
+    profile: Option<Vec<std::time::Duration>>,
 }
 
 impl Session {
+    /// Starts summing the time spent in each step over the following runs (see [`Session::profile`]).
+    pub fn enable_profiling(&mut self) {
+        self.profile = Some(vec![std::time::Duration::ZERO; self.plan.steps.len()]);
+    }
+
+    /// Time spent in each step (in plan order) since profiling was enabled.
+    pub fn profile(&self) -> Option<&[std::time::Duration]> {
+        self.profile.as_deref()
+    }
+
     pub fn threads(&self) -> usize {
         self.threads
     }
@@ -140,7 +167,7 @@ fn arena_for<'a>(plan: &Plan, arena: &'a mut Option<Arena>, batch: usize) -> &'a
             .map(|s| match &s.op {
                 StepOp::Conv(c) => {
                     let o = &shapes[s.output];
-                    c.geom.scratch_len(o[2], o[3])
+                    c.geom.scratch_len(o[2], o[3], c.pre.is_some())
                 }
                 _ => 0,
             })
@@ -203,16 +230,32 @@ fn gather(v: &View) -> Vec<f32> {
 
 impl Session {
     /// Runs the model on `inputs` (in the model's input order) and returns its outputs in order.
+    ///
+    /// Every input's shape must match the model's ([`Model::inputs`]), with the same batch size `N` in
+    /// every free batch dimension; otherwise an [`Error::InputCount`], [`Error::InputShape`] or
+    /// [`Error::InputData`] says what was expected. Buffers are planned on the first run at each batch
+    /// size and reused while the batch size stays the same. Deterministic: the same inputs on sessions
+    /// with the same thread count give bit-identical outputs.
+    ///
+    /// ```no_run
+    /// # let model = resin_runtime::Model::load(std::path::Path::new("model.resin"))?;
+    /// let mut session = model.session_with_threads(1)?;
+    /// let x = resin_runtime::Tensor::new(vec![1, 3, 32, 32], vec![0.0; 3072]).unwrap();
+    /// let y = session.run(&[&x])?;
+    /// println!("top class: {}", y[0].argmax_rows()[0]);
+    /// # Ok::<(), resin_runtime::Error>(())
+    /// ```
     pub fn run(&mut self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let batch = self.batch_of(inputs)?;
-        let Session { plan, pool, threads, arena } = self;
+        let Session { plan, pool, threads, arena, profile } = self;
         let threads = *threads;
         let Arena { shapes, slots, inputs: input_bufs, scratch, .. } = arena_for(plan, arena, batch);
         for (k, t) in inputs.iter().enumerate() {
             input_bufs[k].copy_from_slice(&t.data);
         }
         pool.install(|| {
-            for step in &plan.steps {
+            for (si, step) in plan.steps.iter().enumerate() {
+                let started = profile.is_some().then(std::time::Instant::now);
                 let out_slot = slot_of(plan, step.output).expect("checked: steps write activations");
                 let out_shape = shapes[step.output].as_slice();
                 let taken = std::mem::take(&mut slots[out_slot]);
@@ -248,6 +291,9 @@ impl Session {
                 exec(&step.op, &ins, Out { data, shape: out_shape, stride }, &plan.weights, scratch, threads);
                 drop(ins);
                 slots[out_slot] = taken;
+                if let (Some(p), Some(t)) = (profile.as_mut(), started) {
+                    p[si] += t.elapsed();
+                }
             }
         });
         Ok(plan
@@ -258,5 +304,54 @@ impl Session {
                 data: gather(&view_of(plan, shapes, slots, input_bufs, io.buffer)),
             })
             .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Embedding conveniences (names, counts, ndarray in and out).
+
+impl Model {
+    /// The names of the model's inputs, in the order [`Session::run`] takes them.
+    pub fn input_names(&self) -> Vec<&str> {
+        self.plan.inputs.iter().map(|io| io.name.as_str()).collect()
+    }
+
+    /// The names of the model's outputs, in the order [`Session::run`] returns them.
+    pub fn output_names(&self) -> Vec<&str> {
+        self.plan.outputs.iter().map(|io| io.name.as_str()).collect()
+    }
+
+    /// How many inputs [`Session::run`] takes.
+    pub fn num_inputs(&self) -> usize {
+        self.plan.inputs.len()
+    }
+
+    /// How many outputs [`Session::run`] returns.
+    pub fn num_outputs(&self) -> usize {
+        self.plan.outputs.len()
+    }
+
+    /// The shape of input `i` with the free batch dimension (if any) set to `batch`; `None` if there is
+    /// no input `i`.
+    pub fn input_shape(&self, i: usize, batch: usize) -> Option<Vec<usize>> {
+        self.plan.inputs.get(i).map(|io| resolve(&self.plan.buffers[io.buffer].shape, batch))
+    }
+}
+
+impl Session {
+    /// [`Session::run`] on `ndarray` views (any layout: non-contiguous views are copied in row-major
+    /// order), returning owned arrays.
+    ///
+    /// ```
+    /// # fn demo(session: &mut resin_runtime::Session) -> resin_runtime::Result<()> {
+    /// let x = ndarray::ArrayD::<f32>::zeros(vec![2, 3, 32, 32]);
+    /// let outputs = session.run_arrays(&[x.view()])?;
+    /// println!("logits: {:?}", outputs[0].shape());
+    /// # Ok(()) }
+    /// ```
+    pub fn run_arrays(&mut self, inputs: &[ndarray::ArrayViewD<'_, f32>]) -> Result<Vec<ndarray::ArrayD<f32>>> {
+        let tensors: Vec<Tensor> = inputs.iter().map(Tensor::from_view).collect();
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        Ok(self.run(&refs)?.into_iter().map(Tensor::into_array).collect())
     }
 }

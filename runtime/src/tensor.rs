@@ -44,3 +44,20 @@ impl From<ndarray::ArrayD<f32>> for Tensor {
         Tensor { shape, data }
     }
 }
+
+impl Tensor {
+    /// A tensor copied from an `ndarray` view of any layout (elements in row-major order).
+    pub fn from_view(a: &ndarray::ArrayViewD<'_, f32>) -> Tensor {
+        let shape = a.shape().to_vec();
+        let data = match a.as_slice() {
+            Some(s) => s.to_vec(),
+            None => a.iter().copied().collect(),
+        };
+        Tensor { shape, data }
+    }
+
+    /// This tensor as an owned `ndarray` array (no copy).
+    pub fn into_array(self) -> ndarray::ArrayD<f32> {
+        ndarray::ArrayD::from_shape_vec(self.shape, self.data).expect("tensor shape matches its data")
+    }
+}

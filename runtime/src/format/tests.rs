@@ -1,5 +1,6 @@
 use super::*;
 use crate::plan::Dim::{Batch, Fixed};
+use crate::plan::PreStep;
 use crate::tensor::Tensor;
 use std::path::PathBuf;
 
@@ -82,7 +83,7 @@ fn every_op_plan() -> Plan {
     let (weight, bias) = (p.weights(54), p.weights(3));
     let conv = p.step(
         "conv",
-        StepOp::Conv(ConvStep { geom, weight, bias: Some(bias), act: Some(UnaryOp::Relu), residual: false }),
+        StepOp::Conv(ConvStep { geom, weight, bias: Some(bias), act: Some(UnaryOp::Relu), residual: false, pre: None }),
         vec![padded],
         vec![Batch, Fixed(3), Fixed(4), Fixed(4)],
     );
@@ -91,6 +92,7 @@ fn every_op_plan() -> Plan {
         p.step("bn", StepOp::ChannelAffine { scale, shift }, vec![conv], vec![Batch, Fixed(3), Fixed(4), Fixed(4)]);
     let geom = Conv2d { cin: 3, cout: 3, kernel: [1, 1], strides: [1, 1], pads: [0; 4], dilations: [1, 1], group: 1 };
     let weight = p.weights(9);
+    let (pre_scale, pre_shift) = (p.weights(3), p.weights(3));
     let res = p.step(
         "conv_res",
         StepOp::Conv(ConvStep {
@@ -99,6 +101,7 @@ fn every_op_plan() -> Plan {
             bias: None,
             act: Some(UnaryOp::Clip { min: -1.0, max: 6.0 }),
             residual: true,
+            pre: Some(PreStep { scale: pre_scale, shift: pre_shift, act: Some(UnaryOp::Relu) }),
         }),
         vec![bn, conv],
         vec![Batch, Fixed(3), Fixed(4), Fixed(4)],

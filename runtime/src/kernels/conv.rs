@@ -27,9 +27,10 @@ impl Conv2d {
     pub fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4]
     }
-    /// Scratch floats `conv2d` needs for an output of `oh × ow`.
-    pub fn scratch_len(&self, oh: usize, ow: usize) -> usize {
-        if self.is_pointwise() {
+    /// Scratch floats `conv2d` needs for an output of `oh × ow` (with an input prologue, a pointwise
+    /// convolution packs its transformed input too).
+    pub fn scratch_len(&self, oh: usize, ow: usize, pre: bool) -> usize {
+        if self.is_pointwise() && !pre {
             0
         } else {
             self.k() * oh * ow
@@ -37,9 +38,50 @@ impl Conv2d {
     }
 }
 
-/// Fills `col[(c·kh + u)·kw + v][i·ow + j] = x[c, i·s0 + u·d0 − top, j·s1 + v·d1 − left]` (0 outside).
+/// A per-input-channel prologue: x' = act(scale[c]·x + shift[c]).
+#[derive(Clone, Copy, Debug)]
+pub struct Pre<'a> {
+    pub scale: &'a [f32],
+    pub shift: &'a [f32],
+    pub act: Option<UnaryOp>,
+}
+
+impl Pre<'_> {
+    #[inline]
+    fn apply(&self, c: usize, x: f32) -> f32 {
+        let v = self.scale[c] * x + self.shift[c];
+        match self.act {
+            None => v,
+            Some(UnaryOp::Relu) => {
+                if v > 0.0 || v.is_nan() {
+                    v
+                } else {
+                    0.0
+                }
+            }
+            Some(a) => {
+                let mut one = [v];
+                super::elementwise::unary_inplace(a, &mut one);
+                one[0]
+            }
+        }
+    }
+}
+
+/// Fills `col[(c·kh + u)·kw + v][i·ow + j] = pre(x[c, i·s0 + u·d0 − top, j·s1 + v·d1 − left])` (0 outside;
+/// `pre` is the identity when absent, and gets the channel index within the whole input, `c0 + c`).
 #[allow(clippy::too_many_arguments)]
-fn im2col(x: &[f32], c: usize, h: usize, w: usize, p: &Conv2d, oh: usize, ow: usize, col: &mut [f32]) {
+fn im2col(
+    x: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: &Conv2d,
+    oh: usize,
+    ow: usize,
+    col: &mut [f32],
+    pre: Option<(Pre, usize)>,
+) {
     let [kh, kw] = p.kernel;
     let rows = c * kh * kw;
     let fill = |(r, row): (usize, &mut [f32])| {
@@ -57,7 +99,14 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, p: &Conv2d, oh: usize, ow: us
             let src = &plane[y as usize * w..(y as usize + 1) * w];
             for (j, o) in out.iter_mut().enumerate() {
                 let xx = (j * p.strides[1] + v * p.dilations[1]) as isize - p.pads[1] as isize;
-                *o = if xx >= 0 && xx < w as isize { src[xx as usize] } else { 0.0 };
+                *o = if xx >= 0 && xx < w as isize {
+                    match &pre {
+                        Some((f, c0)) => f.apply(c0 + ch, src[xx as usize]),
+                        None => src[xx as usize],
+                    }
+                } else {
+                    0.0
+                };
             }
         }
     };
@@ -71,7 +120,8 @@ fn im2col(x: &[f32], c: usize, h: usize, w: usize, p: &Conv2d, oh: usize, ow: us
 
 /// y[n, m, :, :] = act(Σ W ⋆ x + bias[m] (+ y[n, m, :, :] when `accumulate`)) for every image n: with
 /// `accumulate` the product adds to what `y` holds (the residual epilogue: y enters holding the skip).
-/// `weight` is `[M, (C/G)·kh·kw]` row-major, `scratch` holds at least `p.scratch_len(oh, ow)` floats.
+/// With `pre`, every input value is transformed as it is packed: x' = act(scale[c]·x + shift[c]).
+/// `weight` is `[M, (C/G)·kh·kw]` row-major, `scratch` holds at least `p.scratch_len(oh, ow, pre)` floats.
 /// Image `i` of x starts at `i·x_stride` and image `i` of y at `i·y_stride` (strides larger than an image
 /// read and write windows of wider feature arenas).
 #[allow(clippy::too_many_arguments)]
@@ -86,6 +136,7 @@ pub fn conv2d(
     bias: Option<&[f32]>,
     act: Option<UnaryOp>,
     accumulate: bool,
+    pre: Option<Pre>,
     oh: usize,
     ow: usize,
     y: &mut [f32],
@@ -101,10 +152,11 @@ pub fn conv2d(
         let yi = &mut y[img * y_stride..img * y_stride + p.cout * ohw];
         for g in 0..p.group {
             let xg = &xi[g * cin_g * h * w..(g + 1) * cin_g * h * w];
-            let col: &[f32] = if p.is_pointwise() {
+            let pre_g = pre.map(|f| (f, g * cin_g));
+            let col: &[f32] = if p.is_pointwise() && pre.is_none() {
                 xg
             } else {
-                im2col(xg, cin_g, h, w, p, oh, ow, scratch);
+                im2col(xg, cin_g, h, w, p, oh, ow, scratch, pre_g);
                 &scratch[..k * ohw]
             };
             let wg = &weight[g * cout_g * k..(g + 1) * cout_g * k];
@@ -227,22 +279,72 @@ mod tests {
             let b: Vec<f32> = (0..p.cout).map(|i| i as f32 * 0.1 - 0.2).collect();
             let want = naive(&x, n, h, w, &p, &wt, &b, oh, ow);
             let mut y = vec![f32::NAN; want.len()];
-            let mut scratch = vec![0.0; p.scratch_len(oh, ow)];
+            let mut scratch = vec![0.0; p.scratch_len(oh, ow, true)];
             let (xs, ys) = (p.cin * h * w, p.cout * oh * ow);
-            conv2d(&x, xs, n, h, w, &p, &wt, Some(&b), None, false, oh, ow, &mut y, ys, &mut scratch, 2);
+            conv2d(&x, xs, n, h, w, &p, &wt, Some(&b), None, false, None, oh, ow, &mut y, ys, &mut scratch, 2);
             for (a, e) in y.iter().zip(&want) {
                 assert!((a - e).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?}: {a} vs {e}");
             }
-            conv2d(&x, xs, n, h, w, &p, &wt, Some(&b), Some(UnaryOp::Relu), false, oh, ow, &mut y, ys, &mut scratch, 1);
+            conv2d(
+                &x,
+                xs,
+                n,
+                h,
+                w,
+                &p,
+                &wt,
+                Some(&b),
+                Some(UnaryOp::Relu),
+                false,
+                None,
+                oh,
+                ow,
+                &mut y,
+                ys,
+                &mut scratch,
+                1,
+            );
             for (a, e) in y.iter().zip(&want) {
                 assert!((a - e.max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
             }
             // Residual epilogue: y enters holding the skip; y = relu(conv + b + skip).
             let skip: Vec<f32> = (0..want.len()).map(|i| (i % 7) as f32 - 3.0).collect();
             y.copy_from_slice(&skip);
-            conv2d(&x, xs, n, h, w, &p, &wt, Some(&b), Some(UnaryOp::Relu), true, oh, ow, &mut y, ys, &mut scratch, 2);
+            conv2d(
+                &x,
+                xs,
+                n,
+                h,
+                w,
+                &p,
+                &wt,
+                Some(&b),
+                Some(UnaryOp::Relu),
+                true,
+                None,
+                oh,
+                ow,
+                &mut y,
+                ys,
+                &mut scratch,
+                2,
+            );
             for ((a, e), s) in y.iter().zip(&want).zip(&skip) {
                 assert!((a - (e + s).max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
+            }
+            // Prologue: conv(relu(s·x + t)) equals the plain conv of the transformed input.
+            let (sc, sh): (Vec<f32>, Vec<f32>) =
+                (0..p.cin).map(|c| (0.5 + c as f32 * 0.25, c as f32 * 0.1 - 0.3)).unzip();
+            let xt: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (sc[(i / (h * w)) % p.cin] * v + sh[(i / (h * w)) % p.cin]).max(0.0))
+                .collect();
+            let want_pre = naive(&xt, n, h, w, &p, &wt, &b, oh, ow);
+            let pre = Pre { scale: &sc, shift: &sh, act: Some(UnaryOp::Relu) };
+            conv2d(&x, xs, n, h, w, &p, &wt, Some(&b), None, false, Some(pre), oh, ow, &mut y, ys, &mut scratch, 2);
+            for (a, e) in y.iter().zip(&want_pre) {
+                assert!((a - e).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?} with prologue: {a} vs {e}");
             }
         }
     }
