@@ -22,6 +22,17 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The whole path on a bundled model (a ResNet trained on handwritten digits): import, compile with the
+    /// passes' report, accuracy, graph picture, standalone executable, and the time of each stage.
+    #[command(after_help = "Example:\n  resin demo                # writes its files into ./resin-demo\n  resin demo --dir /tmp/d --threads 1")]
+    Demo {
+        /// Where to write the demo's files.
+        #[arg(long, default_value = "resin-demo")]
+        dir: PathBuf,
+        /// Threads for the kernels (default: all cores).
+        #[arg(long, short = 't')]
+        threads: Option<usize>,
+    },
     /// Draw a model's graph with its skip connections (by kind), residual and dense blocks, and what the
     /// compiler fused: DOT, SVG (drawn by resin, no Graphviz needed), Mermaid, HTML (pan, zoom, details) or JSON.
     #[command(
@@ -75,6 +86,10 @@ pub enum Command {
         /// With --report: list every change.
         #[arg(long)]
         verbose: bool,
+        /// Write a standalone executable instead of a .resin file: the resin-run stub with the compiled
+        /// model inside (runs with no other file present; takes .npy inputs or PNG/JPEG images).
+        #[arg(long)]
+        exe: bool,
     },
     /// Describe a model: inputs, outputs, op histogram, parameters, MACs and skip connections.
     #[command(
@@ -172,9 +187,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Info { model, graph } if is_resin(&model) => info_resin(&model, graph),
         Command::Info { model, graph } => info(&model, graph),
-        Command::Compile { model, output, disable, report, verbose } => {
-            compile_cmd(&model, output, &disable, report, verbose)
+        Command::Compile { model, output, disable, report, verbose, exe } => {
+            compile_cmd(&model, output, &disable, report, verbose, exe)
         }
+        Command::Demo { dir, threads } => crate::demo::run(&dir, threads),
         Command::Run { model, inputs, outputs, threads, top, profile, disable } => {
             run_model(&model, &inputs, &outputs, threads, top, profile, &disable)
         }
@@ -242,9 +258,16 @@ fn print_profile(model: &Model, session: &mut resin_runtime::Session, inputs: &[
     Ok(())
 }
 
-fn compile_cmd(path: &Path, output: Option<PathBuf>, disable: &[String], report: bool, verbose: bool) -> Result<()> {
+fn compile_cmd(
+    path: &Path,
+    output: Option<PathBuf>,
+    disable: &[String],
+    report: bool,
+    verbose: bool,
+    exe: bool,
+) -> Result<()> {
     let t0 = Instant::now();
-    let out = output.unwrap_or_else(|| path.with_extension("resin"));
+    let out = output.unwrap_or_else(|| if exe { path.with_extension("") } else { path.with_extension("resin") });
     if is_resin(path) {
         bail!("'{}' is already compiled", path.display());
     }
@@ -262,7 +285,11 @@ fn compile_cmd(path: &Path, output: Option<PathBuf>, disable: &[String], report:
     meta.report.insert("memory.naive_bytes".into(), c.memory.naive_bytes.to_string());
     meta.report.insert("memory.scratch_bytes".into(), c.memory.scratch_bytes.to_string());
     meta.report.insert("memory.slots".into(), c.memory.slots.to_string());
-    resin_runtime::format::save(&c.plan, &meta, &out)?;
+    if exe {
+        crate::exe::build_exe(&resin_runtime::format::to_bytes(&c.plan, &meta), &out)?;
+    } else {
+        resin_runtime::format::save(&c.plan, &meta, &out)?;
+    }
     if report {
         print!("{}", c.report(verbose));
     }

@@ -58,8 +58,13 @@ pub fn step_histogram(plan: &Plan) -> Vec<(String, usize)> {
     v
 }
 
+/// Bytes in the unit that reads best: `5.4 MiB`, `42.0 KiB`, `512 B`.
 fn mib(bytes: usize) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
 }
 
 impl Compiled {

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod demo;
 pub mod exe;
 pub mod lower;
 pub mod onnx;

@@ -45,7 +45,7 @@ fn assert_error(o: &Output, want: &str) {
 #[test]
 fn every_command_has_help_with_an_example() {
     for cmd in
-        [&["info", "--help"][..], &["run", "--help"], &["compile", "--help"], &["viz", "--help"], &["export", "--help"]]
+        [&["info", "--help"][..], &["run", "--help"], &["compile", "--help"], &["viz", "--help"], &["export", "--help"], &["demo", "--help"]]
     {
         let o = resin(cmd);
         assert!(o.status.success());
@@ -247,4 +247,39 @@ fn viz_and_export_write_files() {
     assert!(o.status.success(), "{}", stderr(&o));
     let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
     common::assert_close("resnet20 export", &common::read_npy(&y), &reference);
+}
+
+#[test]
+fn demo_runs_the_whole_path() {
+    let d = scratch("demo");
+    let o = resin(&["demo", "--dir", d.to_str().unwrap(), "--threads", "2"]);
+    let s = stdout(&o);
+    assert!(o.status.success(), "{}\n{s}", stderr(&o));
+    assert!(s.contains("skips: 1 identity + 2 weighted"), "{s}");
+    assert!(s.contains("conv+add+relu 3"), "{s}");
+    assert!(s.contains("10 of 10 images classified"), "{s}");
+    let acc: f64 = s.split("accuracy on 297 held-out digits: ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    assert!(acc >= 97.0, "accuracy {acc}");
+    for f in ["digits.resin", "digits.svg", "digits.html", "digits-classifier"] {
+        assert!(d.join(f).is_file(), "{f} missing");
+    }
+}
+
+#[test]
+fn compile_exe_runs_alone() {
+    let d = scratch("exe");
+    let exe = d.join("classify");
+    let o = resin(&["compile", &model("resnet20.onnx"), "--exe", "-o", exe.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let alone = scratch("exe-alone");
+    std::fs::copy(&exe, alone.join("classify")).unwrap();
+    std::fs::copy(model("resnet20_input.npy"), alone.join("x.npy")).unwrap();
+    let o = Command::new(alone.join("classify"))
+        .current_dir(&alone)
+        .args(["--input", "x.npy", "--output", "y.npy"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
+    common::assert_close("resnet20 exe", &common::read_npy(&alone.join("y.npy")), &reference);
 }
