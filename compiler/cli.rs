@@ -24,7 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// The whole path on a bundled model (a ResNet trained on handwritten digits): import, compile with the
     /// passes' report, accuracy, graph picture, standalone executable, and the time of each stage.
-    #[command(after_help = "Example:\n  resin demo                # writes its files into ./resin-demo\n  resin demo --dir /tmp/d --threads 1")]
+    #[command(
+        after_help = "Example:\n  resin demo                # writes its files into ./resin-demo\n  resin demo --dir /tmp/d --threads 1"
+    )]
     Demo {
         /// Where to write the demo's files.
         #[arg(long, default_value = "resin-demo")]
@@ -76,7 +78,7 @@ pub enum Command {
         /// Where to write the artifact (default: the model's name with the .resin extension).
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
-        /// Switch off a compiler pass (repeatable): canonicalize, fold_batchnorm, merge_dense_skips,
+        /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, merge_dense_skips,
         /// identity_skip_inplace, fuse_activation, eliminate_dead.
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,
@@ -124,7 +126,7 @@ pub enum Command {
         /// Run N times and print the median time and where it goes, by step kind.
         #[arg(long, value_name = "N")]
         profile: Option<usize>,
-        /// Switch off a compiler pass (repeatable): canonicalize, fold_batchnorm, merge_dense_skips,
+        /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, merge_dense_skips,
         /// identity_skip_inplace, fuse_activation, eliminate_dead.
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,

@@ -108,7 +108,11 @@ pub fn run(dir: &Path, threads: Option<usize>) -> Result<()> {
         let text = crate::viz::render(&after, fmt, "digits ResNet (after passes)");
         npy::write_atomic(&dir.join(file), text.as_bytes())?;
     }
-    println!("\n[4] graph: {} and {} (open the HTML in a browser: pan, zoom, click a node)", dir.join("digits.svg").display(), dir.join("digits.html").display());
+    println!(
+        "\n[4] graph: {} and {} (open the HTML in a browser: pan, zoom, click a node)",
+        dir.join("digits.svg").display(),
+        dir.join("digits.html").display()
+    );
     t.done("visualize");
 
     // 5. A standalone executable, run once on the bundled images.
@@ -125,7 +129,11 @@ pub fn run(dir: &Path, threads: Option<usize>) -> Result<()> {
         bail!("{} failed: {}", exe.display(), String::from_utf8_lossy(&o.stderr).trim());
     }
     let text = String::from_utf8_lossy(&o.stdout);
-    println!("\n[5] standalone executable {} ({:.1} MiB, needs no other file):", exe.display(), size as f64 / 1048576.0);
+    println!(
+        "\n[5] standalone executable {} ({:.1} MiB, needs no other file):",
+        exe.display(),
+        size as f64 / 1048576.0
+    );
     println!("    $ {} --resize 8 --mean 0 --std 1 --top 1 --labels labels.txt images/*.png", exe.display());
     let mut right = 0;
     for line in text.lines().filter(|l| l.contains("top-")) {

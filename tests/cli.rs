@@ -44,9 +44,14 @@ fn assert_error(o: &Output, want: &str) {
 
 #[test]
 fn every_command_has_help_with_an_example() {
-    for cmd in
-        [&["info", "--help"][..], &["run", "--help"], &["compile", "--help"], &["viz", "--help"], &["export", "--help"], &["demo", "--help"]]
-    {
+    for cmd in [
+        &["info", "--help"][..],
+        &["run", "--help"],
+        &["compile", "--help"],
+        &["viz", "--help"],
+        &["export", "--help"],
+        &["demo", "--help"],
+    ] {
         let o = resin(cmd);
         assert!(o.status.success());
         assert!(stdout(&o).contains("Example"), "{cmd:?}: {}", stdout(&o));
@@ -258,7 +263,8 @@ fn demo_runs_the_whole_path() {
     assert!(s.contains("skips: 1 identity + 2 weighted"), "{s}");
     assert!(s.contains("conv+add+relu 3"), "{s}");
     assert!(s.contains("10 of 10 images classified"), "{s}");
-    let acc: f64 = s.split("accuracy on 297 held-out digits: ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    let acc: f64 =
+        s.split("accuracy on 297 held-out digits: ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
     assert!(acc >= 97.0, "accuracy {acc}");
     for f in ["digits.resin", "digits.svg", "digits.html", "digits-classifier"] {
         assert!(d.join(f).is_file(), "{f} missing");

@@ -31,6 +31,8 @@ enum Layer {
     MatrixSum {
         back: usize,
     },
+    /// relu(linear(a^{l-1}) · (c₁ + c₂)): a constant subexpression for fold_constants.
+    ConstScale,
     Dead,
 }
 
@@ -42,6 +44,7 @@ fn layer() -> impl Strategy<Value = Layer> {
         any::<bool>().prop_map(|bn| Layer::Dense { bn }),
         Just(Layer::PreActivation),
         (1usize..4).prop_map(|back| Layer::MatrixSum { back }),
+        Just(Layer::ConstScale),
         Just(Layer::Dead),
     ]
 }
@@ -181,6 +184,21 @@ fn build(layers: &[Layer], conv: bool, seed: u64) -> Graph {
                 }
                 b.node(Op::Relu, &[sum], width)
             }
+            Layer::ConstScale => {
+                let h = b.linear(prev, width, true);
+                let cshape: Vec<usize> = if b.conv { vec![width, 1, 1] } else { vec![width] };
+                let cty = TensorType::f32(cshape.iter().map(|&d| Dim::Fixed(d)).collect());
+                let (c1, c2) = (b.rand(width, 1.0), b.rand(width, 1.0));
+                let c1 =
+                    b.g.add_node(format!("c{}", b.g.len()), Op::Const(Tensor::f32(cshape.clone(), c1)), cty.clone());
+                let c2 =
+                    b.g.add_node(format!("c{}", b.g.len()), Op::Const(Tensor::f32(cshape.clone(), c2)), cty.clone());
+                let sum = b.g.add_node(format!("n{}", b.g.len()), Op::Add, cty);
+                b.g.connect(c1, sum, 0);
+                b.g.connect(c2, sum, 1);
+                let m = b.node(Op::Mul, &[h, sum], width);
+                b.node(Op::Relu, &[m], width)
+            }
             Layer::Dead => {
                 let h = b.linear(prev, width, true);
                 b.bn(h);
@@ -236,6 +254,12 @@ proptest! {
             if matches!(all.node(id).op, Op::Identity) {
                 prop_assert!(matches!(all.node(all.inputs_of(id)[0]).op, Op::Input), "{all}");
             }
+        }
+        // Nothing computable at compile time is left to run.
+        for id in all.g.node_indices() {
+            let ins = all.inputs_of(id);
+            let all_const = !ins.is_empty() && ins.iter().all(|&i| matches!(all.node(i).op, Op::Const(_)));
+            prop_assert!(!all_const || matches!(all.node(id).op, Op::MatMul), "a constant subexpression survived:\n{all}");
         }
         // A BN survives only where nothing can take it: not after a plain single-use Conv/Gemm, not before
         // a Conv (in MLP mode a BN before a Gemm, or after an activation, stays).

@@ -73,13 +73,20 @@ pub struct Importer {
     /// Const nodes already made for a named constant (so a shared weight becomes one node).
     const_nodes: HashMap<String, NodeId>,
     pub opset: i64,
+    /// Outputs of accepted nodes that resin does not compute, with the reason (e.g. Dropout's mask).
+    pub refused: HashMap<String, String>,
 }
 
 impl Importer {
     /// The value named `name`, or an error naming what is missing.
     pub fn value(&self, name: &str) -> Result<&Value> {
-        self.values.get(name).ok_or_else(|| {
-            anyhow!("input '{name}' is never produced (not a graph input, an initializer or an earlier node's output)")
+        self.values.get(name).ok_or_else(|| match self.refused.get(name) {
+            Some(why) => anyhow!("'{name}' is {why}, which resin does not compute"),
+            None => {
+                anyhow!(
+                    "input '{name}' is never produced (not a graph input, an initializer or an earlier node's output)"
+                )
+            }
         })
     }
 
@@ -213,7 +220,13 @@ pub fn import_bytes(bytes: &[u8], opts: &ImportOptions) -> Result<Graph> {
         bail!("opset {opset} is not supported (resin reads opsets {} to {})", OPSETS.start(), OPSETS.end());
     }
     let graph = model.graph.as_ref().ok_or_else(|| anyhow!("the model has no graph"))?;
-    let mut imp = Importer { g: Graph::new(), values: HashMap::new(), const_nodes: HashMap::new(), opset };
+    let mut imp = Importer {
+        g: Graph::new(),
+        values: HashMap::new(),
+        const_nodes: HashMap::new(),
+        opset,
+        refused: HashMap::new(),
+    };
 
     for init in &graph.initializer {
         if imp.values.contains_key(&init.name) {
@@ -251,6 +264,10 @@ pub fn import_bytes(bytes: &[u8], opts: &ImportOptions) -> Result<Graph> {
         bail!("the model has no outputs");
     }
     for o in &graph.output {
+        if imp.type_of(&o.name).is_ok_and(|t| t.dtype != DType::F32) {
+            let t = imp.type_of(&o.name)?;
+            bail!("graph output '{}' is {t}: resin's outputs are float32", o.name);
+        }
         let id = imp.node_for(&o.name).map_err(|e| anyhow!("graph output '{}': {e}", o.name))?;
         let id = match imp.g.node(id).op {
             // An output that is a graph input or constant still needs a step to produce it.

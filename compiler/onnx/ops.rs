@@ -204,6 +204,9 @@ pub fn import_node(imp: &mut Importer, n: &NodeProto) -> Result<()> {
         }
         "Concat" => concat(imp, n, &a)?,
         "Identity" | "Dropout" => {
+            if let Some(mask) = n.output.get(1).filter(|m| !m.is_empty()) {
+                imp.refused.insert(mask.clone(), "the mask output of Dropout".into());
+            }
             if n.op_type == "Dropout" {
                 if let Some(t) = input(n, 2) {
                     let training = int_values(imp, t, "training_mode").unwrap_or_default();
@@ -258,6 +261,7 @@ pub fn import_node(imp: &mut Importer, n: &NodeProto) -> Result<()> {
                 _ => bail!("Cast to dtype {to} is supported only between float32 values or on integer constants"),
             }
         }
+        "Transpose" => bail!("Transpose is supported on constants only (it is folded at import), not on runtime data"),
         other => bail!("unsupported op '{other}' (supported: {})", super::SUPPORTED_OPS.join(", ")),
     };
     imp.values.insert(out, v);

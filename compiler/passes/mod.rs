@@ -5,6 +5,7 @@
 pub mod canonicalize;
 pub mod eliminate_dead;
 pub mod fold_batchnorm;
+pub mod fold_constants;
 pub mod fuse_activation;
 pub mod identity_skip_inplace;
 pub mod merge_dense_skips;
@@ -32,6 +33,7 @@ pub const PIPELINE: &[Pass] = &[
     ("canonicalize", canonicalize::run),
     // Dead branches first, so that they do not hold a layer at two readers while BatchNorms fold.
     ("eliminate_dead", eliminate_dead::run),
+    ("fold_constants", fold_constants::run),
     ("fold_batchnorm", fold_batchnorm::run),
     ("merge_dense_skips", merge_dense_skips::run),
     ("identity_skip_inplace", identity_skip_inplace::run),
