@@ -366,42 +366,6 @@ fn info_resin(path: &Path, verbose: bool) -> Result<()> {
     Ok(())
 }
 
-/// Splits `NAME=PATH` (a name that the model has) from a plain path.
-fn named<'a>(arg: &'a str, names: &[&str]) -> (Option<&'a str>, &'a str) {
-    if let Some((n, p)) = arg.split_once('=') {
-        if names.contains(&n) {
-            return (Some(n), p);
-        }
-    }
-    (None, arg)
-}
-
-/// Matches command-line arguments to model names, by name or in order.
-fn assign<'a>(args: &'a [String], names: &[&str], what: &str) -> Result<Vec<Option<&'a str>>> {
-    let mut slots: Vec<Option<&str>> = vec![None; names.len()];
-    let mut next = 0;
-    for a in args {
-        let (name, path) = named(a, names);
-        let k = match name {
-            Some(n) => names.iter().position(|x| *x == n).unwrap(),
-            None => {
-                while next < names.len() && slots[next].is_some() {
-                    next += 1;
-                }
-                if next >= names.len() {
-                    bail!("too many --{what} arguments: the model has {} {what}(s): {}", names.len(), names.join(", "));
-                }
-                next
-            }
-        };
-        if slots[k].is_some() {
-            bail!("--{what} '{}' is given twice", names[k]);
-        }
-        slots[k] = Some(path);
-    }
-    Ok(slots)
-}
-
 fn read_input(name: &str, path: &str) -> Result<Tensor> {
     let a = npy::read(Path::new(path))?;
     let data = a.f32_data.ok_or_else(|| {
@@ -424,13 +388,13 @@ fn run_model(
     let t_load = t0.elapsed();
     let in_names: Vec<&str> = model.inputs().iter().map(|x| x.0).collect();
     let out_names: Vec<&str> = model.outputs().iter().map(|x| x.0).collect();
-    let in_paths = assign(inputs, &in_names, "input")?;
+    let in_paths = resin_runtime::io_args::assign(inputs, &in_names, "input").map_err(|e| anyhow!(e))?;
     let mut tensors = Vec::new();
     for (name, p) in in_names.iter().zip(&in_paths) {
         let p = p.ok_or_else(|| anyhow!("missing --input for model input '{name}'"))?;
         tensors.push(read_input(name, p)?);
     }
-    let out_paths = assign(outputs, &out_names, "output")?;
+    let out_paths = resin_runtime::io_args::assign(outputs, &out_names, "output").map_err(|e| anyhow!(e))?;
     for p in out_paths.iter().flatten() {
         let dir = Path::new(p).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !dir.is_dir() {

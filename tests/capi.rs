@@ -267,12 +267,17 @@ fn c_functions_in_process() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The directory holding `libresin_runtime.so`: the profile directory of this test binary (the build
-/// that made it also made the library), else `$CARGO_TARGET_DIR/release`, else `target/release`.
+/// The directory holding `libresin_runtime.so`: this test binary's own `deps` directory (the `cargo test`
+/// that built it built the library there too, with the same features; only `cargo build` copies it up to
+/// the profile directory), else the profile directory, else `$CARGO_TARGET_DIR/release`, else
+/// `target/release`.
 fn lib_dir() -> Option<PathBuf> {
     let mut candidates = Vec::new();
-    if let Some(profile) = std::env::current_exe().ok().and_then(|e| e.parent()?.parent().map(Path::to_path_buf)) {
-        candidates.push(profile);
+    if let Some(deps) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        candidates.push(deps.clone());
+        if let Some(profile) = deps.parent() {
+            candidates.push(profile.to_path_buf());
+        }
     }
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
         candidates.push(root().join(t).join("release"));

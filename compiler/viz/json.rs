@@ -116,7 +116,7 @@ pub(crate) fn render_with(g: &Graph, title: &str, blocks: &[Block]) -> String {
     o.push_str("],\n\"skips\":{");
     let counts = g.skip_counts();
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("\"{}\":{n}", k.name())).collect();
-    write!(o, "{},\"total\":{}}},\n", parts.join(","), counts.iter().map(|c| c.1).sum::<usize>()).unwrap();
+    writeln!(o, "{},\"total\":{}}},", parts.join(","), counts.iter().map(|c| c.1).sum::<usize>()).unwrap();
     let dense: Vec<String> = blocks
         .iter()
         .filter_map(|b| match b.kind {

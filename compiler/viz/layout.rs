@@ -208,8 +208,8 @@ pub fn layout(g: &Graph, size: &dyn Fn(NodeId) -> (f64, f64), blocks: &[Block]) 
         if best_crossings == 0 {
             break;
         }
-        for l in 1..nlayers {
-            sort_by_barycenter(&items, &mut layers[l], &mut pos, true);
+        for layer in layers.iter_mut().skip(1) {
+            sort_by_barycenter(&items, layer, &mut pos, true);
         }
         for l in (0..nlayers.saturating_sub(1)).rev() {
             sort_by_barycenter(&items, &mut layers[l], &mut pos, false);

@@ -167,10 +167,13 @@ fn cluster_colors(dense: bool) -> (&'static str, &'static str) {
     }
 }
 
+/// A node's text block and its lines (text, width, bold, color).
+type NodeLines = (NodeText, Vec<(String, f64, bool, &'static str)>);
+
 /// The SVG document; `standalone` adds the XML declaration and namespace (left out when embedded in HTML).
 pub(crate) fn render(g: &Graph, title: &str, standalone: bool) -> String {
     let blocks = super::blocks(g);
-    let texts: std::collections::HashMap<NodeId, (NodeText, Vec<(String, f64, bool, &'static str)>)> =
+    let texts: std::collections::HashMap<NodeId, NodeLines> =
         g.g.node_indices()
             .filter(|&n| !super::is_const(g, n))
             .map(|n| {

@@ -77,6 +77,7 @@ mod check;
 pub mod error;
 mod exec;
 pub mod format;
+pub mod io_args;
 pub mod kernels;
 pub mod npy;
 pub mod plan;

@@ -254,45 +254,6 @@ fn top_k(row: &[f32], top: usize, labels: Option<&[String]>) -> String {
     format!("top-{}: {}", top.min(row.len()), best.join(", "))
 }
 
-/// Splits `NAME=PATH` (a name that the model has) from a plain path.
-fn named<'a>(arg: &'a str, names: &[&str]) -> (Option<&'a str>, &'a str) {
-    if let Some((n, p)) = arg.split_once('=') {
-        if names.contains(&n) {
-            return (Some(n), p);
-        }
-    }
-    (None, arg)
-}
-
-/// Matches command-line arguments to model names, by name or in order.
-fn assign<'a>(args: &'a [String], names: &[&str], what: &str) -> Res<Vec<Option<&'a str>>> {
-    let mut slots: Vec<Option<&str>> = vec![None; names.len()];
-    let mut next = 0;
-    for a in args {
-        let k = match named(a, names) {
-            (Some(n), _) => names.iter().position(|x| *x == n).unwrap_or(0),
-            (None, _) => {
-                while next < names.len() && slots[next].is_some() {
-                    next += 1;
-                }
-                if next >= names.len() {
-                    return Err(format!(
-                        "too many --{what} arguments: the model has {} {what}(s): {}",
-                        names.len(),
-                        names.join(", ")
-                    ));
-                }
-                next
-            }
-        };
-        if slots[k].is_some() {
-            return Err(format!("--{what} '{}' is given twice", names[k]));
-        }
-        slots[k] = Some(named(a, names).1);
-    }
-    Ok(slots)
-}
-
 fn run_npy(
     model: &Model,
     session: &mut resin_runtime::Session,
@@ -303,7 +264,7 @@ fn run_npy(
 ) -> Res<()> {
     let in_names: Vec<&str> = model.inputs().iter().map(|x| x.0).collect();
     let out_names: Vec<&str> = model.outputs().iter().map(|x| x.0).collect();
-    let in_paths = assign(&a.inputs, &in_names, "input")?;
+    let in_paths = resin_runtime::io_args::assign(&a.inputs, &in_names, "input")?;
     let mut tensors = Vec::new();
     for (name, p) in in_names.iter().zip(&in_paths) {
         let p = p.ok_or_else(|| format!("missing --input for model input '{name}'"))?;
@@ -313,7 +274,7 @@ fn run_npy(
         })?;
         tensors.push(Tensor { shape: arr.shape, data });
     }
-    let out_paths = assign(&a.outputs, &out_names, "output")?;
+    let out_paths = resin_runtime::io_args::assign(&a.outputs, &out_names, "output")?;
     for p in out_paths.iter().flatten() {
         let dir = Path::new(p).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !dir.is_dir() {
