@@ -208,6 +208,12 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
             StepOp::Gemm(g) => has_skip(g.residual)?,
             _ => {}
         }
+        for batch in [1, 2] {
+            let shape = |b: usize| crate::plan::resolve(&plan.buffers[b].shape, batch);
+            let ins: Vec<Vec<usize>> = step.inputs.iter().map(|&b| shape(b)).collect();
+            step_shapes(&step.op, &ins, &shape(out))
+                .map_err(|m| bad(format!("step '{name}' ({}): {m}", step.op.name())))?;
+        }
         written[out] = true;
         occupant[out_slot] = out_holder;
     }
@@ -224,4 +230,96 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Checks that a step's output shape is what its op computes from its input shapes (concrete, at one
+/// batch size), so that no kernel indexes past a buffer.
+fn step_shapes(op: &StepOp, ins: &[Vec<usize>], out: &[usize]) -> std::result::Result<(), String> {
+    use crate::kernels::elementwise::broadcast_shape;
+    use crate::kernels::pool::pool_output_len;
+    let numel = |s: &[usize]| s.iter().product::<usize>();
+    let x = &ins[0];
+    let fail = |what: &str| Err(format!("{what}: inputs {ins:?}, output {out:?}"));
+    let ok = |cond: bool, what: &str| if cond { Ok(()) } else { fail(what) };
+    match op {
+        StepOp::Conv(c) => {
+            ok(c.residual == (ins.len() == 2), "residual operand")?;
+            ok(!c.residual || ins[1] == out, "residual shape")
+        }
+        StepOp::Gemm(g) => {
+            let m = out[0];
+            if let Some((_, cs)) = &g.c {
+                let rows = if cs.len() == 2 { cs[0] } else { 1 };
+                let cols = cs.last().copied().unwrap_or(1);
+                ok((rows == 1 || rows == m) && (cols == 1 || cols == g.n), "C does not broadcast")?;
+            }
+            ok(g.residual == (ins.len() == 2), "residual operand")?;
+            ok(!g.residual || ins[1] == out, "residual shape")
+        }
+        StepOp::MatMul => {
+            let (a, b) = (&ins[0], &ins[1]);
+            if a.len() < 2 || b.is_empty() {
+                return fail("ranks");
+            }
+            let (m, k) = (a[a.len() - 2], a[a.len() - 1]);
+            let (kb, n, bb): (usize, Option<usize>, &[usize]) = if b.len() == 1 {
+                (b[0], None, &[])
+            } else {
+                (b[b.len() - 2], Some(b[b.len() - 1]), &b[..b.len() - 2])
+            };
+            let Some(mut want) = broadcast_shape(&a[..a.len() - 2], bb) else { return fail("batch axes") };
+            want.push(m);
+            want.extend(n);
+            ok(k == kb && want == out, "shapes")
+        }
+        StepOp::ChannelAffine { .. } => ok(x == out && x.len() >= 2, "shape"),
+        StepOp::Unary(_) | StepOp::Copy => ok(numel(x) == numel(out), "element count"),
+        StepOp::Binary(_) => ok(broadcast_shape(&ins[0], &ins[1]).as_deref() == Some(out), "broadcast"),
+        StepOp::Sum => {
+            let mut acc = ins[0].clone();
+            for s in &ins[1..] {
+                acc = match broadcast_shape(&acc, s) {
+                    Some(b) => b,
+                    None => return fail("broadcast"),
+                };
+            }
+            ok(acc == out, "broadcast")
+        }
+        StepOp::MaxPool(p) | StepOp::AvgPool(p) => {
+            if x.len() != 4 || out.len() != 4 || x[..2] != out[..2] {
+                return fail("NCHW shapes");
+            }
+            let positive = p.kernel.iter().chain(&p.strides).chain(&p.dilations).all(|&v| v > 0);
+            if !positive {
+                return fail("kernel, strides and dilations must be positive");
+            }
+            for a in 0..2 {
+                let (pb, pe) = (p.pads[a], p.pads[a + 2]);
+                let lo = pool_output_len(x[2 + a], p.kernel[a], p.strides[a], pb, pe, p.dilations[a], false);
+                let hi = pool_output_len(x[2 + a], p.kernel[a], p.strides[a], pb, pe, p.dilations[a], true);
+                if out[2 + a] == 0 || out[2 + a] < lo || out[2 + a] > hi || pb >= p.kernel[a] || pe >= p.kernel[a] {
+                    return fail("window geometry");
+                }
+            }
+            Ok(())
+        }
+        StepOp::GlobalAvgPool => {
+            ok(x.len() >= 3 && numel(out) == x[0] * x[1] && x[2..].iter().all(|&d| d > 0), "shape")
+        }
+        StepOp::Softmax { axis } => ok(*axis < x.len() && x == out, "shape"),
+        StepOp::Concat { axis } => {
+            let a = *axis;
+            let same = ins
+                .iter()
+                .all(|s| s.len() == out.len() && s.iter().zip(out).enumerate().all(|(i, (d, o))| i == a || d == o));
+            ok(a < out.len() && same && ins.iter().map(|s| s[a]).sum::<usize>() == out[a], "shapes")
+        }
+        StepOp::Pad { pads, .. } => {
+            let r = x.len();
+            let fits = pads.len() == 2 * r
+                && out.len() == r
+                && (0..r).all(|i| x[i].checked_add(pads[i]).and_then(|v| v.checked_add(pads[i + r])) == Some(out[i]));
+            ok(fits, "pads")
+        }
+    }
 }
