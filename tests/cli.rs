@@ -106,6 +106,22 @@ fn run_writes_outputs_by_order_and_by_name() {
     common::assert_close("resnet20 by name", &common::read_npy(&named), &reference);
 }
 
+/// `resin run MODEL` on ResNet-20's sample input (output written in `dir`) gives ONNX Runtime's answer.
+fn assert_runs_resnet20(model_file: &Path, dir: &Path, label: &str) {
+    let y = dir.join("y.npy");
+    let o = resin(&[
+        "run",
+        model_file.to_str().unwrap(),
+        "--input",
+        &model("resnet20_input.npy"),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{label}: {}", stderr(&o));
+    let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
+    common::assert_close(label, &common::read_npy(&y), &reference);
+}
+
 fn write_npy(path: &Path, descr: &str, shape: &[usize], elem: usize) {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
@@ -185,18 +201,7 @@ fn compile_then_run_the_artifact() {
     let s = stdout(&o);
     assert!(s.contains("fold_batchnorm") && s.contains("conv+add+relu") && s.contains("naive plan"), "{s}");
     // The artifact runs and gives ONNX Runtime's answer.
-    let y = d.join("y.npy");
-    let o = resin(&[
-        "run",
-        art.to_str().unwrap(),
-        "--input",
-        &model("resnet20_input.npy"),
-        "--output",
-        y.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
-    common::assert_close("resnet20.resin", &common::read_npy(&y), &reference);
+    assert_runs_resnet20(&art, &d, "resnet20.resin");
     let info = stdout(&resin(&["info", art.to_str().unwrap()]));
     assert!(
         info.contains("compiled model")
@@ -240,18 +245,7 @@ fn viz_and_export_write_files() {
     let o = resin(&["export", &model("resnet20.onnx"), "--after-passes", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     // The export imports again and runs to the same answer.
-    let y = d.join("y.npy");
-    let o = resin(&[
-        "run",
-        out.to_str().unwrap(),
-        "--input",
-        &model("resnet20_input.npy"),
-        "--output",
-        y.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
-    common::assert_close("resnet20 export", &common::read_npy(&y), &reference);
+    assert_runs_resnet20(&out, &d, "resnet20 export");
 }
 
 #[test]
