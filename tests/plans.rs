@@ -107,3 +107,18 @@ fn dense_mlp_layer_is_one_gemm() {
         assert!(c.plan.steps.iter().filter(|s| matches!(s.op, StepOp::Copy)).count() <= 1, "{name}: {hist:?}");
     }
 }
+
+/// A model that declares absurd shapes is refused when it is checked, before any buffer is allocated.
+#[test]
+fn absurd_shapes_are_refused_before_allocation() {
+    use resin_ir::{Dim, Graph, Op, Output, TensorType};
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::f32(vec![Dim::Sym("batch".into()), Dim::Fixed(65536), Dim::Fixed(65536)]));
+    let y = g.add_node("relu", Op::Relu, TensorType::f32(vec![]));
+    g.connect(x, y, 0);
+    g.outputs.push(Output { name: "y".into(), node: y });
+    g.infer_shapes().unwrap();
+    let plan = resin::lower::lower(&g).unwrap();
+    let err = resin_runtime::Model::new(plan).unwrap_err().to_string();
+    assert!(err.contains("elements per sample"), "{err}");
+}
