@@ -2,7 +2,7 @@
 //! fuzz target runs it, so a fixed crash stays fixed. A `.resin` input is loaded as it is and with its
 //! CRC-32 re-sealed; whatever loads is run once at batch 1.
 
-use resin_runtime::{plan::Dim, Model, Tensor};
+use resin_runtime::{Model, Tensor};
 use std::path::Path;
 
 fn crc32(bytes: &[&[u8]]) -> u32 {
@@ -19,13 +19,9 @@ fn crc32(bytes: &[&[u8]]) -> u32 {
 
 fn load_and_run(data: &[u8]) {
     let Ok(model) = Model::from_bytes(data) else { return };
-    let inputs: Vec<Tensor> = model
-        .inputs()
-        .iter()
-        .map(|(_, shape)| {
-            let dims: Vec<usize> = shape.iter().map(|d| if *d == Dim::Batch { 1 } else { d.resolve(1) }).collect();
-            Tensor { data: vec![0.0; dims.iter().product()], shape: dims }
-        })
+    let inputs: Vec<Tensor> = (0..model.num_inputs())
+        .filter_map(|i| model.input_shape(i, 1))
+        .map(|shape| Tensor { data: vec![0.0; shape.iter().product()], shape })
         .collect();
     let refs: Vec<&Tensor> = inputs.iter().collect();
     let _ = model.session_with_threads(1).unwrap().run(&refs);

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resin_runtime::{plan::Dim, Model, Tensor};
+use resin_runtime::{Model, Tensor};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(g) = resin::onnx::import_bytes(data, &Default::default()) else { return };
@@ -16,13 +16,9 @@ fuzz_target!(|data: &[u8]| {
         return; // legal but large: not what this target is for
     }
     let Ok(model) = Model::new(compiled.plan) else { return };
-    let inputs: Vec<Tensor> = model
-        .inputs()
-        .iter()
-        .map(|(_, shape)| {
-            let dims: Vec<usize> = shape.iter().map(|d| if *d == Dim::Batch { 1 } else { d.resolve(1) }).collect();
-            Tensor { data: vec![0.0; dims.iter().product()], shape: dims }
-        })
+    let inputs: Vec<Tensor> = (0..model.num_inputs())
+        .filter_map(|i| model.input_shape(i, 1))
+        .map(|shape| Tensor { data: vec![0.0; shape.iter().product()], shape })
         .collect();
     let refs: Vec<&Tensor> = inputs.iter().collect();
     let _ = model.session_with_threads(1).unwrap().run(&refs);

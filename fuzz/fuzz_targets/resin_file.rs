@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resin_runtime::{plan::Dim, Model, Tensor};
+use resin_runtime::{Model, Tensor};
 
 fuzz_target!(|data: &[u8]| {
     load_and_run(data);
@@ -24,14 +24,9 @@ fuzz_target!(|data: &[u8]| {
 
 fn load_and_run(data: &[u8]) {
     let Ok(model) = Model::from_bytes(data) else { return };
-    let inputs: Vec<Tensor> = model
-        .inputs()
-        .iter()
-        .map(|(_, shape)| {
-            let dims: Vec<usize> = shape.iter().map(|d| if *d == Dim::Batch { 1 } else { d.resolve(1) }).collect();
-            let n: usize = dims.iter().product();
-            Tensor { shape: dims, data: vec![0.0; n] }
-        })
+    let inputs: Vec<Tensor> = (0..model.num_inputs())
+        .filter_map(|i| model.input_shape(i, 1))
+        .map(|shape| Tensor { data: vec![0.0; shape.iter().product()], shape })
         .collect();
     // Keep runs small: a model whose activations are huge is legal but not what we fuzz here.
     let total: usize = model.plan().buffers.iter().map(|b| b.shape.iter().map(|d| d.resolve(1)).product::<usize>()).sum();
