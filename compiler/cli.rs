@@ -79,7 +79,7 @@ pub enum Command {
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
         /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, merge_dense_skips,
-        /// identity_skip_inplace, fuse_activation, eliminate_dead.
+        /// identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as F(2×2,3×3)).
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,
         /// Print what each pass changed, the plan's steps by kind and its memory against a naive plan.
@@ -127,9 +127,35 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         profile: Option<usize>,
         /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, merge_dense_skips,
-        /// identity_skip_inplace, fuse_activation, eliminate_dead.
+        /// identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as F(2×2,3×3)).
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,
+    },
+    /// Time a model: median latency, images/s, effective GFLOP/s against the measured FMA peak, peak RSS.
+    #[command(
+        after_help = "Examples:\n  resin bench tests/models/resnet20.onnx\n  resin bench ../shared/models/resnet50.onnx --batch 8 --threads 2 --runs 20\n  resin bench model.resin --json   # one JSON line, for benches/compare.py"
+    )]
+    Bench {
+        /// An ONNX model (compiled first) or a compiled .resin file.
+        model: PathBuf,
+        /// Images per run.
+        #[arg(long, short = 'b', default_value_t = 1)]
+        batch: usize,
+        /// Threads for the kernels (default: all cores).
+        #[arg(long, short = 't')]
+        threads: Option<usize>,
+        /// Timed runs; the median is reported.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Skip the FMA peak measurement (about half a second).
+        #[arg(long)]
+        no_peak: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -195,6 +221,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo { dir, threads } => crate::demo::run(&dir, threads),
         Command::Run { model, inputs, outputs, threads, top, profile, disable } => {
             run_model(&model, &inputs, &outputs, threads, top, profile, &disable)
+        }
+        Command::Bench { model, batch, threads, runs, warmup, no_peak, json } => {
+            anyhow::ensure!(batch >= 1, "--batch must be at least 1");
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let m = load_model(&model)?;
+            let opts = crate::bench::BenchOptions { batch, threads, runs, warmup, peak: !no_peak };
+            let r = crate::bench::bench(&m, &opts, !json)?;
+            if json {
+                println!("{}", r.to_json());
+            } else {
+                println!("{}\n{r}", model.display());
+            }
+            Ok(())
         }
     }
 }

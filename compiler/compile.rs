@@ -18,16 +18,20 @@ pub struct Compiled {
     pub memory: MemoryReport,
 }
 
-/// Runs the pass pipeline (minus `disabled`) on `graph` and lowers it.
+/// Runs the pass pipeline (minus `disabled`) on `graph` and lowers it. Besides pass names, `disabled`
+/// may name `winograd`: lowering then keeps 3x3 convolutions on the GEMM path.
 pub fn compile(mut graph: Graph, disabled: &[String]) -> Result<Compiled> {
-    let passes = passes::run_pipeline(&mut graph, disabled)?;
-    let (plan, memory) = lower::lower_with_report(&graph)?;
+    let winograd = !disabled.iter().any(|d| d == "winograd");
+    let disabled: Vec<String> = disabled.iter().filter(|d| *d != "winograd").cloned().collect();
+    let passes = passes::run_pipeline(&mut graph, &disabled)?;
+    let (plan, memory) = lower::lower_with_options(&graph, &lower::LowerOptions { winograd })?;
     Ok(Compiled { graph, plan, passes, memory })
 }
 
 /// A step's kind with its epilogues, e.g. `conv+add+relu`.
 pub fn step_label(op: &StepOp) -> String {
     let (base, residual, act) = match op {
+        StepOp::Conv(c) if c.winograd => ("conv3x3(winograd)", c.residual, c.act),
         StepOp::Conv(c) => ("conv", c.residual, c.act),
         StepOp::Gemm(g) => ("gemm", g.residual, g.act),
         other => return other.name().to_string(),
@@ -85,7 +89,7 @@ impl Compiled {
         let m = &self.memory;
         let _ = writeln!(
             r,
-            "activation memory (batch 1): peak {} in {} slots (+ {} conv scratch); naive plan (one buffer per tensor) {}; {} steps in place",
+            "activation memory (batch 1): peak {} in {} slots (+ {} kernel scratch per thread); naive plan (one buffer per tensor) {}; {} steps in place",
             mib(m.peak_bytes),
             m.slots,
             mib(m.scratch_bytes),

@@ -4,6 +4,7 @@
 //! Data flows one way: ONNX → [`resin_ir::Graph`] → lowering → [`resin_runtime::Plan`]. The runtime never
 //! sees the IR or ONNX.
 
+pub mod bench;
 pub mod cli;
 pub mod compile;
 pub mod demo;

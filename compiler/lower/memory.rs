@@ -11,7 +11,7 @@
 //!
 //! Sizes are counted per sample (batch 1); a session sizes slots exactly for its batch.
 
-use resin_runtime::plan::{BufferKind, Plan, StepOp};
+use resin_runtime::plan::{BufferKind, Plan};
 
 /// What the planner did, in bytes at batch 1.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct MemoryReport {
     pub naive_bytes: usize,
     /// Steps whose output took an operand's slot.
     pub in_place: usize,
-    /// The largest im2col scratch a convolution needs (held once per session, besides the slots).
+    /// The largest kernel scratch a step needs with one thread (GEMM tile packing; held once per session).
     pub scratch_bytes: usize,
 }
 
@@ -126,12 +126,9 @@ pub fn plan_memory(plan: &mut Plan) -> MemoryReport {
     report.scratch_bytes = plan
         .steps
         .iter()
-        .filter_map(|s| match &s.op {
-            StepOp::Conv(c) => {
-                let o = &plan.buffers[s.output].shape;
-                Some(c.geom.scratch_len(o[2].resolve(1), o[3].resolve(1), c.pre.is_some()) * 4)
-            }
-            _ => None,
+        .map(|s| {
+            let shape: Vec<usize> = plan.buffers[s.output].shape.iter().map(|d| d.resolve(1)).collect();
+            s.op.scratch_len(&shape, 1) * 4
         })
         .max()
         .unwrap_or(0);

@@ -16,6 +16,7 @@ use resin_runtime::kernels::conv::Conv2d;
 use resin_runtime::kernels::elementwise::{BinaryOp, UnaryOp};
 use resin_runtime::kernels::pad::PadMode as RtPad;
 use resin_runtime::kernels::pool::Pool2d;
+use resin_runtime::kernels::winograd;
 use resin_runtime::plan::{self, Buffer, BufferKind, ConvStep, GemmStep, Io, Plan, PreStep, Step, StepOp, WeightRange};
 use std::collections::HashMap;
 
@@ -26,6 +27,22 @@ struct Lowering {
     plan: Plan,
     batch: Option<String>,
     buffer_of: HashMap<NodeId, usize>,
+    /// Lower eligible 3x3 convolutions to Winograd F(2×2, 3×3).
+    winograd: bool,
+}
+
+/// Choices lowering makes that a user may override.
+#[derive(Clone, Copy, Debug)]
+pub struct LowerOptions {
+    /// 3x3, stride-1 convolutions with at least 16 channels in and out run as Winograd F(2×2, 3×3):
+    /// 4/9 of the multiplies, results within a few ulps (`--disable winograd` turns it off).
+    pub winograd: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions { winograd: true }
+    }
 }
 
 impl Lowering {
@@ -80,15 +97,20 @@ pub fn lower(g: &Graph) -> Result<Plan> {
 
 /// [`lower`], also returning what the memory planner did.
 pub fn lower_with_report(g: &Graph) -> Result<(Plan, memory::MemoryReport)> {
-    let mut plan = lower_steps(g)?;
+    lower_with_options(g, &LowerOptions::default())
+}
+
+/// [`lower_with_report`] with explicit options.
+pub fn lower_with_options(g: &Graph, opts: &LowerOptions) -> Result<(Plan, memory::MemoryReport)> {
+    let mut plan = lower_steps(g, opts)?;
     arena::realize_concats(&mut plan);
     let report = memory::plan_memory(&mut plan);
     Ok((plan, report))
 }
 
 /// One step per op node and one buffer per tensor; slots not yet assigned.
-fn lower_steps(g: &Graph) -> Result<Plan> {
-    let mut l = Lowering { plan: Plan::default(), batch: None, buffer_of: HashMap::new() };
+fn lower_steps(g: &Graph, opts: &LowerOptions) -> Result<Plan> {
+    let mut l = Lowering { plan: Plan::default(), batch: None, buffer_of: HashMap::new(), winograd: opts.winograd };
     for id in g.topo_order()? {
         let node = g.node(id);
         let name = node.name.as_str();
@@ -120,7 +142,13 @@ fn lower_steps(g: &Graph) -> Result<Plan> {
                     dilations: c.dilations,
                     group: c.group,
                 };
-                let weight = l.push_weights(f32s(&c.weight, name)?);
+                let raw = f32s(&c.weight, name)?;
+                let winograd = l.winograd && winograd::applies(&geom);
+                let weight = if winograd {
+                    l.push_weights(&winograd::transform_weights(&geom, raw))
+                } else {
+                    l.push_weights(&geom.pack_weights(raw))
+                };
                 let bias = match &c.bias {
                     Some(b) => Some(l.push_weights(f32s(b, name)?)),
                     None => None,
@@ -130,7 +158,7 @@ fn lower_steps(g: &Graph) -> Result<Plan> {
                     shift: l.push_weights(&p.shift),
                     act: act(p.act),
                 });
-                StepOp::Conv(ConvStep { geom, weight, bias, act: act(c.act), residual: ins.len() == 2, pre })
+                StepOp::Conv(ConvStep { geom, weight, bias, act: act(c.act), residual: ins.len() == 2, pre, winograd })
             }
             Op::BatchNorm(b) => {
                 let (g_, beta, mean, var) =

@@ -135,7 +135,9 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
                     && g.cout % g.group == 0
                     && g.strides.iter().all(|&s| s > 0)
                     && g.dilations.iter().all(|&d| d > 0)
-                    && c.weight.len == g.cout * g.k()
+                    && c.weight.len
+                        == if c.winograd { crate::kernels::winograd::weights_len(g) } else { g.packed_weight_len() }
+                    && (!c.winograd || crate::kernels::winograd::applies(g))
                     && rank_is(in_shape, 4)
                     && rank_is(out_shape, 4)
                     && in_shape[1] == Dim::Fixed(g.cin)

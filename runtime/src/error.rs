@@ -5,6 +5,8 @@
 pub enum Error {
     #[error("expected {expected} input(s), got {got}")]
     InputCount { expected: usize, got: usize },
+    #[error("expected {expected} output tensor(s), got {got}")]
+    OutputCount { expected: usize, got: usize },
     #[error("input '{name}': expected shape {expected}, got {got:?}")]
     InputShape { name: String, expected: String, got: Vec<usize> },
     #[error("input '{name}': expected dtype float32, got {got}")]

@@ -7,9 +7,22 @@
 //! kernels get contiguous copies (gathered before, scattered after), which only happens for windows at
 //! batch > 1. An operand given as `None` is the in-place operand: its elements are already in `out`.
 
-use crate::kernels::gemm::{sgemm, MatRef};
-use crate::kernels::{concat, conv, elementwise, matmul, pad, pool, softmax};
+use crate::kernels::gemm::{self, MatRef};
+use crate::kernels::{concat, conv, elementwise, matmul, pad, pool, softmax, winograd};
 use crate::plan::{StepOp, WeightRange};
+use smallvec::SmallVec;
+
+/// A step's operand list: inline up to 8, so a step does not allocate for it.
+pub type Operands<T> = SmallVec<[T; 8]>;
+
+/// Buffers the copying path reuses from step to step and run to run: a warmed-up session does not
+/// allocate (gathers of strided windows and scatters of strided outputs land here).
+#[derive(Debug, Default)]
+pub struct Temps {
+    operands: Vec<Vec<f32>>,
+    out: Vec<f32>,
+    acc: Vec<f32>,
+}
 
 /// A read-only operand.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +53,7 @@ impl<'a> View<'a> {
         batch(self.shape) <= 1 || self.shape.len() < 2 || self.stride == sample_len(self.shape)
     }
     /// The elements as one contiguous slice, copying into `tmp` when strided.
-    fn flat<'b>(&'b self, tmp: &'b mut Vec<f32>) -> &'b [f32] {
+    pub fn flat<'b>(&'b self, tmp: &'b mut Vec<f32>) -> &'b [f32] {
         let len: usize = self.shape.iter().product();
         if self.contiguous() {
             return &self.data[..len];
@@ -64,7 +77,15 @@ fn get<'a>(ins: &[Option<View<'a>>], i: usize) -> View<'a> {
 }
 
 /// Runs `op` on `ins`, writing `out`.
-pub fn exec(op: &StepOp, ins: &[Option<View>], out: Out, weights: &[f32], scratch: &mut [f32], threads: usize) {
+pub fn exec(
+    op: &StepOp,
+    ins: &[Option<View>],
+    out: Out,
+    weights: &[f32],
+    scratch: &mut [f32],
+    temps: &mut Temps,
+    threads: usize,
+) {
     match op {
         StepOp::Conv(c) => {
             let x = get(ins, 0);
@@ -74,7 +95,8 @@ pub fn exec(op: &StepOp, ins: &[Option<View>], out: Out, weights: &[f32], scratc
             if c.residual {
                 load_skip(ins, out.data, y_stride, ys);
             }
-            conv::conv2d(
+            let f = if c.winograd { winograd::conv3x3 } else { conv::conv2d };
+            f(
                 x.data,
                 x_stride,
                 xs[0],
@@ -98,7 +120,7 @@ pub fn exec(op: &StepOp, ins: &[Option<View>], out: Out, weights: &[f32], scratc
                 threads,
             );
         }
-        StepOp::Gemm(g) => gemm(g, ins, out, weights, threads),
+        StepOp::Gemm(g) => gemm(g, ins, out, weights, scratch, temps, threads),
         StepOp::ChannelAffine { scale, shift } => {
             let x = get(ins, 0);
             let (n, c) = (x.shape[0], x.shape[1]);
@@ -112,19 +134,20 @@ pub fn exec(op: &StepOp, ins: &[Option<View>], out: Out, weights: &[f32], scratc
         }
         _ => {
             // Kernels that want contiguous operands: gather windows, compute, scatter back.
-            let mut tmps: Vec<Vec<f32>> = vec![Vec::new(); ins.len()];
-            let flat: Vec<Option<(&[f32], &[usize])>> = ins
-                .iter()
-                .zip(tmps.iter_mut())
-                .map(|(v, t)| v.as_ref().map(|v| (v.flat(t) as &[f32], v.shape)))
-                .collect();
+            if temps.operands.len() < ins.len() {
+                temps.operands.resize_with(ins.len(), Vec::new);
+            }
+            let Temps { operands, out: y, acc } = temps;
+            let flat: Operands<Option<(&[f32], &[usize])>> =
+                ins.iter().zip(operands.iter_mut()).map(|(v, t)| v.as_ref().map(|v| (v.flat(t), v.shape))).collect();
             let len: usize = out.shape.iter().product();
             let contiguous = batch(out.shape) <= 1 || out.shape.len() < 2 || out.stride == sample_len(out.shape);
             if contiguous {
-                exec_contiguous(op, &flat, &mut out.data[..len], out.shape, threads);
+                exec_contiguous(op, &flat, &mut out.data[..len], out.shape, acc, threads);
             } else {
-                let mut y = vec![0.0; len];
-                exec_contiguous(op, &flat, &mut y, out.shape, threads);
+                y.clear();
+                y.resize(len, 0.0);
+                exec_contiguous(op, &flat, y, out.shape, acc, threads);
                 let s = sample_len(out.shape);
                 for (n, chunk) in y.chunks(s).enumerate() {
                     out.data[n * out.stride..n * out.stride + s].copy_from_slice(chunk);
@@ -145,7 +168,15 @@ fn load_skip(ins: &[Option<View>], y: &mut [f32], y_stride: usize, shape: &[usiz
     }
 }
 
-fn gemm(g: &crate::plan::GemmStep, ins: &[Option<View>], out: Out, weights: &[f32], threads: usize) {
+fn gemm(
+    g: &crate::plan::GemmStep,
+    ins: &[Option<View>],
+    out: Out,
+    weights: &[f32],
+    scratch: &mut [f32],
+    temps: &mut Temps,
+    threads: usize,
+) {
     let a = get(ins, 0);
     let (m, n) = (out.shape[0], g.n);
     let ldc = out.stride.max(n);
@@ -168,18 +199,26 @@ fn gemm(g: &crate::plan::GemmStep, ins: &[Option<View>], out: Out, weights: &[f3
             }
         }
     }
-    let accumulate = if g.residual || g.c.is_some() { 1.0 } else { 0.0 };
-    let mut tmp = Vec::new();
+    // A (the activations) is packed into the head of the scratch, the weights are read in place as B.
+    let (packed, scratch) = scratch.split_at_mut(gemm::packed_len(m, g.k));
     let am = if g.trans_a {
-        MatRef { data: a.flat(&mut tmp), ld: a.shape[1], trans: true }
+        MatRef { data: a.flat(&mut temps.out), ld: a.shape[1], trans: true }
     } else {
         MatRef { data: a.data, ld: if m <= 1 { g.k } else { a.stride.max(g.k) }, trans: false }
     };
-    sgemm(m, n, g.k, g.alpha, am, MatRef::new(w(weights, g.weight), n), accumulate, y, ldc, threads);
-    if let Some(act) = g.act {
-        for i in 0..m {
-            elementwise::unary_inplace(act, &mut y[i * ldc..i * ldc + n]);
-        }
+    gemm::pack_a(m, g.k, am, g.alpha, packed);
+    let weights = MatRef::new(w(weights, g.weight), n);
+    let epi = gemm::Epilogue { accumulate: g.residual || g.c.is_some(), bias: None, act: g.act };
+    gemm::gemm_matrix_b(gemm::Isa::detect(), m, n, g.k, packed, weights, y, ldc, &epi, threads, scratch);
+}
+
+/// Scratch floats step `op` needs with `threads` threads, given its output shape.
+pub fn step_scratch(op: &StepOp, out_shape: &[usize], threads: usize) -> usize {
+    match op {
+        StepOp::Conv(c) if c.winograd => winograd::scratch_len(&c.geom, out_shape[2], out_shape[3], threads),
+        StepOp::Conv(_) => conv::Conv2d::scratch_len(threads),
+        StepOp::Gemm(g) => gemm::packed_len(out_shape[0], g.k) + gemm::scratch_len(gemm::Isa::detect(), threads),
+        _ => 0,
     }
 }
 
@@ -189,6 +228,7 @@ fn exec_contiguous(
     ins: &[Option<(&[f32], &[usize])>],
     out: &mut [f32],
     out_shape: &[usize],
+    acc: &mut Vec<f32>,
     threads: usize,
 ) {
     let get = |i: usize| ins[i].expect("checked plan: only the in-place operand shares the output's slot");
@@ -206,18 +246,18 @@ fn exec_contiguous(
             elementwise::binary(*b, x, xs, y, ys, out, out_shape);
         }
         StepOp::Sum => {
-            let ops: Vec<(&[f32], &[usize])> = (0..ins.len()).map(get).collect();
+            let ops: Operands<(&[f32], &[usize])> = (0..ins.len()).map(get).collect();
             if ops.iter().all(|(_, s)| *s == out_shape) {
-                let slices: Vec<&[f32]> = ops.iter().map(|i| i.0).collect();
+                let slices: Operands<&[f32]> = ops.iter().map(|i| i.0).collect();
                 elementwise::sum(&slices, out);
             } else {
-                // Broadcasting sum: accumulate pairwise through `binary`.
-                let mut acc = vec![0.0f32; out.len()];
+                // Broadcasting sum: accumulate operand by operand through `binary`, via `acc`.
+                out.fill(0.0);
                 for (x, xs) in ops {
-                    let prev = acc.clone();
-                    elementwise::binary(elementwise::BinaryOp::Add, &prev, out_shape, x, xs, &mut acc, out_shape);
+                    acc.clear();
+                    acc.extend_from_slice(out);
+                    elementwise::binary(elementwise::BinaryOp::Add, acc, out_shape, x, xs, out, out_shape);
                 }
-                out.copy_from_slice(&acc);
             }
         }
         StepOp::MaxPool(p) | StepOp::AvgPool(p) => {
@@ -238,7 +278,7 @@ fn exec_contiguous(
         StepOp::Concat { axis } => {
             let outer: usize = out_shape[..*axis].iter().product();
             let inner: usize = out_shape[axis + 1..].iter().product();
-            let parts: Vec<(&[f32], usize)> = (0..ins.len()).map(get).map(|(x, s)| (x, s[*axis])).collect();
+            let parts: Operands<(&[f32], usize)> = (0..ins.len()).map(get).map(|(x, s)| (x, s[*axis])).collect();
             concat::concat(&parts, outer, inner, out);
         }
         StepOp::Pad { pads, mode } => {

@@ -8,7 +8,7 @@
 //! | offset | size | field | meaning |
 //! |---|---|---|---|
 //! | 0 | 8 | magic | `RESIN\0\0\x01` |
-//! | 8 | 4 | version | `u32`, format version: [`VERSION`] (1) |
+//! | 8 | 4 | version | `u32`, format version: [`VERSION`] (2) |
 //! | 12 | 4 | flags | `u32`, none defined yet: must be 0 |
 //! | 16 | 8 | header length | `u64`, bytes of the encoded header |
 //! | 24 | 8 | weights offset | `u64`, `48 + header length` rounded up to a multiple of 64 |
@@ -51,7 +51,7 @@ use std::sync::Arc;
 /// The first 8 bytes of every `.resin` file.
 pub const MAGIC: [u8; 8] = *b"RESIN\0\0\x01";
 /// The format version this runtime writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes before the header.
 pub const PRELUDE_LEN: usize = 48;
 /// Alignment of the weight section in the file, in bytes.
@@ -240,6 +240,9 @@ pub mod proto {
         /// The input prologue (a BatchNorm before the convolution).
         #[prost(message, optional, tag = "12")]
         pub pre: Option<Pre>,
+        /// Weights transformed for Winograd F(2×2, 3×3).
+        #[prost(bool, tag = "13")]
+        pub winograd: bool,
     }
 
     /// A convolution's input prologue: x' = act(scale[c]·x + shift[c]).
@@ -432,6 +435,7 @@ fn op_msg(op: &StepOp) -> proto::step::Op {
                 shift: Some(range_msg(p.shift)),
                 act: p.act.map(unary_msg),
             }),
+            winograd: c.winograd,
         }),
         StepOp::Gemm(g) => Op::Gemm(proto::Gemm {
             k: n64(g.k),
@@ -621,6 +625,7 @@ impl Reader {
                         })
                     })
                     .transpose()?,
+                winograd: c.winograd,
             }),
             Op::Gemm(g) => StepOp::Gemm(GemmStep {
                 k: num(g.k, &format!("{what}: k"))?,

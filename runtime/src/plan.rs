@@ -113,6 +113,8 @@ pub struct ConvStep {
     pub residual: bool,
     /// The input prologue x' = act(scale[c]·x + shift[c]) (a BatchNorm before the convolution).
     pub pre: Option<PreStep>,
+    /// Run as Winograd F(2×2, 3×3) (`kernels::winograd`); `weight` then holds the transformed weights.
+    pub winograd: bool,
 }
 
 /// A per-input-channel prologue of a convolution.
@@ -172,6 +174,12 @@ pub enum StepOp {
 }
 
 impl StepOp {
+    /// Kernel scratch (floats) the step needs with `threads` threads, given its output shape: GEMM tile
+    /// packing for convolutions, plus the packed activations for a Gemm.
+    pub fn scratch_len(&self, out_shape: &[usize], threads: usize) -> usize {
+        crate::exec::step_scratch(self, out_shape, threads)
+    }
+
     /// Which input, if any, this op may overwrite in place (its output then shares that input's slot).
     pub fn in_place_input(&self) -> Option<usize> {
         match self {
@@ -220,6 +228,30 @@ pub struct Plan {
     pub outputs: Vec<Io>,
     pub steps: Vec<Step>,
     pub weights: Weights,
+}
+
+impl Plan {
+    /// Multiply-accumulates one run at `batch` performs in its convolutions and matrix products (the
+    /// figure GFLOP/s = 2 · MACs / time is reported against).
+    pub fn macs(&self, batch: usize) -> u64 {
+        let shape = |b: usize| resolve(&self.buffers[b].shape, batch);
+        self.steps
+            .iter()
+            .map(|s| {
+                let out = shape(s.output);
+                let vol = |v: &[usize]| v.iter().product::<usize>() as u64;
+                match &s.op {
+                    StepOp::Conv(c) => vol(&out) * c.geom.k() as u64,
+                    StepOp::Gemm(g) => vol(&out) * g.k as u64,
+                    StepOp::MatMul => {
+                        let a = shape(s.inputs[0]);
+                        vol(&out) * a.last().copied().unwrap_or(1) as u64
+                    }
+                    _ => 0,
+                }
+            })
+            .sum()
+    }
 }
 
 /// The plan's weight array: reads as `&[f32]` (it derefs to a slice). Either owned (what lowering builds,

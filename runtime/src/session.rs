@@ -2,9 +2,9 @@
 //! buffers, planned once per batch size and reused by every run).
 
 use crate::error::{Error, Result};
-use crate::exec::{exec, Out, View};
+use crate::exec::{exec, Operands, Out, View};
 use crate::format::Metadata;
-use crate::plan::{fmt_dims, resolve, BufferKind, Dim, Plan, StepOp};
+use crate::plan::{fmt_dims, resolve, BufferKind, Dim, Plan};
 use crate::tensor::Tensor;
 use std::sync::Arc;
 
@@ -82,6 +82,9 @@ struct Arena {
     slots: Vec<Vec<f32>>,
     inputs: Vec<Vec<f32>>,
     scratch: Vec<f32>,
+    /// Reused copies: operands that are windows of the output's own slot, and the copying path's buffers.
+    owned: Vec<Vec<f32>>,
+    temps: crate::exec::Temps,
 }
 
 /// Runs a model. Reusable: buffers are kept between runs of the same batch size.
@@ -148,7 +151,7 @@ impl Session {
 }
 
 /// The arena for `batch`, re-planned only when the batch size changes.
-fn arena_for<'a>(plan: &Plan, arena: &'a mut Option<Arena>, batch: usize) -> &'a mut Arena {
+fn arena_for<'a>(plan: &Plan, arena: &'a mut Option<Arena>, batch: usize, threads: usize) -> &'a mut Arena {
     if arena.as_ref().is_none_or(|a| a.batch != batch) {
         let shapes: Vec<Vec<usize>> = plan.buffers.iter().map(|b| resolve(&b.shape, batch)).collect();
         let mut slots = vec![0usize; plan.slots];
@@ -161,24 +164,16 @@ fn arena_for<'a>(plan: &Plan, arena: &'a mut Option<Arena>, batch: usize) -> &'a
                 BufferKind::Const(_) | BufferKind::View { .. } => {}
             }
         }
-        let scratch_len = plan
-            .steps
-            .iter()
-            .map(|s| match &s.op {
-                StepOp::Conv(c) => {
-                    let o = &shapes[s.output];
-                    c.geom.scratch_len(o[2], o[3], c.pre.is_some())
-                }
-                _ => 0,
-            })
-            .max()
-            .unwrap_or(0);
+        let scratch_len =
+            plan.steps.iter().map(|s| crate::exec::step_scratch(&s.op, &shapes[s.output], threads)).max().unwrap_or(0);
         *arena = Some(Arena {
             batch,
             shapes,
             slots: slots.into_iter().map(|n| vec![0.0; n]).collect(),
             inputs: inputs.into_iter().map(|n| vec![0.0; n]).collect(),
             scratch: vec![0.0; scratch_len],
+            owned: Vec::new(),
+            temps: Default::default(),
         });
     }
     arena.as_mut().unwrap()
@@ -218,14 +213,18 @@ fn slot_of(plan: &Plan, b: usize) -> Option<usize> {
     }
 }
 
-/// Copies a strided operand into an owned contiguous vector.
-fn gather(v: &View) -> Vec<f32> {
+/// Copies a (possibly strided) operand into `dst`, contiguous, reusing its capacity.
+fn gather_into(v: &View, dst: &mut Vec<f32>) {
+    dst.clear();
     let s = sample_len(v.shape);
     let n = v.shape.first().copied().unwrap_or(1);
     if n <= 1 || v.shape.len() < 2 {
-        return v.data[..v.shape.iter().product::<usize>()].to_vec();
+        dst.extend_from_slice(&v.data[..v.shape.iter().product::<usize>()]);
+        return;
     }
-    (0..n).flat_map(|i| v.data[i * v.stride..i * v.stride + s].iter().copied()).collect()
+    for i in 0..n {
+        dst.extend_from_slice(&v.data[i * v.stride..i * v.stride + s]);
+    }
 }
 
 impl Session {
@@ -246,10 +245,35 @@ impl Session {
     /// # Ok::<(), resin_runtime::Error>(())
     /// ```
     pub fn run(&mut self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let mut outputs = vec![Tensor { shape: Vec::new(), data: Vec::new() }; self.plan.outputs.len()];
+        self.run_into(inputs, &mut outputs)?;
+        Ok(outputs)
+    }
+
+    /// [`Session::run`] writing into `outputs` (one tensor per model output, in order), whose vectors are
+    /// reused: once a session has run at a batch size, running it again at that size allocates nothing
+    /// (the test `tests/alloc_free.rs` counts). Returns [`Error::OutputCount`] if `outputs` has the wrong
+    /// length.
+    ///
+    /// ```no_run
+    /// # let model = resin_runtime::Model::load(std::path::Path::new("model.resin"))?;
+    /// let mut session = model.session_with_threads(2)?;
+    /// let x = resin_runtime::Tensor::new(vec![1, 3, 32, 32], vec![0.0; 3072]).unwrap();
+    /// let mut y = vec![resin_runtime::Tensor::default(); model.num_outputs()];
+    /// for _ in 0..100 {
+    ///     session.run_into(&[&x], &mut y)?; // no allocation after the first run
+    /// }
+    /// # Ok::<(), resin_runtime::Error>(())
+    /// ```
+    pub fn run_into(&mut self, inputs: &[&Tensor], outputs: &mut [Tensor]) -> Result<()> {
+        if outputs.len() != self.plan.outputs.len() {
+            return Err(Error::OutputCount { expected: self.plan.outputs.len(), got: outputs.len() });
+        }
         let batch = self.batch_of(inputs)?;
         let Session { plan, pool, threads, arena, profile } = self;
         let threads = *threads;
-        let Arena { shapes, slots, inputs: input_bufs, scratch, .. } = arena_for(plan, arena, batch);
+        let Arena { shapes, slots, inputs: input_bufs, scratch, owned, temps, .. } =
+            arena_for(plan, arena, batch, threads);
         for (k, t) in inputs.iter().enumerate() {
             input_bufs[k].copy_from_slice(&t.data);
         }
@@ -261,21 +285,26 @@ impl Session {
                 let taken = std::mem::take(&mut slots[out_slot]);
                 // Operands in the output's slot: the in-place one is found in `out` (None); a window of
                 // the same arena is copied out first (dense MLPs read their arena and write into it).
-                let mut owned: Vec<(usize, Vec<f32>)> = Vec::new();
+                if owned.len() < step.inputs.len() {
+                    owned.resize_with(step.inputs.len(), Vec::new);
+                }
+                let mut copied: Operands<bool> = Operands::new();
                 for (i, &b) in step.inputs.iter().enumerate() {
-                    if slot_of(plan, b) == Some(out_slot) && plan.buffers[b].view().is_some() {
+                    let window = slot_of(plan, b) == Some(out_slot) && plan.buffers[b].view().is_some();
+                    if window {
                         let (base, offset) = plan.buffers[b].view().unwrap();
                         let v = View { data: &taken[offset..], shape: &shapes[b], stride: sample_len(&shapes[base]) };
-                        owned.push((i, gather(&v)));
+                        gather_into(&v, &mut owned[i]);
                     }
+                    copied.push(window);
                 }
-                let ins: Vec<Option<View>> = step
+                let ins: Operands<Option<View>> = step
                     .inputs
                     .iter()
                     .enumerate()
                     .map(|(i, &b)| {
-                        if let Some((_, data)) = owned.iter().find(|o| o.0 == i) {
-                            return Some(View { data, shape: &shapes[b], stride: sample_len(&shapes[b]) });
+                        if copied[i] {
+                            return Some(View { data: &owned[i], shape: &shapes[b], stride: sample_len(&shapes[b]) });
                         }
                         (slot_of(plan, b) != Some(out_slot)).then(|| view_of(plan, shapes, slots, input_bufs, b))
                     })
@@ -288,7 +317,8 @@ impl Session {
                         (&mut taken[..len], sample_len(out_shape))
                     }
                 };
-                exec(&step.op, &ins, Out { data, shape: out_shape, stride }, &plan.weights, scratch, threads);
+                let out = Out { data, shape: out_shape, stride };
+                exec(&step.op, &ins, out, &plan.weights, scratch, temps, threads);
                 drop(ins);
                 slots[out_slot] = taken;
                 if let (Some(p), Some(t)) = (profile.as_mut(), started) {
@@ -296,14 +326,12 @@ impl Session {
                 }
             }
         });
-        Ok(plan
-            .outputs
-            .iter()
-            .map(|io| Tensor {
-                shape: shapes[io.buffer].clone(),
-                data: gather(&view_of(plan, shapes, slots, input_bufs, io.buffer)),
-            })
-            .collect())
+        for (io, t) in plan.outputs.iter().zip(outputs.iter_mut()) {
+            t.shape.clear();
+            t.shape.extend_from_slice(&shapes[io.buffer]);
+            gather_into(&view_of(plan, shapes, slots, input_bufs, io.buffer), &mut t.data);
+        }
+        Ok(())
     }
 }
 

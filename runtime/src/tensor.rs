@@ -1,8 +1,9 @@
 //! The tensors that cross the API: an owned float32 array with its shape, convertible to and from
 //! `ndarray`.
 
-/// A float32 tensor (row-major).
-#[derive(Clone, Debug, PartialEq)]
+/// A float32 tensor (row-major). `Tensor::default()` is an empty placeholder for
+/// [`Session::run_into`](crate::Session::run_into) to fill.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tensor {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,

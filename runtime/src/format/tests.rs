@@ -80,10 +80,18 @@ fn every_op_plan() -> Plan {
         vec![Batch, Fixed(2), Fixed(6), Fixed(6)],
     );
     let geom = Conv2d { cin: 2, cout: 3, kernel: [3, 3], strides: [1, 1], pads: [0; 4], dilations: [1, 1], group: 1 };
-    let (weight, bias) = (p.weights(54), p.weights(3));
+    let (weight, bias) = (p.weights(geom.packed_weight_len()), p.weights(3));
     let conv = p.step(
         "conv",
-        StepOp::Conv(ConvStep { geom, weight, bias: Some(bias), act: Some(UnaryOp::Relu), residual: false, pre: None }),
+        StepOp::Conv(ConvStep {
+            geom,
+            weight,
+            bias: Some(bias),
+            act: Some(UnaryOp::Relu),
+            residual: false,
+            pre: None,
+            winograd: false,
+        }),
         vec![padded],
         vec![Batch, Fixed(3), Fixed(4), Fixed(4)],
     );
@@ -91,7 +99,7 @@ fn every_op_plan() -> Plan {
     let bn =
         p.step("bn", StepOp::ChannelAffine { scale, shift }, vec![conv], vec![Batch, Fixed(3), Fixed(4), Fixed(4)]);
     let geom = Conv2d { cin: 3, cout: 3, kernel: [1, 1], strides: [1, 1], pads: [0; 4], dilations: [1, 1], group: 1 };
-    let weight = p.weights(9);
+    let weight = p.weights(geom.packed_weight_len());
     let (pre_scale, pre_shift) = (p.weights(3), p.weights(3));
     let res = p.step(
         "conv_res",
@@ -102,6 +110,7 @@ fn every_op_plan() -> Plan {
             act: Some(UnaryOp::Clip { min: -1.0, max: 6.0 }),
             residual: true,
             pre: Some(PreStep { scale: pre_scale, shift: pre_shift, act: Some(UnaryOp::Relu) }),
+            winograd: false,
         }),
         vec![bn, conv],
         vec![Batch, Fixed(3), Fixed(4), Fixed(4)],
@@ -253,6 +262,7 @@ fn round_trip_keeps_every_field_value() {
                 act: Some(UnaryOp::Sigmoid),
                 bias: None,
                 residual: !c.residual,
+                winograd: !c.winograd,
                 ..c.clone()
             }),
             StepOp::Gemm(g) => StepOp::Gemm(GemmStep {
@@ -373,10 +383,13 @@ fn corrupted_weights_fail_the_checksum() {
 #[test]
 fn a_future_version_is_a_clear_error() {
     let mut bytes = to_bytes(&every_op_plan(), &meta());
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
-    assert_eq!(err(&bytes), "format version 2 is newer than this resin (1)");
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    assert_eq!(err(&bytes), "format version 3 is newer than this resin (2)");
     // Whatever follows: a newer file may lay out everything else differently.
-    assert_eq!(err(&bytes[..12]), "format version 2 is newer than this resin (1)");
+    assert_eq!(err(&bytes[..12]), "format version 3 is newer than this resin (2)");
+    // Version 1 stored convolution weights unpacked: such a file must be recompiled, not misread.
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    assert_eq!(err(&bytes), "format version 1 is not supported by this resin (2)");
     bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
     assert_eq!(err(&bytes), "format version 0 is not valid");
 }

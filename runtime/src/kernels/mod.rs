@@ -11,3 +11,4 @@ pub mod matmul;
 pub mod pad;
 pub mod pool;
 pub mod softmax;
+pub mod winograd;

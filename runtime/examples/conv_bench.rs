@@ -1,0 +1,94 @@
+//! Per-layer convolution speed on ResNet-50's shapes at batch 1: GFLOP/s of `conv2d` for 1 and 2
+//! threads (fastest of 15 runs, robust on a shared machine), with the FMA peak for scale, and the
+//! Winograd F(2×2, 3×3) time of each 3x3 layer next to its GEMM time. `cargo run --release -p resin-runtime --example conv_bench`
+//! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel).
+
+use resin_runtime::kernels::conv::{conv2d, Conv2d};
+use resin_runtime::kernels::gemm::{fma_peak_gflops, Isa};
+use resin_runtime::kernels::winograd;
+use std::time::Instant;
+
+fn main() {
+    // (cin, cout, kernel, stride, h) of ResNet-50's convolutions, one of each kind.
+    let layers = [
+        (3, 64, 7, 2, 224),
+        (64, 64, 1, 1, 56),
+        (64, 64, 3, 1, 56),
+        (64, 256, 1, 1, 56),
+        (256, 64, 1, 1, 56),
+        (128, 128, 3, 1, 28),
+        (128, 512, 1, 1, 28),
+        (256, 256, 3, 1, 14),
+        (1024, 256, 1, 1, 14),
+        (512, 512, 3, 1, 7),
+        (512, 2048, 1, 1, 7),
+        (2048, 512, 1, 1, 7),
+    ];
+    let isa = Isa::detect();
+    println!("{} kernels, FMA peak {:.0} GFLOP/s per core", isa.name(), fma_peak_gflops(isa, 300));
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        for &(cin, cout, k, s, h) in &layers {
+            let pad = k / 2;
+            let p = Conv2d { cin, cout, kernel: [k, k], strides: [s, s], pads: [pad; 4], dilations: [1, 1], group: 1 };
+            let oh = (h + 2 * pad - k) / s + 1;
+            let x: Vec<f32> = (0..cin * h * h).map(|i| (i % 17) as f32 * 0.1 - 0.8).collect();
+            let w: Vec<f32> = (0..cout * p.k()).map(|i| (i % 13) as f32 * 0.01 - 0.06).collect();
+            let packed = p.pack_weights(&w);
+            let mut y = vec![0.0; cout * oh * oh];
+            let flops = 2.0 * (cout * p.k() * oh * oh) as f64;
+            let mut time = |f: &mut dyn FnMut()| {
+                f();
+                let mut best = f64::MAX;
+                for _ in 0..15 {
+                    let t = Instant::now();
+                    f();
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                best
+            };
+            let mut scratch = vec![0.0; Conv2d::scratch_len(threads)];
+            let gemm = time(&mut || {
+                pool.install(|| {
+                    conv2d(
+                        &x,
+                        0,
+                        1,
+                        h,
+                        h,
+                        &p,
+                        &packed,
+                        None,
+                        None,
+                        false,
+                        None,
+                        oh,
+                        oh,
+                        &mut y,
+                        0,
+                        &mut scratch,
+                        threads,
+                    )
+                })
+            });
+            let mut line = format!(
+                "t{threads} {cin:>4}->{cout:<4} {k}x{k}/{s} {h:>3}px: gemm {:>7.3} ms {:>6.1} GFLOP/s",
+                gemm * 1e3,
+                flops / gemm / 1e9
+            );
+            if winograd::applies(&p) {
+                let u = winograd::transform_weights(&p, &w);
+                let mut ws = vec![0.0; winograd::scratch_len(&p, oh, oh, threads)];
+                let wt = time(&mut || {
+                    pool.install(|| {
+                        winograd::conv3x3(
+                            &x, 0, 1, h, h, &p, &u, None, None, false, None, oh, oh, &mut y, 0, &mut ws, threads,
+                        )
+                    })
+                });
+                line += &format!("  winograd {:>7.3} ms ({:.2}x)", wt * 1e3, gemm / wt);
+            }
+            println!("{line}");
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! Single-precision matrix products with resin's own register-blocked micro-kernels.
+//!
+//! Math: C[m×n] = A[m×k] · B[k×n] (+ C when accumulating) (+ bias per row) then the activation, in one
+//! pass over C (the epilogue the compiler planned). Layout, BLIS-style but with the roles chosen for
+//! NCHW convolutions (rows of C are output channels, columns are pixels):
+//! - A is packed in panels of [`MR`] rows, k-major (`[panel][k][MR]`, zero-padded past m). Convolution
+//!   weights are packed this way by the compiler, once ([`pack_a`]); other products pack A per call.
+//! - B is produced in blocks of [`NB`] micro-panels `isa.nr()` columns wide and at most [`KC`] rows by a
+//!   [`BSource`]: a convolution
+//!   gathers its input pixels straight into the tile (implicit im2col, no im2col matrix), a plain matrix
+//!   copies, and a row-major B that needs no gathering is read in place.
+//! - Each micro-panel of B (KC × NR floats, L1-resident) is reused by every A panel; accumulators stay in
+//!   registers for a whole k block ([`tile`]).
+//! - Threads split the columns (blocks of B) or, when there are too few, the rows (panels of A), so batch 1
+//!   uses every core. Each thread packs into its own part of a caller-provided scratch; nothing allocates.
+//!
+//! The micro-kernel is picked at run time ([`Isa::detect`]): AVX-512F, AVX2+FMA, or portable scalar code.
+//! Results do not depend on the thread count: every element of C sums its k blocks in the same order.
+
+mod isa;
+mod peak;
+mod tile;
+
+pub use isa::Isa;
+pub use peak::fma_peak_gflops;
+
+use super::elementwise::{unary_inplace, UnaryOp};
+use tile::Tile;
+
+/// Rows of A in one packed panel (and of C in one micro-tile), for every instruction set.
+pub const MR: usize = 8;
+/// Rows of B (the k extent) in one packed block.
+pub const KC: usize = 256;
+/// Micro-tiles of B packed together: a block is `NB · isa.nr()` columns, so gathering a convolution's
+/// input runs along whole output rows instead of one micro-tile's width.
+pub const NB: usize = 8;
+/// The widest block any instruction set packs (AVX-512: 8 × 48 columns).
+pub const MAX_BLOCK: usize = NB * 48;
+
+/// Floats that `m × k` occupies once packed by [`pack_a`].
+pub fn packed_len(m: usize, k: usize) -> usize {
+    m.div_ceil(MR) * MR * k
+}
+
+/// Packing scratch [`gemm_packed`] needs for `threads` threads on `isa`.
+pub fn scratch_len(isa: Isa, threads: usize) -> usize {
+    threads.max(1) * KC * NB * isa.nr()
+}
+
+/// A row-major matrix operand: element (i, j) is at `i·ld + j`, or at `j·ld + i` when `trans`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+    pub trans: bool,
+}
+
+impl<'a> MatRef<'a> {
+    pub fn new(data: &'a [f32], ld: usize) -> Self {
+        MatRef { data, ld, trans: false }
+    }
+    #[inline]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        if self.trans {
+            self.data[j * self.ld + i]
+        } else {
+            self.data[i * self.ld + j]
+        }
+    }
+    /// The flat index of element (rows-1, cols-1): bounds check of the whole view.
+    fn last(&self, rows: usize, cols: usize) -> usize {
+        if rows == 0 || cols == 0 {
+            return 0;
+        }
+        if self.trans {
+            (cols - 1) * self.ld + rows - 1
+        } else {
+            (rows - 1) * self.ld + cols - 1
+        }
+    }
+}
+
+/// Packs `alpha · A` (m × k) into [`MR`]-row panels: `dst[(p·k + q)·MR + r] = alpha · A[p·MR + r, q]`,
+/// zero for rows past m. `dst` holds at least [`packed_len`]`(m, k)` floats.
+pub fn pack_a(m: usize, k: usize, a: MatRef, alpha: f32, dst: &mut [f32]) {
+    assert!(a.last(m, k) < a.data.len().max(1) || m == 0 || k == 0, "pack_a: A is too small");
+    let dst = &mut dst[..packed_len(m, k)];
+    for (p, panel) in dst.chunks_exact_mut(MR * k.max(1)).enumerate() {
+        for r in 0..MR {
+            let i = p * MR + r;
+            for q in 0..k {
+                panel[q * MR + r] = if i < m { alpha * a.at(i, q) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Where the blocks of B come from.
+pub trait BSource: Sync {
+    /// Writes the block B[k0 + i, n0 + j] (i < kc, j < nc ≤ [`MAX_BLOCK`]) as micro-panels `nr` wide:
+    /// element (i, j) goes to `dst[(j / nr)·kc·nr + i·nr + j % nr]` (use [`put_row`]).
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize);
+    /// A row-major B (data, row stride) the kernels can read in place, skipping [`BSource::pack`].
+    fn direct(&self) -> Option<(&[f32], usize)> {
+        None
+    }
+}
+
+/// Stores `row` (row i of a packed block of `kc` rows) into its micro-panels `nr` wide.
+#[inline]
+pub fn put_row(dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
+    for (t, piece) in row.chunks(nr).enumerate() {
+        let at = t * kc * nr + i * nr;
+        dst[at..at + piece.len()].copy_from_slice(piece);
+    }
+}
+
+/// B given as a matrix view; read in place unless transposed.
+struct MatB<'a>(MatRef<'a>);
+
+impl BSource for MatB<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        let mut row = [0f32; MAX_BLOCK];
+        for i in 0..kc {
+            for (j, o) in row[..nc].iter_mut().enumerate() {
+                *o = self.0.at(k0 + i, n0 + j);
+            }
+            put_row(dst, kc, nr, i, &row[..nc]);
+        }
+    }
+    fn direct(&self) -> Option<(&[f32], usize)> {
+        (!self.0.trans).then_some((self.0.data, self.0.ld))
+    }
+}
+
+/// What happens to a finished tile of C.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Add the product to what C holds (a residual that was loaded into C, or `beta = 1`).
+    pub accumulate: bool,
+    /// One value per row of C.
+    pub bias: Option<&'a [f32]>,
+    pub act: Option<UnaryOp>,
+}
+
+/// C, shared by the threads of one product; each writes a disjoint set of tiles.
+#[derive(Clone, Copy)]
+struct SharedC(*mut f32);
+// SAFETY: `gemm_packed` hands every thread a disjoint range of tiles of C.
+unsafe impl Send for SharedC {}
+unsafe impl Sync for SharedC {}
+
+/// `C[m×n]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B from `b`.
+///
+/// `scratch` holds at least [`scratch_len`]`(isa, threads)` floats; `isa` must be available (use
+/// [`Isa::detect`]). Panics if an operand is too small for its shape (a bug in the caller, not bad input:
+/// the plan checker vets shapes before anything runs).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &dyn BSource,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+    threads: usize,
+    scratch: &mut [f32],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(isa.available(), "gemm: {} is not available on this CPU", isa.name());
+    assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "gemm: C is too small");
+    assert!(a.len() >= packed_len(m, k), "gemm: packed A is too small");
+    if let Some(bias) = epi.bias {
+        assert!(bias.len() >= m, "gemm: bias is too short");
+    }
+    if let Some((d, ld)) = b.direct() {
+        assert!(k == 0 || (ld >= n && (k - 1) * ld + n <= d.len()), "gemm: B is too small");
+        // Full tiles are read in place: tile t reads B[.., t·nr .. (t+1)·nr], inside row-major B.
+    }
+    if k == 0 {
+        for i in 0..m {
+            let row = &mut c[i * ldc..i * ldc + n];
+            let add = epi.bias.map_or(0.0, |b| b[i]);
+            row.iter_mut().for_each(|v| *v = if epi.accumulate { *v + add } else { add });
+            if let Some(act) = epi.act {
+                unary_inplace(act, row);
+            }
+        }
+        return;
+    }
+    let nr = isa.nr();
+    let threads = threads.max(1);
+    // Blocks of B are NB micro-panels wide, narrower when that is what it takes to give every thread
+    // one: 196 columns on 2 threads make blocks of 112 + 84, not 128 + 68.
+    let width = (NB * nr).min(n.div_ceil(threads).div_ceil(nr) * nr);
+    let (tiles, panels) = (n.div_ceil(width), m.div_ceil(MR));
+    // Split the columns (each thread packs only its own blocks) unless that loads the threads clearly
+    // less evenly than splitting the rows (where every thread packs every block).
+    let parts_of = |units: usize| threads.min(units);
+    let worst_cols = (0..parts_of(tiles))
+        .map(|i| {
+            let r = i * tiles / parts_of(tiles)..(i + 1) * tiles / parts_of(tiles);
+            (r.end * width).min(n) - r.start * width
+        })
+        .max()
+        .unwrap_or(n);
+    let imbalance_n = worst_cols as f64 * threads as f64 / n as f64;
+    let imbalance_m = panels.div_ceil(threads) as f64 * threads as f64 / panels as f64;
+    let split_n = imbalance_n <= imbalance_m + 0.25;
+    let units = if split_n { tiles } else { panels };
+    let parts = parts_of(units);
+    let per = KC * NB * nr;
+    assert!(scratch.len() >= parts * per, "gemm: scratch is too small");
+    let shared = SharedC(c.as_mut_ptr());
+    let job = |part: usize, buf: &mut [f32]| {
+        let range = part * units / parts..(part + 1) * units / parts;
+        let (t_range, p_range) = if split_n { (range, 0..panels) } else { (0..tiles, range) };
+        // SAFETY: the asserts above bound every tile; parts own disjoint tiles or disjoint panels.
+        unsafe { run_part(isa, m, n, k, a, b, shared, ldc, epi, width, t_range, p_range, buf) };
+    };
+    for_parts(parts, &mut scratch[..parts * per], per, &job);
+}
+
+/// Runs `f(i, chunk_i)` for i < parts on the current rayon pool, chunk i being `scratch[i·per..]`.
+fn for_parts(parts: usize, scratch: &mut [f32], per: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    fn go(first: usize, count: usize, s: &mut [f32], per: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+        if count == 1 {
+            f(first, s);
+            return;
+        }
+        let half = count / 2;
+        let (l, r) = s.split_at_mut(half * per);
+        rayon::join(|| go(first, half, l, per, f), || go(first + half, count - half, r, per, f));
+    }
+    go(0, parts, scratch, per, f);
+}
+
+/// The blocks `t_range` (each `width` columns) × panels `p_range` of C.
+///
+/// # Safety
+/// `gemm_packed`'s asserts must hold, and no other thread may write these tiles.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_part(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &dyn BSource,
+    c: SharedC,
+    ldc: usize,
+    epi: &Epilogue,
+    width: usize,
+    t_range: std::ops::Range<usize>,
+    p_range: std::ops::Range<usize>,
+    buf: &mut [f32],
+) {
+    let nr = isa.nr();
+    let direct = b.direct();
+    let relu = epi.act == Some(UnaryOp::Relu);
+    let other_act = epi.act.filter(|_| !relu);
+    for t in t_range {
+        let (nb0, nbc) = (t * width, width.min(n - t * width));
+        // A direct B is read in place when the block has no ragged micro-tile (the kernels read whole
+        // vectors); otherwise the block is packed.
+        let in_place = direct.filter(|_| nbc % nr == 0);
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = KC.min(k - k0);
+            if in_place.is_none() {
+                b.pack(k0, kc, nb0, nbc, buf, nr);
+            }
+            let last = k0 + kc == k;
+            for mt in 0..nbc.div_ceil(nr) {
+                let (n0, nc) = (nb0 + mt * nr, nr.min(nbc - mt * nr));
+                let (bp, ldb) = match in_place {
+                    Some((d, ld)) => (d[k0 * ld + n0..].as_ptr(), ld),
+                    None => (buf[mt * kc * nr..].as_ptr(), nr),
+                };
+                for p in p_range.clone() {
+                    let (m0, rows) = (p * MR, MR.min(m - p * MR));
+                    let tile = Tile {
+                        k: kc,
+                        a: a[(p * k + k0) * MR..].as_ptr(),
+                        b: bp,
+                        ldb,
+                        c: unsafe { c.0.add(m0 * ldc + n0) },
+                        ldc,
+                        rows,
+                        cols: nc,
+                        accumulate: epi.accumulate || k0 > 0,
+                        bias: match epi.bias {
+                            Some(bias) if last => bias[m0..].as_ptr(),
+                            _ => std::ptr::null(),
+                        },
+                        relu: relu && last,
+                    };
+                    unsafe { tile::run(isa, &tile) };
+                    if let (Some(act), true) = (other_act, last) {
+                        for r in 0..rows {
+                            let row = unsafe { std::slice::from_raw_parts_mut(c.0.add((m0 + r) * ldc + n0), nc) };
+                            unary_inplace(act, row);
+                        }
+                    }
+                }
+            }
+            k0 += kc;
+        }
+    }
+}
+
+/// [`gemm_packed`] with B a matrix view (read in place unless transposed).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_matrix_b(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: MatRef,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+    threads: usize,
+    scratch: &mut [f32],
+) {
+    assert!(b.last(k, n) < b.data.len().max(1) || k == 0 || n == 0, "gemm: B is too small");
+    gemm_packed(isa, m, n, k, a, &MatB(b), c, ldc, epi, threads, scratch)
+}
+
+/// C[m×n] (row stride `ldc`) = alpha · A[m×k] · B[k×n] + beta · C.
+///
+/// The general entry (any strides, transposes, alpha and beta); it packs A and allocates its scratch per
+/// call. With `beta == 0` the old contents of C are ignored (NaNs in them do not leak).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    threads: usize,
+) {
+    sgemm_on(Isa::detect(), m, n, k, alpha, a, b, beta, c, ldc, threads)
+}
+
+/// [`sgemm`] on a chosen instruction set (tests compare every available one).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_on(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.last(m, k) < a.data.len().max(1) || k == 0, "sgemm: A is too small");
+    assert!(b.last(k, n) < b.data.len().max(1) || k == 0, "sgemm: B is too small");
+    assert!((m - 1) * ldc + n <= c.len(), "sgemm: C is too small");
+    if beta != 0.0 && beta != 1.0 {
+        for i in 0..m {
+            c[i * ldc..i * ldc + n].iter_mut().for_each(|v| *v *= beta);
+        }
+    }
+    let mut packed = vec![0.0; packed_len(m, k)];
+    pack_a(m, k, a, alpha, &mut packed);
+    let mut scratch = vec![0.0; scratch_len(isa, threads)];
+    let epi = Epilogue { accumulate: beta != 0.0, ..Default::default() };
+    gemm_packed(isa, m, n, k, &packed, &MatB(b), c, ldc, &epi, threads, &mut scratch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for p in 0..k {
+                    let x = if ta { a[p * m + i] } else { a[i * k + p] };
+                    let y = if tb { b[j * k + p] } else { b[p * n + j] };
+                    s += x as f64 * y as f64;
+                }
+                c[i * n + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_naive_with_transposes_and_beta_on_every_isa() {
+        let shapes = [(1, 1, 1), (3, 5, 7), (17, 33, 65), (64, 100, 3), (1, 1000, 512), (9, 49, 300), (8, 97, 257)];
+        for isa in Isa::all_available() {
+            for &(m, n, k) in &shapes {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0).collect();
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let want = naive(m, n, k, &a, ta, &b, tb);
+                    let am = MatRef { data: &a, ld: if ta { m } else { k }, trans: ta };
+                    let bm = MatRef { data: &b, ld: if tb { k } else { n }, trans: tb };
+                    let mut c = vec![f32::NAN; m * n];
+                    sgemm_on(isa, m, n, k, 1.0, am, bm, 0.0, &mut c, n, 2);
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!((x - y).abs() <= 1e-4 + 1e-4 * y.abs(), "{isa:?} {m}x{n}x{k} {ta} {tb}: {x} vs {y}");
+                    }
+                    let mut c2 = vec![1.0; m * n];
+                    sgemm_on(isa, m, n, k, 0.5, am, bm, 2.0, &mut c2, n, 1);
+                    for (x, y) in c2.iter().zip(&want) {
+                        assert!((x - (0.5 * y + 2.0)).abs() <= 1e-4 + 1e-4 * y.abs(), "{isa:?} beta");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fused epilogue (accumulate, bias per row, Relu or another activation) and a C wider than n,
+    /// with 1, 2 and 3 threads splitting either columns or rows: every split gives the same bits.
+    #[test]
+    fn epilogue_and_thread_splits() {
+        for isa in Isa::all_available() {
+            for &(m, n, k) in &[(5, 7, 3), (24, 200, 600), (200, 9, 40), (13, 49, 1000)] {
+                let ldc = n + 3;
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0).collect();
+                let bias: Vec<f32> = (0..m).map(|i| i as f32 - 3.0).collect();
+                let want = naive(m, n, k, &a, false, &b, false);
+                let mut packed = vec![0.0; packed_len(m, k)];
+                pack_a(m, k, MatRef::new(&a, k), 1.0, &mut packed);
+                let mut first: Option<Vec<f32>> = None;
+                for threads in 1..=3 {
+                    for act in [Some(UnaryOp::Relu), Some(UnaryOp::Sigmoid), None] {
+                        let mut c: Vec<f32> = (0..m * ldc).map(|i| (i % 5) as f32).collect();
+                        let skip = c.clone();
+                        let mut scratch = vec![0.0; scratch_len(isa, threads)];
+                        let epi = Epilogue { accumulate: true, bias: Some(&bias), act };
+                        gemm_packed(
+                            isa,
+                            m,
+                            n,
+                            k,
+                            &packed,
+                            &MatB(MatRef::new(&b, n)),
+                            &mut c,
+                            ldc,
+                            &epi,
+                            threads,
+                            &mut scratch,
+                        );
+                        for i in 0..m {
+                            for j in 0..n {
+                                let mut e = want[i * n + j] + skip[i * ldc + j] + bias[i];
+                                e = match act {
+                                    Some(UnaryOp::Relu) => e.max(0.0),
+                                    Some(UnaryOp::Sigmoid) => 1.0 / (1.0 + (-e).exp()),
+                                    _ => e,
+                                };
+                                let x = c[i * ldc + j];
+                                assert!(
+                                    (x - e).abs() <= 1e-3 + 1e-4 * e.abs(),
+                                    "{isa:?} {m}x{n}x{k} t{threads}: {x} vs {e}"
+                                );
+                            }
+                            // The padding columns are never written.
+                            assert_eq!(
+                                &c[i * ldc + n..i * ldc + ldc.min(c.len() - i * ldc)],
+                                &skip[i * ldc + n..i * ldc + ldc.min(c.len() - i * ldc)]
+                            );
+                        }
+                        if act == Some(UnaryOp::Relu) {
+                            match &first {
+                                None => first = Some(c.clone()),
+                                Some(f) => assert_eq!(f, &c, "{isa:?}: thread count changed the bits"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// NaN in A or B reaches C; NaN in an old C does not when not accumulating.
+    #[test]
+    fn nan_propagates_and_stale_c_does_not_leak() {
+        for isa in Isa::all_available() {
+            let (m, n, k) = (3, 20, 4);
+            let mut a = vec![1.0; m * k];
+            a[k] = f32::NAN; // row 1
+            let b = vec![1.0; k * n];
+            let mut c = vec![f32::NAN; m * n];
+            sgemm_on(isa, m, n, k, 1.0, MatRef::new(&a, k), MatRef::new(&b, n), 0.0, &mut c, n, 1);
+            assert!(c[..n].iter().all(|&v| v == 4.0), "{isa:?}");
+            assert!(c[n..2 * n].iter().all(|v| v.is_nan()), "{isa:?}");
+            assert!(c[2 * n..].iter().all(|&v| v == 4.0), "{isa:?}");
+        }
+    }
+}

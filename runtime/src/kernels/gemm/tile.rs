@@ -1,0 +1,282 @@
+//! Register-blocked micro-kernels: one call computes a tile of C, at most `MR` rows by `isa.nr()`
+//! columns, over a block of k.
+//!
+//! Math: C[r, j] = (C[r, j] if accumulate) + Σ_p A[p][r] · B[p][j] (+ bias[r]), then max(·, 0) when
+//! `relu`, for r < rows and j < cols. A is an `MR`-row panel (k-major: `MR` floats per p); row p of B
+//! starts at `b + p·ldb`. Accumulators live in registers for the whole k loop. Rows of B are read whole
+//! vectors at a time (up to `cols` rounded up to the vector width — the caller guarantees that memory,
+//! whose extra lanes compute values nobody stores); C is stored under a mask, so a ragged edge of C is
+//! never written past `cols`. No mask is live in the loop.
+//!
+//! This module owns the unsafe SIMD; its only entry is [`run`], which the safe driver in `gemm` calls
+//! after checking every bound.
+
+use super::isa::Isa;
+use super::MR;
+
+/// One micro-tile's operands (raw pointers, checked by the caller).
+pub(super) struct Tile {
+    pub k: usize,
+    pub a: *const f32,
+    pub b: *const f32,
+    pub ldb: usize,
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// 1..=MR
+    pub rows: usize,
+    /// 1..=isa.nr()
+    pub cols: usize,
+    pub accumulate: bool,
+    /// Null, or the bias of the tile's first row.
+    pub bias: *const f32,
+    pub relu: bool,
+}
+
+/// Runs the micro-kernel of `isa` on `t`.
+///
+/// # Safety
+/// `isa` must be available on this CPU; `t.a` must hold `t.k · MR` floats, every row p < k of B must
+/// hold `t.cols` rounded up to `isa`'s vector width (8 or 16) readable floats at `t.b + p·t.ldb`, C must hold `t.cols` floats at `t.c + r·t.ldc` for r < rows,
+/// and `t.bias` (if not null) `t.rows` floats.
+pub(super) unsafe fn run(isa: Isa, t: &Tile) {
+    debug_assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= isa.nr());
+    match isa {
+        Isa::Scalar => scalar(t),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::avx2(t) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::avx512(t) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar(t),
+    }
+}
+
+/// The portable reference: the same contract in plain Rust (16 columns).
+fn scalar(t: &Tile) {
+    const NR: usize = 16;
+    let mut acc = [[0f32; NR]; MR];
+    for p in 0..t.k {
+        // SAFETY: bounds are the caller's contract (see `run`).
+        let (a, b) = unsafe {
+            (std::slice::from_raw_parts(t.a.add(p * MR), MR), std::slice::from_raw_parts(t.b.add(p * t.ldb), t.cols))
+        };
+        for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
+            let av = a[r];
+            for (o, &bv) in row.iter_mut().zip(b) {
+                *o += av * bv;
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(t.rows) {
+        // SAFETY: as above.
+        let c = unsafe { std::slice::from_raw_parts_mut(t.c.add(r * t.ldc), t.cols) };
+        let bias = if t.bias.is_null() { 0.0 } else { unsafe { *t.bias.add(r) } };
+        for (o, &v) in c.iter_mut().zip(row) {
+            let mut x = if t.accumulate { v + *o } else { v };
+            x += bias;
+            if t.relu && x <= 0.0 {
+                x = 0.0;
+            }
+            *o = x;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Tile, MR};
+    use std::arch::x86_64::*;
+
+    /// Dispatches on (rows, vectors per row) to a kernel whose loops are fully unrolled.
+    pub(super) unsafe fn avx512(t: &Tile) {
+        let nv = t.cols.div_ceil(16);
+        macro_rules! by_nv {
+            ($r:literal) => {
+                match nv {
+                    1 => k512::<$r, 1>(t),
+                    2 => k512::<$r, 2>(t),
+                    _ => k512::<$r, 3>(t),
+                }
+            };
+        }
+        unsafe {
+            match t.rows {
+                1 => by_nv!(1),
+                2 => by_nv!(2),
+                3 => by_nv!(3),
+                4 => by_nv!(4),
+                5 => by_nv!(5),
+                6 => by_nv!(6),
+                7 => by_nv!(7),
+                _ => by_nv!(8),
+            }
+        }
+    }
+
+    /// R rows × NV vectors of 16: up to 24 accumulators, NV loads of B and R broadcasts of A per step.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn k512<const R: usize, const NV: usize>(t: &Tile) {
+        let rem = t.cols - (NV - 1) * 16;
+        let mask: __mmask16 = if rem >= 16 { 0xffff } else { (1u16 << rem) - 1 };
+        let mut acc = [[_mm512_setzero_ps(); NV]; R];
+        let (mut a, mut b) = (t.a, t.b);
+        unsafe {
+            for _ in 0..t.k {
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(b.add(16 * v));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(r));
+                    for (o, &x) in row.iter_mut().zip(&bv) {
+                        *o = _mm512_fmadd_ps(av, x, *o);
+                    }
+                }
+                a = a.add(MR);
+                b = b.add(t.ldb);
+            }
+            let zero = _mm512_setzero_ps();
+            for (r, row) in acc.iter().enumerate() {
+                let c = t.c.add(r * t.ldc);
+                let bias = if t.bias.is_null() { zero } else { _mm512_set1_ps(*t.bias.add(r)) };
+                for (v, &x) in row.iter().enumerate() {
+                    let m = if v + 1 < NV { 0xffff } else { mask };
+                    let mut x = x;
+                    if t.accumulate {
+                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c.add(16 * v)));
+                    }
+                    x = _mm512_add_ps(x, bias);
+                    if t.relu {
+                        // max(0, x) returns x when x is NaN: NaN propagates as in the scalar Relu.
+                        x = _mm512_max_ps(zero, x);
+                    }
+                    _mm512_mask_storeu_ps(c.add(16 * v), m, x);
+                }
+            }
+        }
+    }
+
+    /// AVX2 has 16 registers: the 8-row panel runs as two 4-row halves of up to 2 vectors of 8.
+    pub(super) unsafe fn avx2(t: &Tile) {
+        let nv = t.cols.div_ceil(8);
+        macro_rules! by_nv {
+            ($r:literal, $row0:expr) => {
+                match nv {
+                    1 => k256::<$r, 1>(t, $row0),
+                    _ => k256::<$r, 2>(t, $row0),
+                }
+            };
+        }
+        macro_rules! rows {
+            ($n:expr, $row0:expr) => {
+                match $n {
+                    1 => by_nv!(1, $row0),
+                    2 => by_nv!(2, $row0),
+                    3 => by_nv!(3, $row0),
+                    _ => by_nv!(4, $row0),
+                }
+            };
+        }
+        unsafe {
+            if t.rows == MR && nv == 2 {
+                k256_4x2(t, 0);
+                k256_4x2(t, 4);
+                return;
+            }
+            rows!(t.rows.min(4), 0);
+            if t.rows > 4 {
+                rows!(t.rows - 4, 4);
+            }
+        }
+    }
+
+    /// The common full tile, 4 rows × 16 columns, written out by hand: 8 accumulators, 2 vectors of B and
+    /// a broadcast of A leave registers spare (4 × 24 needs 17 and spills an accumulator, whose
+    /// store-to-load round trip then limits every iteration).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn k256_4x2(t: &Tile, row0: usize) {
+        let z = _mm256_setzero_ps();
+        let (mut c00, mut c01, mut c10, mut c11) = (z, z, z, z);
+        let (mut c20, mut c21, mut c30, mut c31) = (z, z, z, z);
+        unsafe {
+            let (mut a, mut b) = (t.a.add(row0), t.b);
+            for _ in 0..t.k {
+                let b0 = _mm256_loadu_ps(b);
+                let b1 = _mm256_loadu_ps(b.add(8));
+                let x = _mm256_broadcast_ss(&*a);
+                c00 = _mm256_fmadd_ps(x, b0, c00);
+                c01 = _mm256_fmadd_ps(x, b1, c01);
+                let x = _mm256_broadcast_ss(&*a.add(1));
+                c10 = _mm256_fmadd_ps(x, b0, c10);
+                c11 = _mm256_fmadd_ps(x, b1, c11);
+                let x = _mm256_broadcast_ss(&*a.add(2));
+                c20 = _mm256_fmadd_ps(x, b0, c20);
+                c21 = _mm256_fmadd_ps(x, b1, c21);
+                let x = _mm256_broadcast_ss(&*a.add(3));
+                c30 = _mm256_fmadd_ps(x, b0, c30);
+                c31 = _mm256_fmadd_ps(x, b1, c31);
+                a = a.add(MR);
+                b = b.add(t.ldb);
+            }
+            store256(t, row0, [[c00, c01], [c10, c11], [c20, c21], [c30, c31]]);
+        }
+    }
+
+    /// The epilogue of an AVX2 tile: (+ C) (+ bias) (max 0), stored under a mask past `cols`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store256<const R: usize, const NV: usize>(t: &Tile, row0: usize, acc: [[__m256; NV]; R]) {
+        unsafe {
+            let rem = (t.cols - (NV - 1) * 8) as i32;
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            let all = _mm256_set1_epi32(-1);
+            let zero = _mm256_setzero_ps();
+            for (r, row) in acc.iter().enumerate() {
+                let c = t.c.add((row0 + r) * t.ldc);
+                let bias = if t.bias.is_null() { zero } else { _mm256_set1_ps(*t.bias.add(row0 + r)) };
+                for (v, &x) in row.iter().enumerate() {
+                    // Masked moves are slow on some CPUs (AMD): only the ragged last vector uses them.
+                    let full = v + 1 < NV || rem == 8;
+                    let m = if v + 1 < NV { all } else { mask };
+                    let mut x = x;
+                    if t.accumulate {
+                        let old =
+                            if full { _mm256_loadu_ps(c.add(8 * v)) } else { _mm256_maskload_ps(c.add(8 * v), m) };
+                        x = _mm256_add_ps(x, old);
+                    }
+                    x = _mm256_add_ps(x, bias);
+                    if t.relu {
+                        x = _mm256_max_ps(zero, x);
+                    }
+                    if full {
+                        _mm256_storeu_ps(c.add(8 * v), x);
+                    } else {
+                        _mm256_maskstore_ps(c.add(8 * v), m, x);
+                    }
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn k256<const R: usize, const NV: usize>(t: &Tile, row0: usize) {
+        let mut acc = [[_mm256_setzero_ps(); NV]; R];
+        unsafe {
+            let (mut a, mut b) = (t.a.add(row0), t.b);
+            for _ in 0..t.k {
+                let mut bv = [_mm256_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(b.add(8 * v));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    for (o, &x) in row.iter_mut().zip(&bv) {
+                        *o = _mm256_fmadd_ps(av, x, *o);
+                    }
+                }
+                a = a.add(MR);
+                b = b.add(t.ldb);
+            }
+            store256(t, row0, acc);
+        }
+    }
+}
