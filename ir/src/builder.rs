@@ -170,7 +170,13 @@ pub struct Pool2d {
 
 impl Pool2d {
     pub fn new(kernel: usize) -> Pool2d {
-        Pool2d { kernel: [kernel, kernel], strides: [kernel, kernel], pads: [0; 4], ceil_mode: false, count_include_pad: true }
+        Pool2d {
+            kernel: [kernel, kernel],
+            strides: [kernel, kernel],
+            pads: [0; 4],
+            ceil_mode: false,
+            count_include_pad: true,
+        }
     }
     pub fn stride(mut self, s: usize) -> Pool2d {
         self.strides = [s, s];
