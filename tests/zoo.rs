@@ -1,10 +1,10 @@
 //! The model zoo (`resin::zoo`, `resin zoo`): every architecture builds with the skips it is meant to have;
 //! each matches PyTorch's export of the same architecture — node for node (op, attributes, weight shapes,
 //! tensor types) against the committed `tests/models` files and, with `RESIN_MODELS`, the full-size
-//! torchvision exports; in parameters, MACs and op histogram against `tests/zoo_reference.json` (counted
-//! from torchvision by `tests/zoo_reference.py`) for the architectures without a file; the exports pass
-//! `onnx.checker` and ONNX Runtime computes what resin computes; the CLI writes `.onnx` and `.resin` and
-//! names the valid models when given a wrong one.
+//! torchvision exports; every architecture at its defaults in parameters, MACs and op histogram against
+//! `tests/zoo_reference.json` (counted from torchvision and `make_models.py`'s MLPs by
+//! `tests/zoo_reference.py`); the exports pass `onnx.checker` and ONNX Runtime computes what resin computes;
+//! the CLI writes `.onnx` and `.resin` and names the valid models when given a wrong one.
 //!
 //! The ONNX Runtime test needs `python3` with `onnx` and `onnxruntime`; without them it prints SKIPPED.
 
@@ -94,7 +94,9 @@ fn assert_same_architecture(what: &str, zoo: &Graph, reference: &Graph) {
 
 #[test]
 fn every_architecture_has_its_intended_skips() {
-    let small_images = |input: [usize; 3]| ZooOptions { input: Some(input.to_vec()), ..Default::default() };
+    // Skips do not depend on the width: the ImageNet models are built at 1/8 of theirs to keep this quick.
+    let small_images =
+        |input: [usize; 3]| ZooOptions { input: Some(input.to_vec()), width: Some(8), ..Default::default() };
     let cases: &[(&str, ZooOptions, &str)] = &[
         ("plain-mlp", ZooOptions::default(), "none (a plain network)"),
         ("res-mlp", ZooOptions::default(), "7 identity"),
@@ -208,7 +210,11 @@ fn counts_match_torchvision() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zoo_reference.json");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let models = json["models"].as_object().unwrap();
-    assert!(models.len() >= 12, "{}: expected every convolutional zoo model", path.display());
+    let mut names: Vec<&str> = models.keys().map(String::as_str).collect();
+    names.sort();
+    let mut all = zoo::names();
+    all.sort();
+    assert_eq!(names, all, "{}: every zoo model", path.display());
     for (name, want) in models {
         let t = Instant::now();
         let g = build(name, &ZooOptions::default());
@@ -218,12 +224,17 @@ fn counts_match_torchvision() {
         assert_eq!(ours, input, "{name}: input");
         assert_eq!(g.param_count() as u64, want["params"].as_u64().unwrap(), "{name}: parameters");
         assert_eq!(g.macs(), want["macs"].as_u64().unwrap(), "{name}: MACs");
-        let hist: Vec<(String, u64)> =
-            want["op_histogram"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect();
-        let ours: Vec<(String, u64)> = g.op_histogram().into_iter().map(|(k, v)| (k.to_string(), v as u64)).collect();
-        assert_eq!(ours, hist, "{name}: op histogram");
+        // dense-mlp has none (see the script); its histogram is checked in matches_the_committed_pytorch_exports.
+        if let Some(hist) = want.get("op_histogram").and_then(|h| h.as_object()) {
+            let hist: Vec<(String, u64)> = hist.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect();
+            let ours: Vec<(String, u64)> =
+                g.op_histogram().into_iter().map(|(k, v)| (k.to_string(), v as u64)).collect();
+            assert_eq!(ours, hist, "{name}: op histogram");
+        } else {
+            assert_eq!(name, "dense-mlp", "{name}: no op histogram in {}", path.display());
+        }
         println!(
-            "{name}: {} parameters, {} MACs, ops as torchvision ({:.2} s)",
+            "{name}: {} parameters, {} MACs, counts as PyTorch's ({:.2} s)",
             g.param_count(),
             g.macs(),
             t.elapsed().as_secs_f64()

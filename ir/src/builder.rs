@@ -63,16 +63,20 @@ pub enum BuildError {
 
 /// SplitMix64: a small, fast generator with a 64-bit state whose output is the same on every platform.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng {
+    state: u64,
+    /// The second normal of the last Box–Muller pair, not handed out yet.
+    spare: Option<f32>,
+}
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng { state: seed, spare: None }
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -88,11 +92,17 @@ impl Rng {
         lo + (hi - lo) * self.unit() as f32
     }
 
-    /// Standard normal (Box–Muller).
+    /// Standard normal (Box–Muller: two uniforms give two independent normals).
     pub fn normal(&mut self) -> f32 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
         let u1 = 1.0 - self.unit(); // (0, 1]
         let u2 = self.unit();
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (2.0 * std::f64::consts::PI * u2).sin_cos();
+        self.spare = Some((r * s) as f32);
+        (r * c) as f32
     }
 
     /// `n` values from N(0, std²).
