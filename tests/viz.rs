@@ -594,3 +594,141 @@ fn empty_and_cyclic_graphs_still_render() {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------------------
+// The HTML page in a real browser: headless Chromium (Debian's `chromium`, installed by .ci/run).
+// ------------------------------------------------------------------------------------------------------
+
+/// The first Chromium found: `$RESIN_CHROMIUM`, then `chromium`, `chromium-browser`, `google-chrome`.
+fn chromium() -> Option<String> {
+    let candidates = std::env::var("RESIN_CHROMIUM")
+        .into_iter()
+        .chain(["chromium", "chromium-browser", "google-chrome"].into_iter().map(String::from));
+    candidates.into_iter().find(|c| {
+        Command::new(c).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    })
+}
+
+/// What headless Chromium made of a page: its console messages (every `CONSOLE` line of its log: uncaught
+/// exceptions and console calls alike; this page logs nothing when all is well) and its DOM after the
+/// scripts ran, or the screenshot written to `shot`.
+struct PageRun {
+    console: Vec<String>,
+    dom: String,
+}
+
+fn open_in_chromium(browser: &str, page: &std::path::Path, shot: Option<&std::path::Path>) -> PageRun {
+    let profile = page.with_extension(format!("profile-{}", shot.is_some()));
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--window-size=1400,900",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    match shot {
+        Some(s) => cmd.arg(format!("--screenshot={}", s.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    let mut child =
+        cmd.arg(format!("file://{}", page.display())).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Never hang the test suite on a stuck browser.
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("chromium did not finish {} within 60 s", page.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed on {} ({}):\n{log}", page.display(), out.status);
+    PageRun {
+        console: log.lines().filter(|l| l.contains(":CONSOLE")).map(String::from).collect(),
+        dom: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+/// The `viewBox` of the page's graph: the script's last act (`fitWidth()`) changes it, so a page whose
+/// script stopped early keeps the SVG's own.
+fn graph_viewbox(html: &str) -> String {
+    let svg = &html[html.find("<svg id=\"graph\"").expect("the graph's <svg>")..];
+    let at = svg.find("viewBox=\"").expect("a viewBox") + 9;
+    svg[at..at + svg[at..].find('"').unwrap()].to_string()
+}
+
+/// ResNet-18 (1/8 width) after passes, as `resin viz --format html` writes it, opens in headless Chromium
+/// with no console message, its script runs to the end, and the screenshot shows the graph: enough ink,
+/// and identity-skip blue inside the graph's pane. The same page with a typo in its script is caught (the
+/// check can fail).
+#[test]
+fn html_page_opens_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        println!("SKIPPED: no headless Chromium (install Debian's chromium, or set RESIN_CHROMIUM)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("resin-chromium-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let g = {
+        let path = common::models_dir().join("resnet18_w8.onnx");
+        let mut g = resin::cli::load_graph(&path).unwrap();
+        resin::passes::run_pipeline(&mut g, &[]).unwrap();
+        g
+    };
+    let html = viz::render(&g, Format::Html, "resnet18_w8.onnx (after passes)");
+    let page = dir.join("resnet18.html");
+    std::fs::write(&page, &html).unwrap();
+    let t = Instant::now();
+
+    let run = open_in_chromium(&browser, &page, None);
+    assert!(run.console.is_empty(), "console messages:\n{}", run.console.join("\n"));
+    let before = graph_viewbox(&html);
+    let after = graph_viewbox(&run.dom);
+    assert_ne!(before, after, "the page's script did not run to its end (viewBox unchanged)");
+    assert!(run.dom.contains("Conv+BatchNormalization+Add+Relu"), "the graph is not in the DOM");
+
+    // The control: a typo in the script's last call must be reported, and the viewBox left alone.
+    let broken = dir.join("broken.html");
+    let typo = html.replacen("  fitWidth();\n", "  fitWidht();\n", 1);
+    assert_ne!(typo, html, "the page's script no longer ends with fitWidth(); update this control");
+    std::fs::write(&broken, &typo).unwrap();
+    let bad = open_in_chromium(&browser, &broken, None);
+    assert!(
+        bad.console.iter().any(|l| l.contains("Uncaught ReferenceError: fitWidht is not defined")),
+        "the broken page's error was not caught; console: {:?}",
+        bad.console
+    );
+    assert_eq!(graph_viewbox(&bad.dom), before);
+
+    let shot = dir.join("resnet18.png");
+    let run = open_in_chromium(&browser, &page, Some(&shot));
+    assert!(run.console.is_empty(), "console messages:\n{}", run.console.join("\n"));
+    let img = image::open(&shot).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (1400, 900));
+    // Ink: pixels clearly darker than the white/light-grey background.
+    let ink = img.pixels().filter(|p| p.0.iter().any(|&c| c < 200)).count();
+    let share = ink as f64 / (1400.0 * 900.0);
+    // Identity skips are drawn #1971c2; count that blue in the graph's pane (left of the 340-pixel panel).
+    let blue = img
+        .enumerate_pixels()
+        .filter(|(x, y, p)| {
+            *x < 1000 && *y > 50 && p.0.iter().zip([0x19u8, 0x71, 0xc2]).all(|(&a, b)| a.abs_diff(b) < 24)
+        })
+        .count();
+    println!(
+        "chromium: no console message, script ran (viewBox {before} -> {after}); screenshot {:.1}% ink, {blue} identity-blue pixels; {:.1} s",
+        100.0 * share,
+        t.elapsed().as_secs_f64()
+    );
+    assert!(share > 0.02, "the screenshot is nearly blank ({:.2}% ink)", 100.0 * share);
+    assert!(blue > 200, "no identity skip visible in the graph pane ({blue} blue pixels)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
