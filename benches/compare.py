@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """resin against ONNX Runtime and tract: the same ONNX file, input shape, batch and thread count, one table.
 
-Every measurement is a fresh process (so each engine's peak RSS is its own): `resin bench --json`,
+Every measurement is a fresh process (so each engine's peak RSS is its own): `resin bench --json` on the
+model compiled to .resin (as deployed),
 ONNX Runtime through this script's `--ort-worker` mode (CPU provider, all graph optimizations on,
 intra-op threads = T, inter-op 1), and tract through benches/tract-bench (tract-onnx's optimized plan,
 tract-linalg's multithreaded executor). The engines alternate, ROUNDS times, and the table shows the
@@ -14,7 +15,7 @@ Usage:
 Models come from $RESIN_MODELS (default ../shared/models). The table goes to stdout and, as Markdown,
 to benches/results.md; a plot of the ratios to benches/results.svg.
 """
-import argparse, json, os, statistics, subprocess, sys, time
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESIN = os.path.join(ROOT, "target", "release", "resin")
@@ -61,10 +62,18 @@ def run_json(cmd):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def compiled(path):
+    """The model compiled to .resin once (resin is timed and its RSS measured as deployed: loading a .resin)."""
+    out = os.path.join(tempfile.gettempdir(), "resin-compare-" + os.path.basename(path) + ".resin")
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(RESIN):
+        subprocess.run([RESIN, "compile", path, "-o", out], check=True, capture_output=True)
+    return out
+
+
 def measure(engine, path, name, batch, threads, runs):
     if engine == "resin":
-        return run_json([RESIN, "bench", path, "--batch", str(batch), "--threads", str(threads), "--runs", str(runs),
-                         "--json", "--no-peak"])
+        return run_json([RESIN, "bench", compiled(path), "--batch", str(batch), "--threads", str(threads),
+                         "--runs", str(runs), "--json", "--no-peak"])
     if engine == "ort":
         return run_json([sys.executable, os.path.abspath(__file__), "--ort-worker", path, str(batch), str(threads),
                          str(runs)])
