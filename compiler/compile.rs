@@ -18,10 +18,11 @@ pub struct Compiled {
     pub memory: MemoryReport,
 }
 
-/// Runs the pass pipeline (minus `disabled`) on `graph` and lowers it.
+/// Runs the pass pipeline (minus `disabled`) on `graph`, lowers it and checks the plan (as loading will).
 pub fn compile(mut graph: Graph, disabled: &[String]) -> Result<Compiled> {
     let passes = passes::run_pipeline(&mut graph, disabled)?;
     let (plan, memory) = lower::lower_with_report(&graph)?;
+    plan.check()?;
     Ok(Compiled { graph, plan, passes, memory })
 }
 
