@@ -214,11 +214,13 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
     onnx::load(path, &ImportOptions::default())
 }
 
-/// Is this file a compiled `.resin` artifact (by its first bytes)?
+/// Is this file a compiled `.resin` artifact (by its first bytes, or by its extension, so that a damaged
+/// artifact is reported as one rather than as a bad ONNX model)?
 pub fn is_resin(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 5];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"RESIN"
+    path.extension().is_some_and(|e| e == "resin")
+        || std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"RESIN"
 }
 
 /// Loads a model: a `.resin` artifact as it is, or an ONNX model compiled with every pass.
@@ -243,6 +245,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Viz { model, format, output, after_passes } => viz_cmd(&model, format, output, after_passes),
         Command::Export { model, output, after_passes } => {
+            check_dir(&output)?;
             let mut g = load_graph(&model)?;
             if after_passes {
                 crate::passes::run_pipeline(&mut g, &[])?;
@@ -356,6 +359,7 @@ fn compile_cmd(
     if is_resin(path) {
         bail!("'{}' is already compiled", path.display());
     }
+    check_dir(&out)?;
     let g = load_graph(path)?;
     let c = crate::compile::compile(g, disable)?;
     let mut meta = resin_runtime::format::Metadata::new(
@@ -395,6 +399,9 @@ fn viz_cmd(path: &Path, format: Option<String>, output: Option<PathBuf>, after_p
     let name = format.or(from_ext.filter(|e| e.parse::<crate::viz::Format>().is_ok())).unwrap_or_else(|| "svg".into());
     let fmt: crate::viz::Format =
         name.parse().map_err(|_| anyhow!("unknown format '{name}' (dot, svg, mermaid, html, json)"))?;
+    if let Some(o) = &output {
+        check_dir(o)?;
+    }
     let mut g = load_graph(path)?;
     g.recognize_skips();
     if after_passes {
@@ -449,6 +456,15 @@ fn info_resin(path: &Path, verbose: bool) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an output path whose directory does not exist, before any work is done for it.
+fn check_dir(out: &Path) -> Result<()> {
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!("cannot write '{}': the directory '{}' does not exist", out.display(), dir.display());
+    }
+    Ok(())
+}
+
 fn read_input(name: &str, path: &str) -> Result<Tensor> {
     let a = npy::read(Path::new(path))?;
     let data = a.f32_data.ok_or_else(|| {
@@ -479,10 +495,7 @@ fn run_model(
     }
     let out_paths = resin_runtime::io_args::assign(outputs, &out_names, "output").map_err(|e| anyhow!(e))?;
     for p in out_paths.iter().flatten() {
-        let dir = Path::new(p).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            bail!("cannot write '{p}': the directory '{}' does not exist", dir.display());
-        }
+        check_dir(Path::new(p))?;
     }
     let mut session = match threads {
         Some(t) => model.session_with_threads(t)?,

@@ -18,13 +18,15 @@ pub struct Compiled {
     pub memory: MemoryReport,
 }
 
-/// Runs the pass pipeline (minus `disabled`) on `graph` and lowers it. Besides pass names, `disabled`
-/// may name `winograd`: lowering then keeps 3x3 convolutions on the GEMM path.
+/// Runs the pass pipeline (minus `disabled`) on `graph`, lowers it and checks the plan (as loading will).
+/// Besides pass names, `disabled` may name `winograd`: lowering then keeps 3x3 convolutions on the GEMM
+/// path.
 pub fn compile(mut graph: Graph, disabled: &[String]) -> Result<Compiled> {
     let winograd = !disabled.iter().any(|d| d == "winograd");
     let disabled: Vec<String> = disabled.iter().filter(|d| *d != "winograd").cloned().collect();
     let passes = passes::run_pipeline(&mut graph, &disabled)?;
     let (plan, memory) = lower::lower_with_options(&graph, &lower::LowerOptions { winograd })?;
+    plan.check()?;
     Ok(Compiled { graph, plan, passes, memory })
 }
 

@@ -1,10 +1,9 @@
-//! The `resin` binary as a user meets it: help with examples, `info` and `run` on a committed model, and
-//! the bad-input catalogue — each a one-line error naming the problem, exit code 1, no panic, nothing
-//! half-written.
+//! The `resin` binary as a user meets it: help with examples, `info` and `run` on a committed model, compile,
+//! viz, export, demo and standalone executables, and a few refusals of bad arguments. The bad-input
+//! catalogue (bad files, models, inputs and output paths) is `tests/bad_inputs.rs`.
 
 mod common;
 
-use prost::Message;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -120,76 +119,6 @@ fn assert_runs_resnet20(model_file: &Path, dir: &Path, label: &str) {
     assert!(o.status.success(), "{label}: {}", stderr(&o));
     let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
     common::assert_close(label, &common::read_npy(&y), &reference);
-}
-
-fn write_npy(path: &Path, descr: &str, shape: &[usize], elem: usize) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.resize(bytes.len() + shape.iter().product::<usize>() * elem, 0);
-    std::fs::write(path, bytes).unwrap();
-}
-
-#[test]
-fn bad_inputs_give_one_clear_line() {
-    let d = scratch("bad");
-    let r20 = model("resnet20.onnx");
-    let x = model("resnet20_input.npy");
-
-    // A truncated ONNX file.
-    let bytes = std::fs::read(&r20).unwrap();
-    let trunc = d.join("truncated.onnx");
-    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    assert_error(&resin(&["run", trunc.to_str().unwrap(), "--input", &x]), "not a valid ONNX model");
-
-    // An empty file, and one that does not exist.
-    let empty = d.join("empty.onnx");
-    std::fs::write(&empty, b"").unwrap();
-    assert_error(&resin(&["info", empty.to_str().unwrap()]), "the file is empty");
-    assert_error(&resin(&["info", d.join("missing.onnx").to_str().unwrap()]), "cannot read");
-
-    // An unknown op: rename the first Relu of a real export.
-    let mut m = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
-    let node = m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "Relu").unwrap();
-    node.op_type = "Frobnicate".into();
-    let node_name = node.name.clone();
-    let unknown = d.join("unknown.onnx");
-    std::fs::write(&unknown, m.encode_to_vec()).unwrap();
-    assert_error(
-        &resin(&["info", unknown.to_str().unwrap()]),
-        &format!("node '{node_name}' (Frobnicate, opset 17): unsupported op 'Frobnicate'"),
-    );
-
-    // A wrong input shape.
-    let small = d.join("small.npy");
-    write_npy(&small, "<f4", &[1, 3, 16, 16], 4);
-    assert_error(
-        &resin(&["run", &r20, "--input", small.to_str().unwrap()]),
-        "input 'input': expected shape [N,3,32,32], got [1, 3, 16, 16]",
-    );
-
-    // A wrong dtype.
-    let f64s = d.join("f64.npy");
-    write_npy(&f64s, "<f8", &[1, 3, 32, 32], 8);
-    assert_error(
-        &resin(&["run", &r20, "--input", f64s.to_str().unwrap()]),
-        "input 'input': expected dtype float32, got float64",
-    );
-
-    // Wrong input count, unknown output name.
-    assert_error(&resin(&["run", &r20]), "missing --input for model input 'input'");
-    assert_error(&resin(&["run", &r20, "--input", &x, "--input", &x]), "too many --input arguments");
-
-    // An output in a missing directory: refused before running, nothing written.
-    let target = d.join("nope").join("y.npy");
-    assert_error(&resin(&["run", &r20, "--input", &x, "--output", target.to_str().unwrap()]), "does not exist");
-    assert!(!target.exists());
 }
 
 #[test]

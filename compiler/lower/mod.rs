@@ -54,7 +54,18 @@ impl Lowering {
         WeightRange { offset, len: data.len() }
     }
 
+    /// The plan's dims for `shape`, refusing a second dynamic dimension and a shape of more than
+    /// [`plan::MAX_SAMPLE_LEN`] elements per sample (which no later size computation could be trusted with).
     fn dims(&mut self, shape: &[Dim], node: &str) -> Result<Vec<plan::Dim>> {
+        let per_sample = shape.iter().try_fold(1usize, |a, d| a.checked_mul(d.fixed().unwrap_or(1)));
+        if per_sample.is_none_or(|n| n > plan::MAX_SAMPLE_LEN) {
+            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            bail!(
+                "node '{node}': shape [{}] has more than {} elements per sample",
+                dims.join(","),
+                plan::MAX_SAMPLE_LEN
+            );
+        }
         shape
             .iter()
             .map(|d| match d {

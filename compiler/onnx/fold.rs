@@ -154,10 +154,9 @@ pub fn eval(n: &NodeProto, ins: &[Option<Tensor>], opset: i64) -> Result<Option<
                 .iter()
                 .map(|&d| usize::try_from(d).map_err(|_| anyhow!("negative dimension {d}")))
                 .collect::<Result<_>>()?;
-            let n: usize = shape.iter().product();
-            if n > 1 << 24 {
-                bail!("ConstantOfShape of {shape:?} is too large to fold");
-            }
+            // Checked: the dims are arbitrary integers from the file.
+            let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= 1 << 24);
+            let Some(n) = n else { bail!("ConstantOfShape of {shape:?} is too large to fold") };
             match a.tensor("value")? {
                 Some(v) => {
                     let v = proto::tensor(v)?;
@@ -238,11 +237,13 @@ pub fn eval(n: &NodeProto, ins: &[Option<Tensor>], opset: i64) -> Result<Option<
                     s => bail!("invalid shape value {s}"),
                 }
             }
+            // Checked: a product that wrapped around could otherwise equal the element count.
+            let volume = |s: &[usize]| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
             if let Some(i) = infer {
-                let known: usize = shape.iter().product();
+                let known = volume(&shape).ok_or_else(|| anyhow!("cannot reshape {:?} to {:?}", x.shape, spec))?;
                 shape[i] = x.len() / known.max(1);
             }
-            if shape.iter().product::<usize>() != x.len() {
+            if volume(&shape) != Some(x.len()) {
                 bail!("cannot reshape {:?} to {:?}", x.shape, spec);
             }
             Tensor { shape, data: x.data.clone() }

@@ -235,7 +235,11 @@ pub fn import_bytes(bytes: &[u8], opts: &ImportOptions) -> Result<Graph> {
         let t = proto::tensor(init)?;
         imp.values.insert(init.name.clone(), Value::Const(t));
     }
+    let mut declared = std::collections::HashSet::new();
     for inp in &graph.input {
+        if !declared.insert(inp.name.as_str()) {
+            bail!("graph input '{}' is declared twice", inp.name);
+        }
         if imp.values.contains_key(&inp.name) {
             continue; // an initializer listed as an input (older exporters): a constant
         }
@@ -247,7 +251,7 @@ pub fn import_bytes(bytes: &[u8], opts: &ImportOptions) -> Result<Graph> {
         bail!("the model has no runtime inputs");
     }
 
-    for n in &graph.node {
+    for n in topological_order(&graph.node)? {
         let name = node_name(n);
         if !(n.domain.is_empty() || n.domain == "ai.onnx") {
             bail!("node '{name}' ({}, domain '{}'): only the default ONNX domain is supported", n.op_type, n.domain);
@@ -289,6 +293,64 @@ pub fn import_bytes(bytes: &[u8], opts: &ImportOptions) -> Result<Graph> {
         g.recognize_skips();
     }
     Ok(g)
+}
+
+/// The nodes in an order where every node comes after the nodes whose outputs it reads: the file's order
+/// when it is already one (as ONNX requires), else the stable topological sort of it (ONNX Runtime accepts
+/// unsorted graphs too). A cycle is an error naming its nodes in data-flow order.
+fn topological_order(nodes: &[NodeProto]) -> Result<Vec<&NodeProto>> {
+    use std::cmp::Reverse;
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for out in n.output.iter().filter(|o| !o.is_empty()) {
+            producer.entry(out.as_str()).or_insert(i); // a second producer is refused during import
+        }
+    }
+    // deps[i]: the nodes that node i reads from (each once).
+    let deps: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|n| {
+            let mut d: Vec<usize> = n.input.iter().filter_map(|x| producer.get(x.as_str()).copied()).collect();
+            d.sort_unstable();
+            d.dedup();
+            d
+        })
+        .collect();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+    for (i, d) in deps.iter().enumerate() {
+        for &j in d {
+            users[j].push(i);
+        }
+    }
+    let mut ready: std::collections::BinaryHeap<Reverse<usize>> =
+        (0..nodes.len()).filter(|&i| waiting[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(&nodes[i]);
+        for &u in &users[i] {
+            waiting[u] -= 1;
+            if waiting[u] == 0 {
+                ready.push(Reverse(u));
+            }
+        }
+    }
+    if order.len() == nodes.len() {
+        return Ok(order);
+    }
+    // Every node left waits on another node left: walk back through those until one repeats.
+    let mut path = vec![(0..nodes.len()).find(|&i| waiting[i] > 0).expect("a node is left")];
+    loop {
+        let last = *path.last().expect("not empty");
+        let next = deps[last].iter().copied().find(|&j| waiting[j] > 0).expect("a node left waits on one left");
+        if let Some(at) = path.iter().position(|&p| p == next) {
+            let mut cycle: Vec<String> =
+                path[at..].iter().rev().map(|&i| format!("'{}'", node_name(&nodes[i]))).collect();
+            cycle.push(cycle[0].clone());
+            bail!("the graph has a cycle: {}", cycle.join(" -> "));
+        }
+        path.push(next);
+    }
 }
 
 /// Constants folded into a layer leave their Const node unused.

@@ -53,9 +53,16 @@ fn need_f32(t: &TensorType) -> Result<(), String> {
 
 /// Output length of a convolution or pooling window along one axis.
 pub fn window_out(len: usize, k: usize, s: usize, pb: usize, pe: usize, d: usize, ceil: bool) -> Result<usize, String> {
-    let eff = d * (k - 1) + 1;
-    let padded = len + pb + pe;
-    if padded < eff || s == 0 {
+    if k == 0 || d == 0 || s == 0 {
+        return Err(format!("kernel {k}, dilation {d} and stride {s} must be at least 1"));
+    }
+    // Checked: kernel, dilation and pads are arbitrary integers from the file.
+    let eff = (k - 1).checked_mul(d).and_then(|e| e.checked_add(1));
+    let padded = len.checked_add(pb).and_then(|p| p.checked_add(pe));
+    let (Some(eff), Some(padded)) = (eff, padded) else {
+        return Err(format!("kernel {k}, dilation {d} and pads {pb}+{pe} are too large"));
+    };
+    if padded < eff {
         return Err(format!("window of {eff} does not fit an input of {len} padded to {padded}"));
     }
     let span = padded - eff;
@@ -292,7 +299,9 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType, String> {
                         ));
                     }
                 }
-                total += fixed(&t.shape[*axis], "the concatenated axis")?;
+                total = total
+                    .checked_add(fixed(&t.shape[*axis], "the concatenated axis")?)
+                    .ok_or_else(|| "the concatenated axis is too large".to_string())?;
             }
             let mut shape = first.shape.clone();
             shape[*axis] = Dim::Fixed(total);
@@ -307,8 +316,12 @@ pub fn infer(op: &Op, ins: &[TensorType]) -> Result<TensorType, String> {
             }
             let mut shape = x.shape.clone();
             for a in 0..r {
-                if pads[a] + pads[a + r] > 0 {
-                    shape[a] = Dim::Fixed(fixed(&x.shape[a], "a padded axis")? + pads[a] + pads[a + r]);
+                if pads[a] > 0 || pads[a + r] > 0 {
+                    let padded = fixed(&x.shape[a], "a padded axis")?
+                        .checked_add(pads[a])
+                        .and_then(|n| n.checked_add(pads[a + r]))
+                        .ok_or_else(|| format!("pads {pads:?} are too large"))?;
+                    shape[a] = Dim::Fixed(padded);
                 }
             }
             Ok(TensorType::f32(shape))

@@ -2,11 +2,7 @@
 //! corrupted or hand-made plan is an error and never an out-of-bounds panic or a wrong answer.
 
 use crate::error::{Error, Result};
-use crate::plan::{BufferKind, Dim, Plan, StepOp, WeightRange};
-
-/// The most elements one buffer may hold per sample (4 GiB of float32): a plan that declares more is refused
-/// before anything is allocated. ResNet-50's largest activation holds 0.8 M.
-const MAX_SAMPLE_LEN: usize = 1 << 30;
+use crate::plan::{BufferKind, Dim, Plan, StepOp, WeightRange, MAX_SAMPLE_LEN};
 
 fn bad(msg: String) -> Error {
     Error::InvalidPlan(msg)
@@ -29,6 +25,17 @@ fn sample_len(shape: &[Dim]) -> Option<usize> {
     shape.iter().try_fold(1usize, |a, d| a.checked_mul(d.resolve(1)))
 }
 
+/// What buffer `i` holds, for a message: ` (input 'x')`, ` (the output of step 'conv1')`, or nothing.
+fn describe(plan: &Plan, i: usize) -> String {
+    if let Some(io) = plan.inputs.iter().find(|io| io.buffer == i) {
+        return format!(" (input '{}')", io.name);
+    }
+    match plan.steps.iter().find(|s| s.output == i) {
+        Some(s) => format!(" (the output of step '{}')", s.name),
+        None => String::new(),
+    }
+}
+
 /// Checks `plan`.
 pub fn check_plan(plan: &Plan) -> Result<()> {
     let nw = plan.weights.len();
@@ -44,7 +51,11 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
     let mut occupant: Vec<Option<usize>> = vec![None; plan.slots];
     for (i, b) in plan.buffers.iter().enumerate() {
         if sample_len(&b.shape).is_none_or(|n| n > MAX_SAMPLE_LEN) {
-            return Err(bad(format!("buffer {i} declares more than {MAX_SAMPLE_LEN} elements per sample")));
+            return Err(bad(format!(
+                "buffer {i}{} has shape {}: more than {MAX_SAMPLE_LEN} elements per sample",
+                describe(plan, i),
+                crate::plan::fmt_dims(&b.shape)
+            )));
         }
         match &b.kind {
             BufferKind::Const(r) => {

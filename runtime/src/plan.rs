@@ -218,6 +218,11 @@ pub struct Step {
     pub output: usize,
 }
 
+/// The most elements one buffer may hold per sample (4 GiB of float32): a plan that declares more is refused
+/// before anything is allocated (the compiler refuses such a shape when it lowers it). ResNet-50's largest
+/// activation holds 0.8 M.
+pub const MAX_SAMPLE_LEN: usize = 1 << 30;
+
 /// A compiled model.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -251,6 +256,12 @@ impl Plan {
                 }
             })
             .sum()
+    }
+
+    /// Checks every index, range and shape, as [`crate::Model::new`] does (the compiler calls this before
+    /// it writes an artifact, so that it never writes one that cannot load).
+    pub fn check(&self) -> crate::Result<()> {
+        crate::check::check_plan(self)
     }
 }
 
