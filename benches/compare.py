@@ -18,7 +18,7 @@ to benches/results.md; a plot of the ratios to benches/results.svg.
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESIN = os.path.join(ROOT, "target", "release", "resin")
+RESIN = os.environ.get("RESIN_BIN", os.path.join(ROOT, "target", "release", "resin"))
 TRACT_DIR = os.path.join(ROOT, "benches", "tract-bench")
 TRACT = os.path.join(ROOT, "target", "tract-bench", "release", "tract-bench")
 INPUT_SHAPES = {"resnet18": [3, 224, 224], "resnet50": [3, 224, 224], "densenet121": [3, 224, 224],
