@@ -131,6 +131,12 @@ pub enum Command {
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,
     },
+    /// Train a network (an ONNX model's initializers, or a zoo architecture) on the bundled digits or an
+    /// .npy pair; writes the trained model as OUT.onnx and OUT.resin. Or run the degradation experiment.
+    #[command(
+        after_help = "Examples:\n  resin train --arch dense-mlp --depth 4 --width 64 --epochs 30 -o digits-dense\n  resin train model.onnx --x x.npy --y labels.npy --optimizer momentum --lr 0.05 --schedule cosine\n  resin train --experiment degradation --depths 4,16,48 --plot docs/degradation.svg"
+    )]
+    Train(crate::train::cmd::TrainArgs),
 }
 
 /// Entry point: parses arguments, runs the command, prints errors as one line.
@@ -193,6 +199,7 @@ fn run(cli: Cli) -> Result<()> {
             compile_cmd(&model, output, &disable, report, verbose, exe)
         }
         Command::Demo { dir, threads } => crate::demo::run(&dir, threads),
+        Command::Train(args) => crate::train::cmd::run(&args),
         Command::Run { model, inputs, outputs, threads, top, profile, disable } => {
             run_model(&model, &inputs, &outputs, threads, top, profile, &disable)
         }

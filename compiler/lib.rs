@@ -11,6 +11,7 @@ pub mod exe;
 pub mod lower;
 pub mod onnx;
 pub mod passes;
+pub mod train;
 pub mod viz;
 
 pub use resin_ir as ir;
