@@ -95,7 +95,8 @@ pub struct TrainPlan {
     out_cols: usize,
     in_shape: Vec<usize>,
     pub threads: usize,
-    /// Layers whose matrices were merged, and how many of those read `a_cat` straight from an arena.
+    /// Layers whose input is several tensors under one matrix product (summed matrices, or a Concat), and
+    /// how many of those read `a_cat` straight from a feature arena (no copy).
     pub merged_layers: usize,
     pub arena_layers: usize,
 }
@@ -737,17 +738,23 @@ impl TrainPlan {
         if out_shape.len() != 1 {
             bail!("training needs a [batch, classes] output, got {}", g.node(out_node).ty);
         }
-        // Memory: arena for the inputs of several-matrix layers, own storage for everything else.
+        // Memory: an arena for the inputs of several-matrix layers and of feature concatenations (a dense
+        // MLP written with Concat), own storage for everything else.
         let nvals = b.shapes.len();
         let mut arena_member = vec![false; nvals];
+        let is_output = |v: usize| v == output;
         if opts.merge {
             for s in &b.steps {
-                if let StepKind::Linear(l) = &s.kind {
-                    if l.terms.len() >= 2 {
-                        for &t in &l.terms {
-                            arena_member[t] = b.producer_rowwise[t] && b.consumer_rowwise[t] && b.shapes[t].len() == 1;
-                        }
+                let members: Vec<usize> = match &s.kind {
+                    StepKind::Linear(l) if l.terms.len() >= 2 => l.terms.clone(),
+                    StepKind::Concat { xs, out, outer: 1 } if b.shapes[*out].len() == 1 => {
+                        xs.iter().map(|x| x.0).collect()
                     }
+                    _ => vec![],
+                };
+                for t in members {
+                    arena_member[t] =
+                        b.producer_rowwise[t] && b.consumer_rowwise[t] && b.shapes[t].len() == 1 && !is_output(t);
                 }
             }
         }
@@ -771,9 +778,43 @@ impl TrainPlan {
                 store_ld.push(cols);
             }
         }
-        let (mut merged_layers, mut arena_layers) = (0, 0);
+        // A concatenation of tensors that lie side by side in the arena is that arena window: no step, no
+        // copy, and its gradient is theirs.
+        let consecutive = |views: &[View], xs: &[usize]| {
+            let first = views[xs[0]];
+            let mut expect = first.off;
+            xs.iter().all(|&t| {
+                let v = views[t];
+                let ok = arena_member[t] && v.store == first.store && v.off == expect;
+                expect += v.cols;
+                ok
+            })
+        };
+        let mut aliased = 0;
+        let mut keep = vec![true; b.steps.len()];
+        for (i, s) in b.steps.iter().enumerate() {
+            if let StepKind::Concat { xs, out, outer: 1 } = &s.kind {
+                let ins: Vec<usize> = xs.iter().map(|x| x.0).collect();
+                if opts.merge && b.consumer_rowwise[*out] && !is_output(*out) && consecutive(&views, &ins) {
+                    let first = views[ins[0]];
+                    views[*out] =
+                        View { store: first.store, off: first.off, ld: first.ld, cols: numel(&b.shapes[*out]) };
+                    keep[i] = false;
+                    aliased += 1;
+                }
+            }
+        }
+        let mut k = keep.iter();
+        b.steps.retain(|_| *k.next().unwrap());
+        let mut k = keep.iter();
+        b.step_nodes.retain(|_| *k.next().unwrap());
+        let (mut merged_layers, mut arena_layers) = (aliased, aliased);
         for s in &mut b.steps {
             if let StepKind::Linear(l) = &mut s.kind {
+                if l.merged && l.terms.len() == 1 {
+                    // One matrix: its input is read where it lies (an arena window after a Concat, or its own).
+                    l.cat = Some(views[l.terms[0]]);
+                }
                 if l.merged && l.terms.len() >= 2 {
                     merged_layers += 1;
                     let first = views[l.terms[0]];
