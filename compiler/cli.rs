@@ -93,6 +93,44 @@ pub enum Command {
         #[arg(long)]
         exe: bool,
     },
+    /// Build a standard architecture with seeded random weights (the model zoo) and write it as ONNX (.onnx)
+    /// or compiled (.resin); without -o, describe it. `resin zoo --list` names every architecture.
+    #[command(
+        after_help = "Examples:\n  resin zoo --list\n  resin zoo resnet18 -o resnet18.onnx\n  resin zoo resnet50 --batch 1 --seed 7 -o resnet50.resin\n  resin zoo resnet20 --input 1x8x8 --classes 10 -o digits-resnet20.onnx\n  resin zoo dense-mlp --depth 6 --width 64 --input 64 -o dense-mlp.onnx"
+    )]
+    Zoo {
+        /// The architecture (see --list).
+        name: Option<String>,
+        /// Where to write: NAME.onnx (ONNX, opset 17) or NAME.resin (compiled with every pass).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// A fixed batch size (default: a symbolic `batch` axis).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Hidden layers (MLPs only; default 8).
+        #[arg(long)]
+        depth: Option<usize>,
+        /// Features per MLP layer (128), channels of a ResNet's first stage (64, CIFAR 16) or DenseNet's
+        /// growth rate (32).
+        #[arg(long)]
+        width: Option<usize>,
+        /// The shape of one sample: FEATURES for an MLP (default 128), CxHxW otherwise (default 3x224x224,
+        /// CIFAR 3x32x32).
+        #[arg(long, value_name = "SHAPE")]
+        input: Option<String>,
+        /// Outputs of the classifier (default 1000 for the ImageNet models, 10 otherwise).
+        #[arg(long)]
+        classes: Option<usize>,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Give BatchNorms random statistics (otherwise a fresh BatchNorm's: scale 1, shift 0, mean 0, var 1).
+        #[arg(long)]
+        random_bn: bool,
+        /// List the architectures and exit.
+        #[arg(long)]
+        list: bool,
+    },
     /// Describe a model: inputs, outputs, op histogram, parameters, MACs and skip connections.
     #[command(
         after_help = "Example:\n  resin info tests/models/resnet20.onnx\n  resin info model.onnx --graph   # also print the IR, skip edges marked"
@@ -200,6 +238,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo { dir, threads } => crate::demo::run(&dir, threads),
         Command::Train(args) => crate::train::cmd::run(&args),
+        Command::Zoo { name, output, batch, depth, width, input, classes, seed, random_bn, list } => {
+            let input = input.map(|s| parse_shape(&s)).transpose()?;
+            let opts =
+                crate::zoo::ZooOptions { batch, depth, width, input, classes, seed, random_batchnorm: random_bn };
+            zoo_cmd(name.as_deref(), output.as_deref(), &opts, list)
+        }
         Command::Run { model, inputs, outputs, threads, top, profile, disable } => {
             run_model(&model, &inputs, &outputs, threads, top, profile, &disable)
         }
@@ -441,5 +485,57 @@ fn run_model(
         t_run.as_secs_f64() * 1e3,
         session.threads()
     );
+    Ok(())
+}
+
+/// A sample shape written `3x32x32`, `3,32,32` or `64`.
+fn parse_shape(s: &str) -> Result<Vec<usize>> {
+    s.split(['x', ',', 'X'])
+        .map(|p| p.trim().parse::<usize>().ok().filter(|&n| n > 0))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| anyhow!("--input '{s}': expected positive sizes like 3x32x32 or 64"))
+}
+
+fn zoo_cmd(name: Option<&str>, output: Option<&Path>, opts: &crate::zoo::ZooOptions, list: bool) -> Result<()> {
+    if list {
+        for a in crate::zoo::ARCHS {
+            println!("{:<18} {}", a.name, a.about);
+        }
+        return Ok(());
+    }
+    let name = name
+        .ok_or_else(|| anyhow!("which model? (resin zoo NAME -o FILE; models: {})", crate::zoo::names().join(", ")))?;
+    let kind = match output.map(|o| o.extension().and_then(|e| e.to_str()).unwrap_or("")) {
+        None => None,
+        Some(e @ ("onnx" | "resin")) => Some(e),
+        Some(_) => {
+            bail!("cannot tell what to write from '{}': name it NAME.onnx or NAME.resin", output.unwrap().display())
+        }
+    };
+    let t0 = Instant::now();
+    let mut g = crate::zoo::build(name, opts)?;
+    let skips = g.recognize_skips();
+    let (params, macs) = (g.param_count(), g.macs());
+    let ty = |id| g.node(id).ty.to_string();
+    println!(
+        "{name}: input {}, output {}, {} nodes, {} parameters, {} MACs per sample, skips: {skips}",
+        ty(g.inputs[0]),
+        ty(g.outputs[0].node),
+        g.len(),
+        human(params as f64),
+        human(macs as f64)
+    );
+    match (output, kind) {
+        (Some(out), Some("onnx")) => crate::onnx::save(&g, out)?,
+        (Some(out), Some(_)) => {
+            let c = crate::compile::compile(g, &[])?;
+            let meta = resin_runtime::format::Metadata::new(format!("zoo:{name}"));
+            resin_runtime::format::save(&c.plan, &meta, out)?;
+        }
+        _ => return Ok(()),
+    }
+    let out = output.unwrap();
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!("wrote {} ({:.1} MiB) in {:.2} s", out.display(), size as f64 / 1048576.0, t0.elapsed().as_secs_f64());
     Ok(())
 }

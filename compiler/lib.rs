@@ -13,6 +13,7 @@ pub mod onnx;
 pub mod passes;
 pub mod train;
 pub mod viz;
+pub mod zoo;
 
 pub use resin_ir as ir;
 pub use resin_runtime as runtime;

@@ -137,8 +137,15 @@ pub fn zoo_graph(
     classes: usize,
     seed: u64,
 ) -> Result<Graph> {
-    let _ = (arch, depth, width, input, classes, seed);
-    bail!("--arch needs the model zoo (resin::zoo), which is not in this build; pass an ONNX model instead")
+    let opts = crate::zoo::ZooOptions {
+        depth,
+        width,
+        input: Some(input.to_vec()),
+        classes: Some(classes),
+        seed,
+        ..Default::default()
+    };
+    crate::zoo::build(arch, &opts)
 }
 
 /// Runs `resin train`.

@@ -5,10 +5,11 @@
 //! [`EdgeKind::Skip`] with a [`SkipKind`] (identity, weighted, gated, dense). A plain network is one with no
 //! skip edges.
 //!
-//! This crate owns types, shapes, the op set, shape inference, validation, skip recognition and
-//! counting (parameters, MACs). It knows nothing of file formats (ONNX lives in the compiler) nor of
-//! execution (the runtime never sees this graph).
+//! This crate owns types, shapes, the op set, shape inference, validation, skip recognition, counting
+//! (parameters, MACs) and a builder for writing networks by hand ([`builder`]). It knows nothing of file
+//! formats (ONNX lives in the compiler) nor of execution (the runtime never sees this graph).
 
+pub mod builder;
 pub mod dim;
 pub mod graph;
 pub mod infer;
