@@ -205,7 +205,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             ),
             None => format!("epoch {:>3}: loss {loss:.4}, train accuracy {:.2}%", epoch + 1, 100.0 * acc),
         };
-        bar.println(&last);
+        bar.suspend(|| println!("{last}"));
     }
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
@@ -239,8 +239,12 @@ fn degradation(a: &TrainArgs, cfg: &TrainConfig, data: Dataset) -> Result<()> {
     let (train, val) = data.split(a.val, a.seed)?;
     let archs = ["plain-mlp", "res-mlp"];
     let width = a.width.or(Some(64));
-    let build =
-        |arch: &str, depth: usize| zoo_graph(arch, Some(depth), width, &[train.features()], train.classes, a.seed);
+    let build = |arch: &str, depth: usize| {
+        let mut g = zoo_graph(arch, Some(depth), width, &[train.features()], train.classes, a.seed)?;
+        // Residual branches start at 1/√depth of their He-initialized size (plain nets have none).
+        experiment::scale_residual_branches(&mut g, 1.0 / (depth as f32).sqrt());
+        Ok(g)
+    };
     let curves = experiment::run(&archs, &a.depths, &train, &val, cfg, a.threads, build, |label, e, err| {
         if !a.quiet {
             eprintln!("{label}: epoch {:>3} training error {:.2}%", e + 1, 100.0 * err);

@@ -68,6 +68,35 @@ pub fn run(
     Ok(curves)
 }
 
+/// Scales the weights of every residual branch of `g` by `factor`: for each Add with an identity skip, the
+/// Gemm on its main path. Residual MLPs in the zoo add a^{l-2} at every layer unscaled, so with He-initialized
+/// branches the signal grows geometrically with depth (a_l ≈ W a_{l-1} + a_{l-2}); starting the branches
+/// small (SkipInit / Fixup, as ResNets zero the last BatchNorm of each block) keeps a 48-layer one trainable.
+/// Returns how many branches were scaled.
+pub fn scale_residual_branches(g: &mut Graph, factor: f32) -> usize {
+    use resin_ir::{Op, TensorData};
+    // An Add of a Gemm (the branch) and an activation that is not a product (the identity skip).
+    let is_product = |g: &Graph, n| matches!(g.node(n).op, Op::Gemm(_) | Op::MatMul);
+    let adds: Vec<_> =
+        g.g.node_indices()
+            .filter(|&n| {
+                matches!(g.node(n).op, Op::Add) && g.inputs_of(n).iter().filter(|&&i| is_product(g, i)).count() == 1
+            })
+            .collect();
+    let mut scaled = 0;
+    for a in adds {
+        for src in g.inputs_of(a) {
+            if let Op::Gemm(gm) = &mut g.node_mut(src).op {
+                if let TensorData::F32(w) = &mut gm.b.data {
+                    w.iter_mut().for_each(|v| *v *= factor);
+                    scaled += 1;
+                }
+            }
+        }
+    }
+    scaled
+}
+
 /// The results as a Markdown table: training error at a few epochs, final validation error, time.
 pub fn table(curves: &[Curve]) -> String {
     let epochs = curves.iter().map(|c| c.train_error.len()).max().unwrap_or(0);
