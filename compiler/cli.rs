@@ -21,6 +21,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
 pub enum Command {
     /// The whole path on a bundled model (a ResNet trained on handwritten digits): import, compile with the
     /// passes' report, accuracy, graph picture, standalone executable, and the time of each stage.

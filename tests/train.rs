@@ -75,6 +75,7 @@ fn pool(kind: PoolKind, k: usize, s: usize, p: usize, include_pad: bool) -> Op {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv(g: &mut G, cin: usize, cout: usize, k: usize, stride: usize, pad: usize, group: usize, dil: usize) -> Op {
     Op::Conv(Conv {
         weight: g.tensor(&[cout, cin / group, k, k], 0.4),
@@ -148,6 +149,7 @@ fn grad_check(name: &str, g: &Graph, batch: usize, margin: f32, distinct: bool) 
         check(format!("dL/dx[{i}]"), (lp - lm) / (2.0 * eps as f64), dx[i]);
     }
     for (p, dp) in dparams.iter().enumerate() {
+        #[allow(clippy::needless_range_loop)]
         for j in 0..dp.len() {
             let v = plan.params[p].data[j];
             plan.params[p].data[j] = v + eps;

@@ -29,6 +29,7 @@ pub struct Curve {
 
 /// Trains `arch` at each depth (built by `build(arch, depth)`) with `cfg`; `progress` hears each finished
 /// epoch as (label, epoch, training error).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     archs: &[&str],
     depths: &[usize],

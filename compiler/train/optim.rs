@@ -83,7 +83,7 @@ impl Optimizer {
         let (lr, wd) = (self.lr, self.weight_decay);
         for (p, (m, v)) in params.iter_mut().zip(&mut self.state) {
             match self.kind {
-                OptimizerKind::Sgd { momentum } if momentum == 0.0 => {
+                OptimizerKind::Sgd { momentum: 0.0 } => {
                     for (w, g) in p.data.iter_mut().zip(&p.grad) {
                         *w -= lr * (g + wd * *w);
                     }

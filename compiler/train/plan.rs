@@ -768,6 +768,7 @@ impl TrainPlan {
             None
         };
         let mut off = 0;
+        #[allow(clippy::needless_range_loop)]
         for v in 0..nvals {
             let cols = numel(&b.shapes[v]);
             if arena_member[v] {
@@ -893,7 +894,7 @@ impl TrainPlan {
     /// (`batch × classes`). `training` selects batch statistics for BatchNorm and keeps what backward needs.
     pub fn forward(&mut self, x: &[f32], training: bool) -> Result<Vec<f32>> {
         let cols = numel(&self.in_shape);
-        if cols == 0 || x.len() % cols != 0 || x.is_empty() {
+        if cols == 0 || !x.len().is_multiple_of(cols) || x.is_empty() {
             bail!("input has {} values, not a whole number of samples of {cols}", x.len());
         }
         self.set_batch(x.len() / cols);
