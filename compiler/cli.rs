@@ -21,6 +21,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once
 pub enum Command {
     /// The whole path on a bundled model (a ResNet trained on handwritten digits): import, compile with the
     /// passes' report, accuracy, graph picture, standalone executable, and the time of each stage.
@@ -195,6 +196,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a network (an ONNX model's initializers, or a zoo architecture) on the bundled digits or an
+    /// .npy pair; writes the trained model as OUT.onnx and OUT.resin. Or run the degradation experiment.
+    #[command(
+        after_help = "Examples:\n  resin train --arch dense-mlp --depth 4 --width 64 --epochs 30 -o digits-dense\n  resin train model.onnx --x x.npy --y labels.npy --optimizer momentum --lr 0.05 --schedule cosine\n  resin train --experiment degradation --depths 4,16,48 --plot docs/degradation.svg"
+    )]
+    Train(crate::train::cmd::TrainArgs),
 }
 
 /// Entry point: parses arguments, runs the command, prints errors as one line.
@@ -260,6 +267,7 @@ fn run(cli: Cli) -> Result<()> {
             compile_cmd(&model, output, &disable, report, verbose, exe)
         }
         Command::Demo { dir, threads } => crate::demo::run(&dir, threads),
+        Command::Train(args) => crate::train::cmd::run(&args),
         Command::Zoo { name, output, batch, depth, width, input, classes, seed, random_bn, list } => {
             let input = input.map(|s| parse_shape(&s)).transpose()?;
             let opts =

@@ -12,6 +12,7 @@ pub mod exe;
 pub mod lower;
 pub mod onnx;
 pub mod passes;
+pub mod train;
 pub mod viz;
 pub mod zoo;
 

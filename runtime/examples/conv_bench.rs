@@ -37,7 +37,7 @@ fn main() {
             let packed = p.pack_weights(&w);
             let mut y = vec![0.0; cout * oh * oh];
             let flops = 2.0 * (cout * p.k() * oh * oh) as f64;
-            let mut time = |f: &mut dyn FnMut()| {
+            let time = |f: &mut dyn FnMut()| {
                 f();
                 let mut best = f64::MAX;
                 for _ in 0..15 {

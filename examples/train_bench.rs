@@ -1,0 +1,68 @@
+//! Training throughput of one model: `samples/s` of SGD steps (forward, loss, backward, update) on random
+//! data, and with `--compare-merge` the step time with each layer's matrices merged into one product
+//! against one product per matrix.
+//!
+//! ```sh
+//! cargo run --release --example train_bench -- MODEL.onnx [--batch 128] [--threads 1] [--steps 50] [--compare-merge]
+//! ```
+//! `benches/train_torch.py` runs it beside PyTorch on the same models and prints the ratios.
+
+use anyhow::{anyhow, Result};
+use resin::train::loss::{Loss, Targets};
+use resin::train::trainer::train_step;
+use resin::train::{Optimizer, PlanOptions, Rng, TrainPlan};
+use std::time::Instant;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args.get(i + 1).and_then(|v| v.parse().ok()).ok_or_else(|| anyhow!("{name} needs a number")),
+        None => Ok(default),
+    }
+}
+
+/// Median seconds per step over `steps` steps after 3 warm-up steps.
+fn time_steps(plan: &mut TrainPlan, batch: usize, steps: usize, seed: u64) -> Result<f64> {
+    let per: usize = plan.input_shape().iter().product();
+    let classes = plan.output_cols();
+    let mut rng = Rng::new(seed);
+    let x: Vec<f32> = (0..batch * per).map(|_| rng.uniform() * 2.0 - 1.0).collect();
+    let y: Vec<usize> = (0..batch).map(|_| rng.below(classes)).collect();
+    let mut opt = Optimizer::sgd(1e-3);
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..steps + 3 {
+        let t = Instant::now();
+        train_step(plan, &mut opt, &x, Targets::Labels(&y), Loss::SoftmaxCrossEntropy)?;
+        if i >= 3 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let model = args.first().filter(|a| !a.starts_with("--")).ok_or_else(|| {
+        anyhow!("usage: train_bench MODEL.onnx [--batch N] [--threads N] [--steps N] [--compare-merge]")
+    })?;
+    let batch = arg(&args, "--batch", 128usize)?;
+    let threads = arg(&args, "--threads", 1usize)?;
+    let steps = arg(&args, "--steps", 50usize)?.max(1);
+    let g = resin::onnx::load(model.as_ref(), &Default::default())?;
+    let mut plan = TrainPlan::new(&g, &PlanOptions { merge: true, threads })?;
+    let t = time_steps(&mut plan, batch, steps, 1)?;
+    println!("{model}: batch {batch}, {threads} thread(s): {:.3} ms/step, {:.0} samples/s", t * 1e3, batch as f64 / t);
+    if args.iter().any(|a| a == "--compare-merge") {
+        let mut sep = TrainPlan::new(&g, &PlanOptions { merge: false, threads })?;
+        let ts = time_steps(&mut sep, batch, steps, 1)?;
+        println!(
+            "merged ({} layers, {} over an arena): {:.3} ms/step; separate: {:.3} ms/step; separate/merged = {:.2}",
+            plan.merged_layers,
+            plan.arena_layers,
+            t * 1e3,
+            ts * 1e3,
+            ts / t
+        );
+    }
+    Ok(())
+}

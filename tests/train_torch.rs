@@ -1,0 +1,131 @@
+//! resin's training against PyTorch: one SGD step and ten Adam steps on fixed weights and a fixed batch
+//! give the same weights (and BatchNorm running statistics) within 1e-5 relative, for each MLP kind (plain,
+//! residual, highway with weighted skips, gated highway, dense) and a small conv ResNet.
+//!
+//! The fixtures are made by `tests/fixtures/train/make_fixtures.py` (PyTorch, committed with its output).
+//! "Relative" is per tensor: max |resin − torch| / max |torch| over the tensor's elements. One known gap:
+//! the conv ResNet's ten Adam steps do not match yet (an ignored test, see below).
+
+use resin::train::loss::{Loss, Targets};
+use resin::train::optim::{Optimizer, OptimizerKind};
+use resin::train::{PlanOptions, TrainPlan};
+use resin_ir::{Graph, Op};
+use std::path::Path;
+
+fn dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train")
+}
+
+/// The tensor at ONNX input `idx` of node `node`, as the IR holds it after training.
+fn tensor_at(g: &Graph, node: &str, idx: usize) -> Vec<f32> {
+    let id = g.find(node).unwrap_or_else(|| panic!("no node '{node}'"));
+    match (&g.node(id).op, idx) {
+        (Op::Gemm(gm), 1) => gm.b.to_f32_vec(),
+        (Op::Gemm(gm), 2) => gm.c.as_ref().unwrap().to_f32_vec(),
+        (Op::Conv(c), 1) => c.weight.to_f32_vec(),
+        (Op::Conv(c), 2) => c.bias.as_ref().unwrap().to_f32_vec(),
+        (Op::BatchNorm(b), 1) => b.scale.to_f32_vec(),
+        (Op::BatchNorm(b), 2) => b.bias.to_f32_vec(),
+        (Op::BatchNorm(b), 3) => b.mean.to_f32_vec(),
+        (Op::BatchNorm(b), 4) => b.var.to_f32_vec(),
+        (_, i) => {
+            let src = g.inputs_of(id)[i];
+            match &g.node(src).op {
+                Op::Const(t) => t.to_f32_vec(),
+                other => panic!("{node}|{i} is a {other}, not a constant"),
+            }
+        }
+    }
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+/// Runs the fixture's SGD and Adam runs; returns the worst relative error over all tensors.
+fn check(name: &str, runs: &[&str]) -> f64 {
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join(format!("{name}.json"))).unwrap()).unwrap();
+    let x = floats(&fx["x"]);
+    let labels: Vec<usize> = fx["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let mut worst = 0.0f64;
+    for &run in runs {
+        let mut g = resin::onnx::load(&dir().join(format!("{name}.onnx")), &Default::default()).unwrap();
+        let mut plan = TrainPlan::new(&g, &PlanOptions::default()).unwrap();
+        let (mut opt, steps) = match run {
+            "sgd" => (Optimizer::sgd(0.1), 1),
+            _ => (Optimizer::new(OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, 0.01, 0.0).unwrap(), 10),
+        };
+        let mut worst_loss = 0.0f32;
+        let want_losses = floats(&fx["runs"][run]["losses"]);
+        for (s, want) in want_losses.iter().enumerate().take(steps) {
+            let (l, _) = resin::train::trainer::train_step(
+                &mut plan,
+                &mut opt,
+                &x,
+                Targets::Labels(&labels),
+                Loss::SoftmaxCrossEntropy,
+            )
+            .unwrap();
+            let lerr = (l as f32 - want).abs() / want.abs().max(1.0);
+            worst_loss = worst_loss.max(lerr);
+            assert!(lerr <= 1e-4, "{name} {run} step {s}: loss {l} vs torch {want}");
+        }
+        plan.write_back(&mut g).unwrap();
+        let expect = fx["runs"][run]["expect"].as_object().unwrap();
+        for (key, v) in expect {
+            let (node, idx) = key.rsplit_once('|').unwrap();
+            let want = floats(v);
+            let got = tensor_at(&g, node, idx.parse().unwrap());
+            assert_eq!(got.len(), want.len(), "{name} {run} {key}");
+            let scale = want.iter().fold(0.0f32, |m, w| m.max(w.abs())).max(1e-12) as f64;
+            let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max) / scale;
+            assert!(err <= 1e-5, "{name} {run}: {key}: relative error {err:.2e}");
+            worst = worst.max(err);
+        }
+        println!("{name} {run}: {} tensors match PyTorch; losses within {worst_loss:.1e}", expect.len());
+    }
+    println!("{name}: worst relative error {worst:.2e}");
+    worst
+}
+
+#[test]
+fn mlp_plain_matches_pytorch() {
+    check("mlp_plain", &["sgd", "adam"]);
+}
+
+#[test]
+fn mlp_res_matches_pytorch() {
+    check("mlp_res", &["sgd", "adam"]);
+}
+
+#[test]
+fn mlp_highway_weighted_skips_match_pytorch() {
+    check("mlp_highway", &["sgd", "adam"]);
+}
+
+#[test]
+fn mlp_gated_highway_matches_pytorch() {
+    check("mlp_gated", &["sgd", "adam"]);
+}
+
+#[test]
+fn mlp_dense_merged_update_matches_pytorch() {
+    check("mlp_dense", &["sgd", "adam"]);
+}
+
+#[test]
+fn small_conv_resnet_sgd_step_matches_pytorch() {
+    check("resnet_small", &["sgd"]);
+}
+
+/// Known gap, kept visible: after ten Adam steps the conv ResNet drifts from PyTorch (first seen: 8.5e-2
+/// relative on the stem BatchNorm's running mean, 1.5e-2 on a stride-2 conv's weight) while its single SGD
+/// step matches to 1e-5 and every backward step passes its finite-difference check. Suspected: Adam's
+/// m/√v turning rounding noise in gradient elements that are zero in PyTorch (taps that only see padding or
+/// ReLU zeros) into full ±η steps. Run with `cargo test --release --test train_torch -- --ignored`.
+#[test]
+#[ignore]
+fn small_conv_resnet_adam_matches_pytorch() {
+    check("resnet_small", &["adam"]);
+}
