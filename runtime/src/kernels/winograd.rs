@@ -196,11 +196,10 @@ pub fn conv3x3(
                     let tt = ti * tw + tj;
                     let q = |xi_: usize| mk[xi_ * t + tt];
                     // Aᵀ M: 2×4
-                    let mut s = [[0f32; 4]; 2];
-                    for j in 0..4 {
-                        s[0][j] = q(j) + q(4 + j) + q(8 + j);
-                        s[1][j] = q(4 + j) - q(8 + j) - q(12 + j);
-                    }
+                    let s = [
+                        [0, 1, 2, 3].map(|j| q(j) + q(4 + j) + q(8 + j)),
+                        [0, 1, 2, 3].map(|j| q(4 + j) - q(8 + j) - q(12 + j)),
+                    ];
                     for (r, row) in s.iter().enumerate() {
                         let out = [row[0] + row[1] + row[2], row[1] - row[2] - row[3]];
                         for (cc, &val) in out.iter().enumerate() {
