@@ -171,8 +171,9 @@ fn damaged_resin_files() {
     magic[..8].copy_from_slice(b"NISER\0\0\x01");
     cases.push(("magic", magic, "not a resin file (its first bytes are not the resin magic number)".into()));
     let mut future = good.clone();
-    future[8..12].copy_from_slice(&2u32.to_le_bytes());
-    cases.push(("future", future, "format version 2 is newer than this resin (1)".into()));
+    let v = resin_runtime::format::VERSION;
+    future[8..12].copy_from_slice(&(v + 1).to_le_bytes());
+    cases.push(("future", future, format!("format version {} is newer than this resin ({v})", v + 1)));
     let short = good[..good.len() - 10].to_vec();
     let msg = format!("the file is truncated: it has {} bytes of {} (10 bytes missing)", good.len() - 10, good.len());
     cases.push(("truncated", short, msg));
