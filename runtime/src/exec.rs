@@ -53,7 +53,7 @@ impl<'a> View<'a> {
         batch(self.shape) <= 1 || self.shape.len() < 2 || self.stride == sample_len(self.shape)
     }
     /// The elements as one contiguous slice, copying into `tmp` when strided.
-    pub fn flat<'b>(&'b self, tmp: &'b mut Vec<f32>) -> &'b [f32] {
+    fn flat<'b>(&'b self, tmp: &'b mut Vec<f32>) -> &'b [f32] {
         let len: usize = self.shape.iter().product();
         if self.contiguous() {
             return &self.data[..len];
