@@ -27,7 +27,7 @@ fn main() {
     let isa = Isa::detect();
     println!("{} kernels, FMA peak {:.0} GFLOP/s per core", isa.name(), fma_peak_gflops(isa, 300));
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = resin_runtime::parallel::ThreadPool::new(threads).unwrap();
         for &(cin, cout, k, s, h) in &layers {
             let pad = k / 2;
             let p = Conv2d { cin, cout, kernel: [k, k], strides: [s, s], pads: [pad; 4], dilations: [1, 1], group: 1 };

@@ -80,6 +80,7 @@ pub mod format;
 pub mod io_args;
 pub mod kernels;
 pub mod npy;
+pub mod parallel;
 pub mod plan;
 pub mod session;
 pub mod standalone;

@@ -66,10 +66,7 @@ impl Model {
     /// A session whose kernels use `threads` threads (at least 1).
     pub fn session_with_threads(&self, threads: usize) -> Result<Session> {
         let threads = threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("resin-{i}"))
-            .build()
+        let pool = crate::parallel::ThreadPool::new(threads)
             .map_err(|e| Error::InvalidPlan(format!("cannot start {threads} threads: {e}")))?;
         Ok(Session { plan: self.plan.clone(), pool, threads, arena: None, profile: None })
     }
@@ -93,7 +90,7 @@ struct Arena {
 /// does not borrow the model). `Send`, not shared: one session per thread that runs the model.
 pub struct Session {
     plan: Arc<Plan>,
-    pool: rayon::ThreadPool,
+    pool: crate::parallel::ThreadPool,
     threads: usize,
     arena: Option<Arena>,
     /// Time spent in each step, summed over runs, when profiling is on.

@@ -2,9 +2,9 @@
 //! ONNX output-size rule they share.
 //!
 //! Images are handled as `planes = N * C` independent `[h, w]` planes. Large problems are split across
-//! planes with rayon; small ones run sequentially.
+//! planes on the session's thread pool; small ones run sequentially.
 
-use rayon::prelude::*;
+use crate::parallel::for_chunks_mut;
 
 /// Geometry of a 2-D pooling window. pads are [top, left, bottom, right].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,7 +63,7 @@ where
     }
     let plane = |(p, yp): (usize, &mut [f32])| f(&x[p * hw..(p + 1) * hw], yp);
     if y.len().saturating_mul(taps) >= PAR_THRESHOLD && y.len() > ohw {
-        y.par_chunks_mut(ohw).enumerate().for_each(plane);
+        for_chunks_mut(y, ohw, |p, yp| plane((p, yp)));
     } else {
         y.chunks_mut(ohw).enumerate().for_each(plane);
     }

@@ -20,7 +20,7 @@
 use super::conv::{Conv2d, Pre};
 use super::elementwise::{unary_inplace, UnaryOp};
 use super::gemm::{self, gemm_packed, pack_a, packed_len, put_row, BSource, Epilogue, Isa, MatRef};
-use rayon::prelude::*;
+use crate::parallel::for_chunks_mut;
 
 /// Whether a convolution can run as F(2×2, 3×3) (3x3, stride 1, no dilation, one group, pads ≤ 2) and is
 /// big enough for the transforms to pay off: they cost O(C·T) and O(M·T) against the products'
@@ -119,7 +119,7 @@ pub fn conv3x3(
         let xi = &x[img * x_stride..img * x_stride + c * h * w];
         // Input transform, channel by channel, into V laid out [ch][ξ][t]: the product for ξ reads rows
         // of its [C × T] matrix at stride 16·T.
-        v.par_chunks_mut(16 * t).enumerate().for_each(|(ch, vc)| {
+        for_chunks_mut(v, 16 * t, |ch, vc| {
             let plane = &xi[ch * h * w..(ch + 1) * h * w];
             let pre = pre.as_ref();
             let f = |v: f32| pre.map_or(v, |f| f.apply(ch, v));
@@ -188,7 +188,7 @@ pub fn conv3x3(
         // Output transform Y = Aᵀ M A with the epilogue, output channel by channel.
         let yi = &mut y[img * y_stride..img * y_stride + m * oh * ow];
         let mm = &*mm;
-        yi.par_chunks_mut(oh * ow).enumerate().for_each(|(k, plane)| {
+        for_chunks_mut(yi, oh * ow, |k, plane| {
             let b = bias.map_or(0.0, |b| b[k]);
             let mk = &mm[k * 16 * t..(k + 1) * 16 * t];
             for ti in 0..th {

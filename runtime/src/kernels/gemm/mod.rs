@@ -226,18 +226,15 @@ pub fn gemm_packed(
     for_parts(parts, &mut scratch[..parts * per], per, &job);
 }
 
-/// Runs `f(i, chunk_i)` for i < parts on the current rayon pool, chunk i being `scratch[i·per..]`.
+/// Runs `f(i, chunk_i)` for i < parts on the installed thread pool, chunk i being `scratch[i·per..]`.
 fn for_parts(parts: usize, scratch: &mut [f32], per: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
-    fn go(first: usize, count: usize, s: &mut [f32], per: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
-        if count == 1 {
-            f(first, s);
-            return;
-        }
-        let half = count / 2;
-        let (l, r) = s.split_at_mut(half * per);
-        rayon::join(|| go(first, half, l, per, f), || go(first + half, count - half, r, per, f));
-    }
-    go(0, parts, scratch, per, f);
+    assert!(scratch.len() >= parts * per);
+    let base = crate::parallel::SendPtr(scratch.as_mut_ptr());
+    crate::parallel::run(parts, &|i| {
+        // SAFETY: part i alone gets chunk i, inside `scratch` (asserted), which we borrow mutably.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(i * per), per) };
+        f(i, chunk)
+    });
 }
 
 /// The blocks `t_range` (each `width` columns) × panels `p_range` of C.
@@ -383,7 +380,13 @@ pub fn sgemm_on(
     pack_a(m, k, a, alpha, &mut packed);
     let mut scratch = vec![0.0; scratch_len(isa, threads)];
     let epi = Epilogue { accumulate: beta != 0.0, ..Default::default() };
-    gemm_packed(isa, m, n, k, &packed, &MatB(b), c, ldc, &epi, threads, &mut scratch);
+    let mut go = || gemm_packed(isa, m, n, k, &packed, &MatB(b), c, ldc, &epi, threads, &mut scratch);
+    // Without a session's pool (training, tests), parts run on a process-wide pool of `threads`.
+    if threads > 1 && crate::parallel::current_threads() == 1 {
+        crate::parallel::global(threads).install(go)
+    } else {
+        go()
+    }
 }
 
 #[cfg(test)]
