@@ -49,6 +49,8 @@ struct Inner {
     /// Taken by the thread that dispatches: one job at a time per pool.
     busy: AtomicBool,
     sleepers: AtomicUsize,
+    /// Workers that have started running (see [`ThreadPool::new`]).
+    started: AtomicUsize,
     shutdown: AtomicBool,
     lock: Mutex<()>,
     wake: Condvar,
@@ -95,6 +97,7 @@ impl Inner {
     /// A worker's loop. It starts from epoch 0, the pool's first, not from the ticket it finds: a job
     /// may have been published before this thread got to run.
     fn worker(&self) {
+        self.started.fetch_add(1, Release);
         let mut seen = 0;
         loop {
             let epoch = self.wait_for_epoch_after(seen);
@@ -150,7 +153,8 @@ impl std::fmt::Debug for ThreadPool {
 }
 
 impl ThreadPool {
-    /// A pool in which `threads` threads (the caller and `threads - 1` workers) run parts.
+    /// A pool in which `threads` threads (the caller and `threads - 1` workers) run parts. Returns once
+    /// every worker has started.
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let threads = threads.max(1);
         let inner = Arc::new(Inner {
@@ -161,6 +165,7 @@ impl ThreadPool {
             panicked: AtomicBool::new(false),
             busy: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -171,6 +176,11 @@ impl ThreadPool {
             // On failure `pool` is dropped, which stops the workers already started.
             let h = std::thread::Builder::new().name(format!("resin-{i}")).spawn(move || inner.worker())?;
             pool.handles.push(h);
+        }
+        // Wait until every worker runs: a thread's start-up allocates (std's per-thread bookkeeping), and
+        // that must not happen later, inside somebody's runs.
+        while inner.started.load(Acquire) < threads - 1 {
+            std::thread::yield_now();
         }
         Ok(pool)
     }
