@@ -267,23 +267,31 @@ fn c_functions_in_process() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The directory holding `libresin_runtime.so`: this test binary's own `deps` directory (the `cargo test`
-/// that built it built the library there too, with the same features; only `cargo build` copies it up to
-/// the profile directory), else the profile directory, else `$CARGO_TARGET_DIR/release`, else
-/// `target/release`.
+/// The directory holding a fresh `libresin_runtime.so`. A workspace `cargo test` does not always rebuild
+/// the runtime's cdylib (a stale one once made this test load plans with an older checker), so the test
+/// builds it itself — `cargo build --release -p resin-runtime --lib`, a no-op when it is up to date —
+/// into this test binary's target directory, and takes it from the profile directory.
 fn lib_dir() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(deps) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
-        candidates.push(deps.clone());
-        if let Some(profile) = deps.parent() {
-            candidates.push(profile.to_path_buf());
-        }
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(root().join(t).join("release"));
-    }
-    candidates.push(root().join("target/release"));
-    candidates.into_iter().find(|d| d.join("libresin_runtime.so").is_file())
+    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let profile = std::env::current_exe().ok()?.parent()?.parent()?.to_path_buf();
+            let target = profile.parent()?.to_path_buf();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(cargo)
+                .args(["build", "--release", "-p", "resin-runtime", "--lib"])
+                .env("CARGO_TARGET_DIR", &target)
+                .current_dir(root())
+                .output()
+                .ok()?;
+            assert!(
+                out.status.success(),
+                "building libresin_runtime.so failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            profile.join("libresin_runtime.so").is_file().then_some(profile)
+        })
+        .clone()
 }
 
 fn top1(stdout: &str) -> usize {

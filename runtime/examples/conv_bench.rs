@@ -76,7 +76,7 @@ fn main() {
                 gemm * 1e3,
                 flops / gemm / 1e9
             );
-            if winograd::applies(&p) {
+            if winograd::fits(&p) {
                 let u = winograd::transform_weights(&p, &w);
                 let mut ws = vec![0.0; winograd::scratch_len(&p, oh, oh, threads)];
                 let wt = time(&mut || {

@@ -22,19 +22,21 @@ use super::elementwise::{unary_inplace, UnaryOp};
 use super::gemm::{self, gemm_packed, pack_a, packed_len, put_row, BSource, Epilogue, Isa, MatRef};
 use crate::parallel::for_chunks_mut;
 
-/// Whether a convolution can run as F(2×2, 3×3) (3x3, stride 1, no dilation, one group, pads ≤ 2) and is
-/// big enough for the transforms to pay off: they cost O(C·T) and O(M·T) against the products'
-/// O(16·M·C·T), and measured here (`examples/conv_bench.rs`) Winograd wins 1.2-1.8x from 128 channels in
-/// and out, but loses at 64 (ResNet's first stage), where the scalar transforms dominate.
-pub fn applies(p: &Conv2d) -> bool {
-    p.kernel == [3, 3]
-        && p.strides == [1, 1]
-        && p.dilations == [1, 1]
-        && p.group == 1
-        && p.pads.iter().all(|&q| q <= 2)
-        && p.cin >= 128
-        && p.cout >= 128
+/// Whether a convolution can run as F(2×2, 3×3): 3x3, stride 1, no dilation, one group, pads ≤ 2.
+pub fn fits(p: &Conv2d) -> bool {
+    p.kernel == [3, 3] && p.strides == [1, 1] && p.dilations == [1, 1] && p.group == 1 && p.pads.iter().all(|&q| q <= 2)
 }
+
+/// Whether a convolution [`fits`] and is big enough for the transforms to pay off: they cost O(C·T) and
+/// O(M·T) against the products' O(16·M·C·T). Measured with `examples/conv_bench.rs` (2026-11-28, Zen 4,
+/// vectorized transforms): 1.2-1.6x faster than the GEMM path at 64 to 512 channels, 1 and 2 threads.
+/// (With scalar transforms it lost at 64 channels, 0.75x, and the threshold was 128.)
+pub fn applies(p: &Conv2d) -> bool {
+    fits(p) && p.cin >= MIN_CHANNELS && p.cout >= MIN_CHANNELS
+}
+
+/// Channels in and out from which Winograd is used.
+pub const MIN_CHANNELS: usize = 64;
 
 /// Floats of the transformed weights: 16 matrices [M × C], each packed for the GEMM.
 pub fn weights_len(p: &Conv2d) -> usize {
@@ -122,52 +124,7 @@ pub fn conv3x3(
         for_chunks_mut(v, 16 * t, |ch, vc| {
             let plane = &xi[ch * h * w..(ch + 1) * h * w];
             let pre = pre.as_ref();
-            let f = |v: f32| pre.map_or(v, |f| f.apply(ch, v));
-            for ti in 0..th {
-                let r0 = 2 * ti as isize - top;
-                for tj in 0..tw {
-                    let c0 = 2 * tj as isize - left;
-                    let mut d = [[0f32; 4]; 4];
-                    if r0 >= 0 && c0 >= 0 && r0 + 4 <= h as isize && c0 + 4 <= w as isize {
-                        let (r0, c0) = (r0 as usize, c0 as usize);
-                        for (a, row) in d.iter_mut().enumerate() {
-                            let src = &plane[(r0 + a) * w + c0..(r0 + a) * w + c0 + 4];
-                            for (e, &s) in row.iter_mut().zip(src) {
-                                *e = f(s);
-                            }
-                        }
-                    } else {
-                        for (a, row) in d.iter_mut().enumerate() {
-                            let r = r0 + a as isize;
-                            if r < 0 || r >= h as isize {
-                                continue;
-                            }
-                            for (b, e) in row.iter_mut().enumerate() {
-                                let col = c0 + b as isize;
-                                if col >= 0 && col < w as isize {
-                                    *e = f(plane[r as usize * w + col as usize]);
-                                }
-                            }
-                        }
-                    }
-                    // Bᵀ d
-                    let mut e = [[0f32; 4]; 4];
-                    for j in 0..4 {
-                        e[0][j] = d[0][j] - d[2][j];
-                        e[1][j] = d[1][j] + d[2][j];
-                        e[2][j] = d[2][j] - d[1][j];
-                        e[3][j] = d[1][j] - d[3][j];
-                    }
-                    // (Bᵀ d) B
-                    let tt = ti * tw + tj;
-                    for (i, row) in e.iter().enumerate() {
-                        let out = [row[0] - row[2], row[1] + row[2], row[2] - row[1], row[1] - row[3]];
-                        for (j, &o) in out.iter().enumerate() {
-                            vc[(i * 4 + j) * t + tt] = o;
-                        }
-                    }
-                }
-            }
+            input_transform(plane, h, w, top, left, th, tw, |v| pre.map_or(v, |f| f.apply(ch, v)), vc);
         });
         // The 16 products M_ξ = U_ξ · V_ξ, written to M laid out [m][ξ][t].
         for xi_ in 0..16 {
@@ -190,36 +147,149 @@ pub fn conv3x3(
         let mm = &*mm;
         for_chunks_mut(yi, oh * ow, |k, plane| {
             let b = bias.map_or(0.0, |b| b[k]);
-            let mk = &mm[k * 16 * t..(k + 1) * 16 * t];
-            for ti in 0..th {
-                for tj in 0..tw {
-                    let tt = ti * tw + tj;
-                    let q = |xi_: usize| mk[xi_ * t + tt];
-                    // Aᵀ M: 2×4
-                    let s = [
-                        [0, 1, 2, 3].map(|j| q(j) + q(4 + j) + q(8 + j)),
-                        [0, 1, 2, 3].map(|j| q(4 + j) - q(8 + j) - q(12 + j)),
-                    ];
-                    for (r, row) in s.iter().enumerate() {
-                        let out = [row[0] + row[1] + row[2], row[1] - row[2] - row[3]];
-                        for (cc, &val) in out.iter().enumerate() {
-                            let (oi, oj) = (2 * ti + r, 2 * tj + cc);
-                            if oi < oh && oj < ow {
-                                let o = &mut plane[oi * ow + oj];
-                                let mut z = val + b;
-                                if accumulate {
-                                    z += *o;
-                                }
-                                *o = z;
-                            }
-                        }
-                    }
-                }
-            }
+            output_transform(&mm[k * 16 * t..(k + 1) * 16 * t], th, tw, oh, ow, b, accumulate, plane);
             if let Some(a) = act {
                 unary_inplace(a, plane);
             }
         });
+    }
+}
+
+/// Tiles transformed together: the transforms run along a row of tiles, [`TB`] at a time, as
+/// element-wise operations on arrays the compiler vectorizes.
+const TB: usize = 64;
+
+/// V = Bᵀ d B for every 4×4 input tile d of one channel's `h × w` plane (`f` applied to each input value,
+/// zero padding outside), written to `vc[ξ·T + t]` (ξ = 4i + j, t = ti·tw + tj).
+///
+/// Row by row: with a row's values at the tiles' even and odd columns, ev[t] = x[2t − left] and
+/// od[t] = x[2t + 1 − left], the row product d·B of tile t is
+/// `[ev[t] − ev[t+1], od[t] + ev[t+1], ev[t+1] − od[t], od[t] − od[t+1]]`: contiguous in t. The column
+/// product Bᵀ(d·B) then combines the four rows' results the same way.
+#[allow(clippy::too_many_arguments)]
+fn input_transform(
+    plane: &[f32],
+    h: usize,
+    w: usize,
+    top: isize,
+    left: isize,
+    th: usize,
+    tw: usize,
+    f: impl Fn(f32) -> f32,
+    vc: &mut [f32],
+) {
+    let t = th * tw;
+    for ti in 0..th {
+        let mut tj0 = 0;
+        while tj0 < tw {
+            let nb = TB.min(tw - tj0);
+            let mut rt = [[[0f32; TB]; 4]; 4]; // [row a][j][tile]
+            for (a, rta) in rt.iter_mut().enumerate() {
+                let r = 2 * ti as isize - top + a as isize;
+                let (mut ev, mut od) = ([0f32; TB + 1], [0f32; TB + 1]);
+                if r >= 0 && r < h as isize {
+                    let row = &plane[r as usize * w..(r as usize + 1) * w];
+                    let c0 = 2 * tj0 as isize - left;
+                    if c0 >= 0 && c0 + 2 * nb as isize + 2 <= w as isize {
+                        let src = &row[c0 as usize..c0 as usize + 2 * nb + 2];
+                        for (i, pair) in src.chunks_exact(2).enumerate() {
+                            ev[i] = f(pair[0]);
+                            od[i] = f(pair[1]);
+                        }
+                    } else {
+                        let at = |c: isize| if c >= 0 && c < w as isize { f(row[c as usize]) } else { 0.0 };
+                        for i in 0..=nb {
+                            ev[i] = at(c0 + 2 * i as isize);
+                            od[i] = at(c0 + 2 * i as isize + 1);
+                        }
+                    }
+                }
+                let [r0, r1, r2, r3] = rta;
+                for i in 0..nb {
+                    r0[i] = ev[i] - ev[i + 1];
+                    r1[i] = od[i] + ev[i + 1];
+                    r2[i] = ev[i + 1] - od[i];
+                    r3[i] = od[i] - od[i + 1];
+                }
+            }
+            let base = ti * tw + tj0;
+            for j in 0..4 {
+                let (d0, d1, d2, d3) = (&rt[0][j], &rt[1][j], &rt[2][j], &rt[3][j]);
+                for i4 in 0..4 {
+                    let out = &mut vc[(i4 * 4 + j) * t + base..(i4 * 4 + j) * t + base + nb];
+                    match i4 {
+                        0 => out.iter_mut().enumerate().for_each(|(i, o)| *o = d0[i] - d2[i]),
+                        1 => out.iter_mut().enumerate().for_each(|(i, o)| *o = d1[i] + d2[i]),
+                        2 => out.iter_mut().enumerate().for_each(|(i, o)| *o = d2[i] - d1[i]),
+                        _ => out.iter_mut().enumerate().for_each(|(i, o)| *o = d1[i] - d3[i]),
+                    }
+                }
+            }
+            tj0 += nb;
+        }
+    }
+}
+
+/// Y = Aᵀ M A (+ bias, + the old Y when `accumulate`) for every 2×2 output tile of one output channel,
+/// from `mk[ξ·T + t]`, into its `oh × ow` plane. Along a row of tiles, for output row r of the tile:
+/// s_r = rows of Aᵀ M, then the pair (s_r0 + s_r1 + s_r2, s_r1 − s_r2 − s_r3) lands at columns 2t, 2t+1.
+#[allow(clippy::too_many_arguments)]
+fn output_transform(
+    mk: &[f32],
+    th: usize,
+    tw: usize,
+    oh: usize,
+    ow: usize,
+    b: f32,
+    accumulate: bool,
+    plane: &mut [f32],
+) {
+    let t = th * tw;
+    for ti in 0..th {
+        let mut tj0 = 0;
+        while tj0 < tw {
+            let nb = TB.min(tw - tj0);
+            let base = ti * tw + tj0;
+            let q = |xi_: usize| &mk[xi_ * t + base..xi_ * t + base + nb];
+            let mut s = [[[0f32; TB]; 4]; 2]; // [r][j][tile]
+            let [s0, s1] = &mut s;
+            for (j, (s0j, s1j)) in s0.iter_mut().zip(s1.iter_mut()).enumerate() {
+                let (q0, q1, q2, q3) = (q(j), q(4 + j), q(8 + j), q(12 + j));
+                for i in 0..nb {
+                    s0j[i] = q0[i] + q1[i] + q2[i];
+                    s1j[i] = q1[i] - q2[i] - q3[i];
+                }
+            }
+            for (r, sr) in s.iter().enumerate() {
+                let oi = 2 * ti + r;
+                if oi >= oh {
+                    continue;
+                }
+                let (mut o0, mut o1) = ([0f32; TB], [0f32; TB]);
+                for i in 0..nb {
+                    o0[i] = sr[0][i] + sr[1][i] + sr[2][i] + b;
+                    o1[i] = sr[1][i] - sr[2][i] - sr[3][i] + b;
+                }
+                let c0 = 2 * tj0;
+                let row = &mut plane[oi * ow + c0..oi * ow + ow.min(c0 + 2 * nb)];
+                if accumulate {
+                    for (i, pair) in row.chunks_mut(2).enumerate() {
+                        pair[0] += o0[i];
+                        if let Some(x) = pair.get_mut(1) {
+                            *x += o1[i];
+                        }
+                    }
+                } else {
+                    for (i, pair) in row.chunks_mut(2).enumerate() {
+                        pair[0] = o0[i];
+                        if let Some(x) = pair.get_mut(1) {
+                            *x = o1[i];
+                        }
+                    }
+                }
+            }
+            tj0 += nb;
+        }
     }
 }
 

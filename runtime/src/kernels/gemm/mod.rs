@@ -17,6 +17,7 @@
 //! The micro-kernel is picked at run time ([`Isa::detect`]): AVX-512F, AVX2+FMA, or portable scalar code.
 //! Results do not depend on the thread count: every element of C sums its k blocks in the same order.
 
+mod gemv;
 mod isa;
 mod peak;
 mod tile;
@@ -150,6 +151,13 @@ struct SharedC(*mut f32);
 unsafe impl Send for SharedC {}
 unsafe impl Sync for SharedC {}
 
+impl SharedC {
+    /// The pointer (a method, so that closures capture the `Sync` wrapper, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `C[m×n]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B from `b`.
 ///
 /// `scratch` holds at least [`scratch_len`]`(isa, threads)` floats; `isa` must be available (use
@@ -193,8 +201,20 @@ pub fn gemm_packed(
         }
         return;
     }
-    let nr = isa.nr();
     let threads = threads.max(1);
+    if let (true, Some((d, ld))) = (n <= gemv::MAX_N, b.direct()) {
+        // A few columns read in place: one pass over A, threads splitting its panels.
+        let panels = m.div_ceil(MR);
+        let parts = if m * k >= 1 << 15 { threads.min(panels) } else { 1 };
+        let shared = SharedC(c.as_mut_ptr());
+        crate::parallel::run(parts, &|i| {
+            let range = i * panels / parts..(i + 1) * panels / parts;
+            // SAFETY: bounds asserted above; parts own disjoint panels, hence disjoint rows of C.
+            unsafe { gemv::run(isa, m, n, k, a, d, ld, shared.get(), ldc, epi, range) }
+        });
+        return;
+    }
+    let nr = isa.nr();
     // Blocks of B are NB micro-panels wide, narrower when that is what it takes to give every thread
     // one: 196 columns on 2 threads make blocks of 112 + 84, not 128 + 68.
     let width = (NB * nr).min(n.div_ceil(threads).div_ceil(nr) * nr);
@@ -411,7 +431,19 @@ mod tests {
 
     #[test]
     fn matches_naive_with_transposes_and_beta_on_every_isa() {
-        let shapes = [(1, 1, 1), (3, 5, 7), (17, 33, 65), (64, 100, 3), (1, 1000, 512), (9, 49, 300), (8, 97, 257)];
+        let shapes = [
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 33, 65),
+            (64, 100, 3),
+            (1, 1000, 512),
+            (9, 49, 300),
+            (8, 97, 257),
+            // The few-column path (gemv), sequential and split over threads.
+            (37, 3, 129),
+            (300, 1, 2048),
+            (129, 4, 300),
+        ];
         for isa in Isa::all_available() {
             for &(m, n, k) in &shapes {
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
@@ -440,7 +472,8 @@ mod tests {
     #[test]
     fn epilogue_and_thread_splits() {
         for isa in Isa::all_available() {
-            for &(m, n, k) in &[(5, 7, 3), (24, 200, 600), (200, 9, 40), (13, 49, 1000)] {
+            // The last two take the few-column path.
+            for &(m, n, k) in &[(5, 7, 3), (24, 200, 600), (200, 9, 40), (13, 49, 1000), (300, 3, 200), (1000, 1, 64)] {
                 let ldc = n + 3;
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0).collect();
@@ -450,24 +483,16 @@ mod tests {
                 pack_a(m, k, MatRef::new(&a, k), 1.0, &mut packed);
                 let mut first: Option<Vec<f32>> = None;
                 for threads in 1..=3 {
+                    let pool = crate::parallel::ThreadPool::new(threads).unwrap();
                     for act in [Some(UnaryOp::Relu), Some(UnaryOp::Sigmoid), None] {
                         let mut c: Vec<f32> = (0..m * ldc).map(|i| (i % 5) as f32).collect();
                         let skip = c.clone();
                         let mut scratch = vec![0.0; scratch_len(isa, threads)];
                         let epi = Epilogue { accumulate: true, bias: Some(&bias), act };
-                        gemm_packed(
-                            isa,
-                            m,
-                            n,
-                            k,
-                            &packed,
-                            &MatB(MatRef::new(&b, n)),
-                            &mut c,
-                            ldc,
-                            &epi,
-                            threads,
-                            &mut scratch,
-                        );
+                        let b = MatB(MatRef::new(&b, n));
+                        pool.install(|| {
+                            gemm_packed(isa, m, n, k, &packed, &b, &mut c, ldc, &epi, threads, &mut scratch)
+                        });
                         for i in 0..m {
                             for j in 0..n {
                                 let mut e = want[i * n + j] + skip[i * ldc + j] + bias[i];
