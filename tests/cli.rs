@@ -187,7 +187,7 @@ fn demo_runs_the_whole_path() {
     // Three residual adds fused into their convolutions (whichever kernel each one runs on).
     let plan = s.lines().find(|l| l.starts_with("plan: ")).expect("a plan line");
     let fused: usize = plan
-        .split(": ")
+        .split("steps: ")
         .nth(1)
         .unwrap()
         .split(", ")
