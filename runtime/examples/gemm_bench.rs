@@ -21,6 +21,7 @@ fn main() {
         (2048, 512, 49),
         (512, 2048, 49),
         (1000, 2048, 1),
+        (1, 2048, 1000),
     ];
     let isa = Isa::detect();
     let peak = fma_peak_gflops(isa, 300);

@@ -29,14 +29,15 @@ pub fn fits(p: &Conv2d) -> bool {
 
 /// Whether a convolution [`fits`] and is big enough for the transforms to pay off: they cost O(C·T) and
 /// O(M·T) against the products' O(16·M·C·T). Measured with `examples/conv_bench.rs` (2026-11-28, Zen 4,
-/// vectorized transforms): 1.2-1.6x faster than the GEMM path at 64 to 512 channels, 1 and 2 threads.
-/// (With scalar transforms it lost at 64 channels, 0.75x, and the threshold was 128.)
+/// vectorized transforms, best of 15): 1.3-1.9x faster than the GEMM path at 128 to 512 channels, 1 and 2
+/// threads; at 64 channels and 56 px, 0.7-1.26x — there V and M (16·64·784 floats each) outgrow L2, and
+/// the products have k = 64 only — so 64-channel layers stay on the GEMM path.
 pub fn applies(p: &Conv2d) -> bool {
     fits(p) && p.cin >= MIN_CHANNELS && p.cout >= MIN_CHANNELS
 }
 
 /// Channels in and out from which Winograd is used.
-pub const MIN_CHANNELS: usize = 64;
+pub const MIN_CHANNELS: usize = 128;
 
 /// Floats of the transformed weights: 16 matrices [M × C], each packed for the GEMM.
 pub fn weights_len(p: &Conv2d) -> usize {

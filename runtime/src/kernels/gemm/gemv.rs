@@ -1,11 +1,13 @@
-//! Products with a handful of columns (a classifier or an MLP layer at batch 1): C[m×n] = A · B for
-//! n ≤ [`MAX_N`], read straight from the packed A panels.
+//! Products with a handful of columns or of rows, where the tile kernels would compute a whole
+//! `isa.nr()`-wide or [`MR`]-tall tile for a few useful lines: one pass over the big operand instead.
 //!
-//! Math: for each panel of [`MR`] rows, acc[j][r] = Σ_p A[p][r] · B[p][j], an `MR`-wide vector
-//! multiply-add per (p, j); then the same epilogue as the tile kernels (accumulate into C, bias per row,
-//! activation). The tile kernels would compute `isa.nr()` columns for these few; here the cost is one
-//! pass over A, which is what bounds a matrix-vector product. Each element sums its k terms in order,
-//! so results do not depend on the thread count (threads split the panels).
+//! - Few columns ([`run`], n ≤ [`MAX_N`]; an MLP layer at batch 1 with weights as A): for each panel of
+//!   [`MR`] rows, acc[j][r] = Σ_p A[p][r] · B[p][j], an `MR`-wide vector multiply-add per (p, j).
+//! - Few rows ([`run_rows`], m ≤ [`MAX_N`]; a classifier at batch 1, weights as B): for a chunk of
+//!   columns, acc[i][j] = Σ_p A[i][p] · B[p][j], a multiply-add along a row of B per (p, i).
+//!
+//! Then the tile kernels' epilogue (accumulate into C, bias per row, activation). Each element sums its
+//! k terms in order, so results do not depend on the thread count (threads split panels or columns).
 //!
 //! Owns no unsafe SIMD: one generic body, compiled twice — with AVX2+FMA enabled (selected at run time)
 //! and portable.
@@ -13,8 +15,11 @@
 use super::{Epilogue, Isa, MR};
 use crate::kernels::elementwise::unary_inplace;
 
-/// The most columns this path takes.
+/// The most columns (or rows, for [`run_rows`]) these paths take.
 pub const MAX_N: usize = 4;
+
+/// Columns of C one pass of [`run_rows`] accumulates (in L1: `MAX_N` rows of them).
+pub const COLS: usize = 512;
 
 /// Rows `panels` of C = epilogue(A · B), B row-major `k × n` at stride `ldb`, C at stride `ldc`.
 ///
@@ -104,5 +109,95 @@ unsafe fn body(
                 unary_inplace(act, row);
             }
         }
+    }
+}
+
+/// Columns `cols` of C = epilogue(A · B) for m ≤ [`MAX_N`] rows, A packed (one panel), B row-major
+/// `k × n` at stride `ldb`, C at stride `ldc`.
+///
+/// # Safety
+/// As [`run`], with `cols` ⊆ 0..n the columns no other thread writes.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn run_rows(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    epi: &Epilogue,
+    cols: std::ops::Range<usize>,
+) {
+    debug_assert!((1..=MAX_N).contains(&m));
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx2 | Isa::Avx512) {
+        // SAFETY: as in `run`.
+        unsafe { run_rows_fma(m, k, a, b, ldb, c, ldc, epi, cols) };
+        return;
+    }
+    let _ = isa;
+    unsafe { rows_body(m, k, a, b, ldb, c, ldc, epi, cols, |x, y, z| x * y + z) };
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_rows_fma(
+    m: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    epi: &Epilogue,
+    cols: std::ops::Range<usize>,
+) {
+    unsafe { rows_body(m, k, a, b, ldb, c, ldc, epi, cols, f32::mul_add) };
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_body(
+    m: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    epi: &Epilogue,
+    cols: std::ops::Range<usize>,
+    fma: impl Fn(f32, f32, f32) -> f32,
+) {
+    let mut j0 = cols.start;
+    while j0 < cols.end {
+        let nc = COLS.min(cols.end - j0);
+        let mut acc = [[0f32; COLS]; MAX_N];
+        for p in 0..k {
+            let brow = &b[p * ldb + j0..p * ldb + j0 + nc];
+            for (i, acci) in acc.iter_mut().enumerate().take(m) {
+                // A packed: row i, column p of the first panel.
+                let av = a[p * MR + i];
+                for (o, &bv) in acci[..nc].iter_mut().zip(brow) {
+                    *o = fma(av, bv, *o);
+                }
+            }
+        }
+        for (i, acci) in acc.iter().enumerate().take(m) {
+            // SAFETY: row i < m, columns j0..j0 + nc of C, ours alone (the caller's contract).
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc + j0), nc) };
+            let bias = epi.bias.map_or(0.0, |bias| bias[i]);
+            for (o, &v) in row.iter_mut().zip(&acci[..nc]) {
+                let v = v + bias;
+                *o = if epi.accumulate { *o + v } else { v };
+            }
+            if let Some(act) = epi.act {
+                unary_inplace(act, row);
+            }
+        }
+        j0 += nc;
     }
 }

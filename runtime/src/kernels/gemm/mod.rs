@@ -214,6 +214,18 @@ pub fn gemm_packed(
         });
         return;
     }
+    if let (true, Some((d, ld))) = (m <= gemv::MAX_N, b.direct()) {
+        // A few rows (a classifier at batch 1): one pass over B, threads splitting its columns.
+        let parts = if n * k >= 1 << 15 { threads.min(n.div_ceil(64)) } else { 1 };
+        let shared = SharedC(c.as_mut_ptr());
+        crate::parallel::run(parts, &|i| {
+            // Whole vectors per part: split at multiples of 16 columns.
+            let at = |q: usize| (q * n.div_ceil(16) / parts * 16).min(n);
+            // SAFETY: bounds asserted above; parts own disjoint columns of C.
+            unsafe { gemv::run_rows(isa, m, k, a, d, ld, shared.get(), ldc, epi, at(i)..at(i + 1)) }
+        });
+        return;
+    }
     let nr = isa.nr();
     // Blocks of B are NB micro-panels wide, narrower when that is what it takes to give every thread
     // one: 196 columns on 2 threads make blocks of 112 + 84, not 128 + 68.
@@ -443,6 +455,8 @@ mod tests {
             (37, 3, 129),
             (300, 1, 2048),
             (129, 4, 300),
+            (1, 1000, 2048),
+            (3, 700, 64),
         ];
         for isa in Isa::all_available() {
             for &(m, n, k) in &shapes {
@@ -472,8 +486,10 @@ mod tests {
     #[test]
     fn epilogue_and_thread_splits() {
         for isa in Isa::all_available() {
-            // The last two take the few-column path.
-            for &(m, n, k) in &[(5, 7, 3), (24, 200, 600), (200, 9, 40), (13, 49, 1000), (300, 3, 200), (1000, 1, 64)] {
+            // The last three take the few-column and few-row paths.
+            for &(m, n, k) in
+                &[(5, 7, 3), (24, 200, 600), (200, 9, 40), (13, 49, 1000), (300, 3, 200), (1000, 1, 64), (2, 1000, 256)]
+            {
                 let ldc = n + 3;
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0).collect();
