@@ -91,6 +91,10 @@ pub fn max_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: 
     debug_assert_eq!(x.len(), planes * h * w, "max_pool2d: input length");
     debug_assert_eq!(y.len(), planes * oh * ow, "max_pool2d: output length");
     let taps = p.kernel[0] * p.kernel[1];
+    if p.dilations == [1, 1] && w <= SEPARABLE_MAX_W {
+        for_each_plane(x, h * w, y, oh * ow, taps, |xp, yp| max_plane_separable(p, xp, h, w, ow, yp));
+        return;
+    }
     for_each_plane(x, h * w, y, oh * ow, taps, |xp, yp| {
         window_plane(p, h, w, ow, yp, |rows, cols| {
             let mut m = f32::NEG_INFINITY;
@@ -107,6 +111,47 @@ pub fn max_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: 
             m
         });
     });
+}
+
+/// The widest input row [`max_pool2d`]'s separable path takes (its row buffer lives on the stack).
+const SEPARABLE_MAX_W: usize = 1024;
+
+/// NaN-sticky maximum: once either side is NaN the result is NaN.
+#[inline(always)]
+fn max_nan(m: f32, v: f32) -> f32 {
+    if v > m || v.is_nan() {
+        v
+    } else {
+        m
+    }
+}
+
+/// One plane of an undilated max pool, separably: for each output row, the element-wise maximum of the
+/// window's input rows (a vectorizable pass over whole rows), then for each output column the maximum of
+/// that row's window columns. Same result as the window-by-window loop: max is associative and NaN
+/// sticks in both.
+fn max_plane_separable(p: &Pool2d, xp: &[f32], h: usize, w: usize, ow: usize, yp: &mut [f32]) {
+    let sh = p.strides[0].max(1) as isize;
+    let sw = p.strides[1].max(1) as isize;
+    let mut buf = [f32::NEG_INFINITY; SEPARABLE_MAX_W];
+    let colmax = &mut buf[..w];
+    for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
+        let r0 = i as isize * sh - p.pads[0] as isize;
+        let (a0, a1) = tap_range(r0, p.kernel[0], 1, 0, h as isize);
+        colmax.fill(f32::NEG_INFINITY);
+        for a in a0..a1 {
+            let r = (r0 + a as isize) as usize;
+            for (m, &v) in colmax.iter_mut().zip(&xp[r * w..(r + 1) * w]) {
+                *m = max_nan(*m, v);
+            }
+        }
+        for (j, out) in yr.iter_mut().enumerate() {
+            let c0 = j as isize * sw - p.pads[1] as isize;
+            let (b0, b1) = tap_range(c0, p.kernel[1], 1, 0, w as isize);
+            let start = (c0 + b0 as isize).max(0) as usize;
+            *out = colmax[start..start + (b1 - b0)].iter().fold(f32::NEG_INFINITY, |m, &v| max_nan(m, v));
+        }
+    }
 }
 
 /// Average: count_include_pad=true divides by the number of window positions inside the *padded* input (positions beyond the padded extent introduced by ceil_mode are NOT counted — this matches ONNX Runtime); false divides by the number of valid (in-image) positions.
