@@ -382,9 +382,12 @@ pub struct ConvBufs {
     gw: Gemm,
     gx: Gemm,
     dcols: Vec<f32>,
+    /// One image's input planes, zero-padded.
+    pad: Vec<f32>,
 }
 
-/// Where a convolution reads: one image's (and group's) input planes and the geometry.
+/// Where a convolution reads: one image's (and group's) input planes, zero-padded to exactly the extent
+/// the convolution reads ([`ConvDims::padded`]), so that every im2col run is a plain copy; and the geometry.
 #[derive(Clone, Copy)]
 struct Gather<'a> {
     x: &'a [f32],
@@ -392,7 +395,6 @@ struct Gather<'a> {
     k: [usize; 2],
     s: [usize; 2],
     d: [usize; 2],
-    pads: [usize; 2],
     o: [usize; 2],
 }
 
@@ -459,40 +461,20 @@ impl Gather<'_> {
         }
     }
 
-    /// Writes im2col row (c, u, v) over the pixels of `runs` into `out` (0 in the padding).
+    /// Writes im2col row (c, u, v) over the pixels of `runs` into `out`, from zero-padded planes.
     #[inline]
     fn row(&self, c: usize, u: usize, v: usize, runs: &[Run], out: &mut [f32]) {
         let [h, w] = self.hw;
         let plane = &self.x[c * h * w..(c + 1) * h * w];
         let s1 = self.s[1];
-        let (dy, dx) =
-            ((u * self.d[0]) as isize - self.pads[0] as isize, (v * self.d[1]) as isize - self.pads[1] as isize);
+        let base = u * self.d[0] * w + v * self.d[1];
         for &(q, len, oi, oj) in runs {
-            let run = &mut out[q..q + len];
-            let ih = (oi * self.s[0]) as isize + dy;
-            if ih < 0 || ih >= h as isize {
-                run.fill(0.0);
-                continue;
-            }
-            let src = &plane[ih as usize * w..(ih as usize + 1) * w];
-            let x0 = (oj * s1) as isize + dx;
-            let (lo, hi) = if s1 == 1 {
-                let lo = (-x0).clamp(0, len as isize) as usize;
-                (lo, (w as isize - x0).clamp(lo as isize, len as isize) as usize)
+            let at = base + oi * self.s[0] * w + oj * s1;
+            if s1 == 1 {
+                copy_short(&mut out[q..q + len], &plane[at..at + len]);
             } else {
-                let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(s1).min(len) };
-                (lo, if x0 >= w as isize { lo } else { ((w as isize - x0) as usize).div_ceil(s1).clamp(lo, len) })
-            };
-            zero_short(&mut run[..lo]);
-            zero_short(&mut run[hi..]);
-            if lo < hi {
-                let first = (x0 + (lo * s1) as isize) as usize;
-                if s1 == 1 {
-                    copy_short(&mut run[lo..hi], &src[first..]);
-                } else {
-                    for (o, s) in run[lo..hi].iter_mut().zip(src[first..].iter().step_by(s1)) {
-                        *o = *s;
-                    }
+                for (o, s) in out[q..q + len].iter_mut().zip(plane[at..].iter().step_by(s1)) {
+                    *o = *s;
                 }
             }
         }
@@ -590,8 +572,37 @@ impl ConvDims {
         self.c / self.group * self.k[0] * self.k[1]
     }
 
-    fn gather<'a>(&self, x: &'a [f32]) -> Gather<'a> {
-        Gather { x, hw: self.hw, k: self.k, s: self.s, d: self.d, pads: self.pads, o: self.o }
+    /// The extent of the input the convolution reads, padding included: rows and columns.
+    fn padded_hw(&self) -> [usize; 2] {
+        let span = |o: usize, s: usize, k: usize, d: usize| (o.max(1) - 1) * s + (k - 1) * d + 1;
+        [span(self.o[0], self.s[0], self.k[0], self.d[0]), span(self.o[1], self.s[1], self.k[1], self.d[1])]
+    }
+
+    /// Copies one image's (and group's) input planes into `buf`, zero-padded to exactly what the
+    /// convolution reads, and returns the gather over it (every im2col run then is a plain copy).
+    fn padded<'a>(&self, x: &[f32], buf: &'a mut Vec<f32>) -> Gather<'a> {
+        let cg = self.c / self.group;
+        let [h, w] = self.hw;
+        let [hp, wp] = self.padded_hw();
+        let [pt, pl] = self.pads;
+        buf.resize(cg * hp * wp, 0.0);
+        // Columns of a padded row that come from the input: iw = col − pl in 0..w.
+        let (c0, c1) = (pl.min(wp), (pl + w).min(wp));
+        for c in 0..cg {
+            for r in 0..hp {
+                let dst = &mut buf[(c * hp + r) * wp..(c * hp + r + 1) * wp];
+                let ih = r as isize - pt as isize;
+                if ih < 0 || ih >= h as isize || c0 >= c1 {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let src = &x[(c * h + ih as usize) * w..(c * h + ih as usize + 1) * w];
+                zero_short(&mut dst[..c0]);
+                dst[c0..c1].copy_from_slice(&src[..c1 - c0]);
+                zero_short(&mut dst[c1..]);
+            }
+        }
+        Gather { x: buf, hw: [hp, wp], k: self.k, s: self.s, d: self.d, o: self.o }
     }
 
     /// Packs `[M, C/G·kh·kw]` weights group by group as the products' A.
@@ -620,6 +631,7 @@ impl ConvDims {
         rows: usize,
         threads: usize,
         scratch: &mut Vec<f32>,
+        pad: &mut Vec<f32>,
     ) {
         let isa = Isa::detect();
         scratch.resize(resin_runtime::kernels::gemm::scratch_len(isa, threads), 0.0);
@@ -638,7 +650,7 @@ impl ConvDims {
                     let b = DirectB(MatRef::new(xg, h * w));
                     gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, scratch);
                 } else {
-                    let b = Im2col(self.gather(xg));
+                    let b = Im2col(self.padded(xg, pad));
                     gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, scratch);
                 }
             }
@@ -694,7 +706,19 @@ impl Conv {
         dims.pack(&cx.params[self.w].data, &mut self.bufs.wpacked);
         let bias = self.b.map(|b| &cx.params[b].data[..]);
         let (x, y) = (cx.vals.mat(&xv), cx.vals.mat_mut(&ov));
-        dims.run(&self.bufs.wpacked, bias, false, x, xv.ld, y, ov.ld, rows, cx.threads, &mut self.bufs.scratch);
+        dims.run(
+            &self.bufs.wpacked,
+            bias,
+            false,
+            x,
+            xv.ld,
+            y,
+            ov.ld,
+            rows,
+            cx.threads,
+            &mut self.bufs.scratch,
+            &mut self.bufs.pad,
+        );
     }
 
     fn backward(&mut self, cx: &mut BackCtx) {
@@ -722,7 +746,8 @@ impl Conv {
             for n in 0..rows {
                 let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
                 self.bufs.gw.pack(mg, ohw, d, 1.0);
-                let b = ColsT(dims.gather(&x[n * xv.ld + g * cg * h * w..n * xv.ld + (g + 1) * cg * h * w]));
+                let xg = &x[n * xv.ld + g * cg * h * w..n * xv.ld + (g + 1) * cg * h * w];
+                let b = ColsT(dims.padded(xg, &mut self.bufs.pad));
                 let gw = &mut p.grad[g * mg * ckk..(g + 1) * mg * ckk];
                 self.bufs.gw.mul_packed(mg, ckk, ohw, &b, n > 0, gw, ckk, cx.threads);
             }
@@ -746,7 +771,19 @@ impl Conv {
                 }
             }
             td.pack(&self.bufs.flip, &mut self.bufs.wflip);
-            td.run(&self.bufs.wflip, None, true, dy, ov.ld, dx, xv.ld, rows, cx.threads, &mut self.bufs.scratch);
+            td.run(
+                &self.bufs.wflip,
+                None,
+                true,
+                dy,
+                ov.ld,
+                dx,
+                xv.ld,
+                rows,
+                cx.threads,
+                &mut self.bufs.scratch,
+                &mut self.bufs.pad,
+            );
             return;
         }
         // Otherwise ∂L/∂cols = W_gᵀ Δ_ng per image, scattered back (col2im, adding overlaps).
