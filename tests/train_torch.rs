@@ -53,6 +53,11 @@ fn floats(v: &serde_json::Value) -> Vec<f32> {
 
 /// Runs the fixture's SGD and Adam runs; returns the worst relative error over all tensors.
 fn check(name: &str, runs: &[&str]) -> f64 {
+    check_on(name, runs, 1)
+}
+
+/// [`check`] with the plan's products (and its convolutions' images) split over `threads` threads.
+fn check_on(name: &str, runs: &[&str], threads: usize) -> f64 {
     let fx: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir().join(format!("{name}.json"))).unwrap()).unwrap();
     let x = floats(&fx["x"]);
@@ -60,7 +65,7 @@ fn check(name: &str, runs: &[&str]) -> f64 {
     let mut worst = 0.0f64;
     for &run in runs {
         let mut g = resin::onnx::load(&dir().join(format!("{name}.onnx")), &Default::default()).unwrap();
-        let mut plan = TrainPlan::new(&g, &PlanOptions::default()).unwrap();
+        let mut plan = TrainPlan::new(&g, &PlanOptions { threads, ..Default::default() }).unwrap();
         let (mut opt, steps) = match run {
             "sgd" => (Optimizer::sgd(0.1), 1),
             _ => (Optimizer::new(OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, 0.01, 0.0).unwrap(), 10),
@@ -140,4 +145,16 @@ fn small_conv_resnet_sgd_step_matches_pytorch() {
 #[test]
 fn small_conv_resnet_adam_matches_pytorch() {
     check("resnet_small", &["adam"]);
+}
+
+/// The same with two threads: the convolutions split the batch's images between them (each thread sums
+/// its images' weight gradients, then the two sums are added).
+#[test]
+fn small_conv_resnet_adam_matches_pytorch_on_two_threads() {
+    check_on("resnet_small", &["sgd", "adam"], 2);
+}
+
+#[test]
+fn mlp_dense_matches_pytorch_on_two_threads() {
+    check_on("mlp_dense", &["sgd", "adam"], 2);
 }

@@ -377,13 +377,62 @@ pub struct ConvBufs {
     wpacked: Vec<f32>,
     wflip: Vec<f32>,
     flip: Vec<f32>,
+    /// One per thread: the images are split between them.
+    lanes: Vec<Lane>,
+}
+
+/// What one thread of a convolution works with.
+#[derive(Clone, Debug, Default)]
+pub struct Lane {
     scratch: Vec<f32>,
+    /// One image's input planes, zero-padded.
+    pad: Vec<f32>,
     /// Products of the weight gradient, and of ∂L/∂cols when that is scattered back.
     gw: Gemm,
     gx: Gemm,
     dcols: Vec<f32>,
-    /// One image's input planes, zero-padded.
-    pad: Vec<f32>,
+    /// This thread's share of ∂L/∂W.
+    dw: Vec<f32>,
+}
+
+/// Runs `f(lane, images, part_of_y, gemm_threads)` over the `rows` images split into contiguous parts, one
+/// per thread (part 0 on the calling thread); `part_of_y` starts at the part's first image (row stride
+/// `yld`). With fewer images than threads, one part whose products use all the threads. Returns the number
+/// of parts (lanes used).
+fn split_images<F>(rows: usize, threads: usize, lanes: &mut Vec<Lane>, y: &mut [f32], yld: usize, f: F) -> usize
+where
+    F: Fn(&mut Lane, std::ops::Range<usize>, &mut [f32], usize) + Sync,
+{
+    let threads = threads.max(1);
+    let parts = if rows >= threads { threads } else { 1 };
+    if lanes.len() < parts {
+        lanes.resize_with(parts, Lane::default);
+    }
+    if parts == 1 {
+        f(&mut lanes[0], 0..rows, y, threads);
+        return 1;
+    }
+    let mut pieces = Vec::with_capacity(parts);
+    let mut rest = y;
+    let mut at = 0;
+    for i in 0..parts {
+        let (lo, hi) = (i * rows / parts, (i + 1) * rows / parts);
+        let end = if i + 1 == parts { rest.len() } else { (hi * yld - at).min(rest.len()) };
+        let (head, tail) = rest.split_at_mut(end);
+        pieces.push((lo..hi, head));
+        rest = tail;
+        at += end;
+    }
+    std::thread::scope(|s| {
+        let mut it = lanes.iter_mut().zip(pieces);
+        let (l0, (r0, y0)) = it.next().unwrap();
+        for (lane, (r, yp)) in it {
+            let f = &f;
+            s.spawn(move || f(lane, r, yp, 1));
+        }
+        f(l0, r0, y0, 1);
+    });
+    parts
 }
 
 /// Where a convolution reads: one image's (and group's) input planes, zero-padded to exactly the extent
@@ -630,31 +679,34 @@ impl ConvDims {
         yld: usize,
         rows: usize,
         threads: usize,
-        scratch: &mut Vec<f32>,
-        pad: &mut Vec<f32>,
+        lanes: &mut Vec<Lane>,
     ) {
         let isa = Isa::detect();
-        scratch.resize(resin_runtime::kernels::gemm::scratch_len(isa, threads), 0.0);
         let (cg, mg, ckk) = (self.c / self.group, self.m / self.group, self.ckk());
         let [h, w] = self.hw;
         let ohw = self.o[0] * self.o[1];
         let wlen = packed_len(mg, ckk);
         let pointwise = self.k == [1, 1] && self.s == [1, 1] && self.pads == [0, 0] && self.o == self.hw;
-        for n in 0..rows {
-            for g in 0..self.group {
-                let xg = &x[n * xld + g * cg * h * w..n * xld + (g + 1) * cg * h * w];
-                let yg = &mut y[n * yld + g * mg * ohw..n * yld + (g + 1) * mg * ohw];
-                let epi = Epilogue { accumulate, bias: bias.map(|b| &b[g * mg..(g + 1) * mg]), act: None };
-                let a = &packed[g * wlen..(g + 1) * wlen];
-                if pointwise {
-                    let b = DirectB(MatRef::new(xg, h * w));
-                    gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, scratch);
-                } else {
-                    let b = Im2col(self.padded(xg, pad));
-                    gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, scratch);
+        split_images(rows, threads, lanes, y, yld, |lane, images, y, threads| {
+            lane.scratch.resize(resin_runtime::kernels::gemm::scratch_len(isa, threads), 0.0);
+            let first = images.start;
+            for n in images {
+                for g in 0..self.group {
+                    let xg = &x[n * xld + g * cg * h * w..n * xld + (g + 1) * cg * h * w];
+                    let yo = (n - first) * yld;
+                    let yg = &mut y[yo + g * mg * ohw..yo + (g + 1) * mg * ohw];
+                    let epi = Epilogue { accumulate, bias: bias.map(|b| &b[g * mg..(g + 1) * mg]), act: None };
+                    let a = &packed[g * wlen..(g + 1) * wlen];
+                    if pointwise {
+                        let b = DirectB(MatRef::new(xg, h * w));
+                        gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, &mut lane.scratch);
+                    } else {
+                        let b = Im2col(self.padded(xg, &mut lane.pad));
+                        gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, &mut lane.scratch);
+                    }
                 }
             }
-        }
+        });
     }
 }
 
@@ -706,19 +758,7 @@ impl Conv {
         dims.pack(&cx.params[self.w].data, &mut self.bufs.wpacked);
         let bias = self.b.map(|b| &cx.params[b].data[..]);
         let (x, y) = (cx.vals.mat(&xv), cx.vals.mat_mut(&ov));
-        dims.run(
-            &self.bufs.wpacked,
-            bias,
-            false,
-            x,
-            xv.ld,
-            y,
-            ov.ld,
-            rows,
-            cx.threads,
-            &mut self.bufs.scratch,
-            &mut self.bufs.pad,
-        );
+        dims.run(&self.bufs.wpacked, bias, false, x, xv.ld, y, ov.ld, rows, cx.threads, &mut self.bufs.lanes);
     }
 
     fn backward(&mut self, cx: &mut BackCtx) {
@@ -740,17 +780,26 @@ impl Conv {
                 }
             }
         }
-        // ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ, one product per image with the transposed im2col gathered as B.
-        let p = &mut cx.params[self.w];
-        for g in 0..self.group {
-            for n in 0..rows {
-                let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
-                self.bufs.gw.pack(mg, ohw, d, 1.0);
-                let xg = &x[n * xv.ld + g * cg * h * w..n * xv.ld + (g + 1) * cg * h * w];
-                let b = ColsT(dims.padded(xg, &mut self.bufs.pad));
-                let gw = &mut p.grad[g * mg * ckk..(g + 1) * mg * ckk];
-                self.bufs.gw.mul_packed(mg, ckk, ohw, &b, n > 0, gw, ckk, cx.threads);
+        // ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ, one product per image with the transposed im2col gathered as B; each
+        // thread sums its images, then the threads' sums are added in order.
+        let parts = split_images(rows, cx.threads, &mut self.bufs.lanes, &mut [], 0, |lane, images, _, threads| {
+            lane.dw.resize(self.group * mg * ckk, 0.0);
+            let first = images.start;
+            for g in 0..self.group {
+                for n in images.clone() {
+                    let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
+                    lane.gw.pack(mg, ohw, d, 1.0);
+                    let xg = &x[n * xv.ld + g * cg * h * w..n * xv.ld + (g + 1) * cg * h * w];
+                    let b = ColsT(dims.padded(xg, &mut lane.pad));
+                    let gw = &mut lane.dw[g * mg * ckk..(g + 1) * mg * ckk];
+                    lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, gw, ckk, threads);
+                }
             }
+        });
+        let p = &mut cx.params[self.w];
+        p.grad.copy_from_slice(&self.bufs.lanes[0].dw);
+        for lane in &self.bufs.lanes[1..parts] {
+            p.grad.iter_mut().zip(&lane.dw).for_each(|(g, d)| *g += d);
         }
         let wt = &p.data;
         let dx = cx.grads.mat_mut(&xv);
@@ -771,41 +820,35 @@ impl Conv {
                 }
             }
             td.pack(&self.bufs.flip, &mut self.bufs.wflip);
-            td.run(
-                &self.bufs.wflip,
-                None,
-                true,
-                dy,
-                ov.ld,
-                dx,
-                xv.ld,
-                rows,
-                cx.threads,
-                &mut self.bufs.scratch,
-                &mut self.bufs.pad,
-            );
+            td.run(&self.bufs.wflip, None, true, dy, ov.ld, dx, xv.ld, rows, cx.threads, &mut self.bufs.lanes);
             return;
         }
         // Otherwise ∂L/∂cols = W_gᵀ Δ_ng per image, scattered back (col2im, adding overlaps).
-        self.bufs.dcols.resize(ckk * ohw, 0.0);
-        for g in 0..self.group {
-            let wgt = MatRef { data: &wt[g * mg * ckk..(g + 1) * mg * ckk], ld: ckk, trans: true };
-            self.bufs.gx.pack(ckk, mg, wgt, 1.0);
-            for n in 0..rows {
-                let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
-                self.bufs.gx.mul_packed(ckk, ohw, mg, &DirectB(d), false, &mut self.bufs.dcols, ohw, cx.threads);
-                for cl in 0..cg {
-                    let plane = &mut dx[n * xv.ld + (g * cg + cl) * h * w..n * xv.ld + (g * cg + cl + 1) * h * w];
-                    for u in 0..self.k[0] {
-                        for v in 0..self.k[1] {
-                            let row = (cl * self.k[0] + u) * self.k[1] + v;
-                            let src = &self.bufs.dcols[row * ohw..(row + 1) * ohw];
-                            self.col2im_row(src, plane, u, v);
+        let mut lanes = std::mem::take(&mut self.bufs.lanes);
+        split_images(rows, cx.threads, &mut lanes, dx, xv.ld, |lane, images, dx, threads| {
+            lane.dcols.resize(ckk * ohw, 0.0);
+            let first = images.start;
+            for g in 0..self.group {
+                let wgt = MatRef { data: &wt[g * mg * ckk..(g + 1) * mg * ckk], ld: ckk, trans: true };
+                lane.gx.pack(ckk, mg, wgt, 1.0);
+                for n in images.clone() {
+                    let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
+                    lane.gx.mul_packed(ckk, ohw, mg, &DirectB(d), false, &mut lane.dcols, ohw, threads);
+                    let xo = (n - first) * xv.ld;
+                    for cl in 0..cg {
+                        let plane = &mut dx[xo + (g * cg + cl) * h * w..xo + (g * cg + cl + 1) * h * w];
+                        for u in 0..self.k[0] {
+                            for v in 0..self.k[1] {
+                                let row = (cl * self.k[0] + u) * self.k[1] + v;
+                                let src = &lane.dcols[row * ohw..(row + 1) * ohw];
+                                self.col2im_row(src, plane, u, v);
+                            }
                         }
                     }
                 }
             }
-        }
+        });
+        self.bufs.lanes = lanes;
     }
 
     /// Adds one row of ∂L/∂cols (kernel tap (u, v) of one channel, every output pixel) into the channel's
