@@ -561,13 +561,7 @@ impl BSource for Im2col<'_> {
             }
             for (t, piece) in row.chunks(nr).enumerate() {
                 let at = t * kc * nr + i * nr;
-                if let (Ok(p16), Ok(d16)) =
-                    (<&[f32; 16]>::try_from(piece), <&mut [f32; 16]>::try_from(&mut dst[at..at + piece.len()]))
-                {
-                    *d16 = *p16; // a fixed-size copy: two vector moves, no memcpy call
-                } else {
-                    dst[at..at + piece.len()].copy_from_slice(piece);
-                }
+                copy_short(&mut dst[at..at + piece.len()], piece);
             }
         }
     }
@@ -647,7 +641,7 @@ impl ConvDims {
                 }
                 let src = &x[(c * h + ih as usize) * w..(c * h + ih as usize + 1) * w];
                 zero_short(&mut dst[..c0]);
-                dst[c0..c1].copy_from_slice(&src[..c1 - c0]);
+                copy_short(&mut dst[c0..c1], src);
                 zero_short(&mut dst[c1..]);
             }
         }
