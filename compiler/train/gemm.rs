@@ -36,6 +36,14 @@ pub fn pack_a_fast(m: usize, k: usize, a: MatRef, alpha: f32, dst: &mut [f32]) {
                 }
                 d[rows..].fill(0.0);
             }
+        } else if rows == MR {
+            // A full panel: for each q, the MR rows' elements (gathered loads) become one contiguous store.
+            let srcs: [&[f32]; MR] = std::array::from_fn(|r| &a.data[(p * MR + r) * a.ld..(p * MR + r) * a.ld + k]);
+            for (q, d) in panel.chunks_exact_mut(MR).enumerate() {
+                for (d, src) in d.iter_mut().zip(&srcs) {
+                    *d = alpha * src[q];
+                }
+            }
         } else {
             for r in 0..MR {
                 if r < rows {
@@ -62,11 +70,29 @@ pub struct TransB<'a> {
 
 impl BSource for TransB<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
-        for j in 0..nc {
-            let src = &self.data[(n0 + j) * self.ld + k0..(n0 + j) * self.ld + k0 + kc];
-            let d = &mut dst[(j / nr) * kc * nr + j % nr..];
-            for (i, s) in src.iter().enumerate() {
-                d[i * nr] = *s;
+        for t in 0..nc.div_ceil(nr) {
+            let cols = nr.min(nc - t * nr);
+            let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
+            if cols == 16 && nr == 16 {
+                // Row i of the micro-panel is element k0 + i of 16 source rows: gathered loads, one
+                // contiguous store (scattered stores, one cache line each, were the slow way round).
+                let srcs: [&[f32]; 16] = std::array::from_fn(|j| {
+                    let r = (n0 + t * nr + j) * self.ld + k0;
+                    &self.data[r..r + kc]
+                });
+                for (i, row) in panel.chunks_exact_mut(16).enumerate() {
+                    for (d, src) in row.iter_mut().zip(&srcs) {
+                        *d = src[i];
+                    }
+                }
+                continue;
+            }
+            for j in 0..cols {
+                let r = (n0 + t * nr + j) * self.ld + k0;
+                let src = &self.data[r..r + kc];
+                for (i, s) in src.iter().enumerate() {
+                    panel[i * nr + j] = *s;
+                }
             }
         }
     }
