@@ -1,6 +1,7 @@
 //! resin's training against PyTorch: one SGD step and ten Adam steps on fixed weights and a fixed batch
 //! give the same weights (and BatchNorm running statistics) within 1e-5 relative, for each MLP kind (plain,
-//! residual, highway with weighted skips, gated highway, dense) and a small conv ResNet.
+//! residual, highway with weighted skips, gated highway, dense) and a small conv ResNet; so do five steps
+//! of SGD with momentum and of Adam, both with weight decay.
 //!
 //! The fixtures are made by `tests/fixtures/train/make_fixtures.py` (PyTorch, committed with its output).
 //! "Relative" is per tensor: max |resin − torch| / max |torch| over the tensor's elements. The reference is
@@ -66,9 +67,12 @@ fn check_on(name: &str, runs: &[&str], threads: usize) -> f64 {
     for &run in runs {
         let mut g = resin::onnx::load(&dir().join(format!("{name}.onnx")), &Default::default()).unwrap();
         let mut plan = TrainPlan::new(&g, &PlanOptions { threads, ..Default::default() }).unwrap();
+        let adam = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
         let (mut opt, steps) = match run {
             "sgd" => (Optimizer::sgd(0.1), 1),
-            _ => (Optimizer::new(OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, 0.01, 0.0).unwrap(), 10),
+            "momentum" => (Optimizer::new(OptimizerKind::Sgd { momentum: 0.9 }, 0.05, 1e-3).unwrap(), 5),
+            "adam_wd" => (Optimizer::new(adam, 0.01, 1e-3).unwrap(), 5),
+            _ => (Optimizer::new(adam, 0.01, 0.0).unwrap(), 10),
         };
         let mut worst_loss = 0.0f32;
         let want_losses = floats(&fx["runs"][run]["losses"]);
@@ -157,4 +161,12 @@ fn small_conv_resnet_adam_matches_pytorch_on_two_threads() {
 #[test]
 fn mlp_dense_matches_pytorch_on_two_threads() {
     check_on("mlp_dense", &["sgd", "adam"], 2);
+}
+
+/// SGD with momentum 0.9 and Adam, both with weight decay 1e-3 (L2, as torch.optim), five steps each.
+#[test]
+fn momentum_and_weight_decay_match_pytorch() {
+    for name in ["mlp_plain", "mlp_res", "mlp_highway", "mlp_dense", "mlp_gated", "resnet_small"] {
+        check(name, &["momentum", "adam_wd"]);
+    }
 }
