@@ -2,11 +2,12 @@
 """Training throughput, resin against PyTorch, on the same models, batch and threads.
 
     cargo build --release --example train_bench
-    python3 benches/train_torch.py [--threads 1] [--batch 128] [--steps 30]
+    flock /tmp/resin-cpu.lock python3 benches/train_torch.py [--threads 1,2] [--rounds 3] [--models resnet20]
 
 Each model is built in PyTorch, exported to ONNX (the file resin trains), and timed in both: one SGD step
-(forward, cross-entropy, backward, update) on a fixed random batch, median over --steps steps after warm-up.
-Prints samples/s and resin/PyTorch. The MLPs are those of tests/fixtures/train/make_fixtures.py at a bigger
+(forward, cross-entropy, backward, update) on a fixed random batch, the median over --steps steps after
+warm-up; resin and PyTorch runs alternate --rounds times per row and the medians are compared. Prints a
+Markdown table: model, batch, threads, resin samples/s, PyTorch samples/s, resin/PyTorch. The MLPs are those of tests/fixtures/train/make_fixtures.py at a bigger
 size (input 64, width 256, 8 layers); ResNet-20 is the CIFAR ResNet (3x32x32 input, batch --conv-batch).
 Run it with nothing else busy (e.g. under `flock /tmp/resin-cpu.lock`).
 """
@@ -14,6 +15,7 @@ Run it with nothing else busy (e.g. under `flock /tmp/resin-cpu.lock`).
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,8 +85,7 @@ def torch_rate(model, shape, batch, steps):
         opt.step()
         if i >= 3:
             times.append(time.perf_counter() - t)
-    times.sort()
-    return batch / times[len(times) // 2]
+    return batch / statistics.median(times)
 
 
 def resin_rate(path, batch, threads, steps, exe):
@@ -95,21 +96,32 @@ def resin_rate(path, batch, threads, steps, exe):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--conv-batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per run (median taken)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating resin/PyTorch runs per row (median taken)")
+    ap.add_argument("--models", default="", help="comma-separated subset of the model names")
+    ap.add_argument("--keep", default="", help="directory to keep the exported ONNX files in")
+    ap.add_argument("--merge", action="store_true",
+                    help="also time each layer's matrices merged into one product against one product per matrix")
     ap.add_argument("--exe", default=os.environ.get("RESIN_TRAIN_BENCH", os.path.join(ROOT, "target", "release", "examples", "train_bench")))
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
     models = [(f"{k}-mlp", lambda k=k: MLP(k, din=64, width=256, layers=8), (64,), a.batch)
               for k in ["plain", "res", "highway", "dense"]]
     models.append(("gated-highway-mlp", lambda: GatedMLP(din=64, width=256, layers=8), (64,), a.batch))
     models.append(("resnet20", resnet20, (3, 32, 32), a.conv_batch))
-    print(f"threads {a.threads}; torch {torch.__version__}")
-    print(f"| model | batch | PyTorch samples/s | resin samples/s | resin / PyTorch |")
-    print(f"|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as d:
+    if a.models:
+        keep = a.models.split(",")
+        models = [m for m in models if m[0] in keep]
+    threads = [int(t) for t in a.threads.split(",")]
+    print(f"torch {torch.__version__}; medians of {a.rounds} alternating runs of {a.steps} steps each")
+    print("| model | batch | threads | resin samples/s | PyTorch samples/s | resin / PyTorch |")
+    print("|---|---|---|---|---|---|")
+    merged = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = a.keep or tmp
+        os.makedirs(d, exist_ok=True)
         for name, ctor, shape, batch in models:
             torch.manual_seed(0)
             m = ctor()
@@ -118,9 +130,34 @@ def main():
             torch.onnx.export(m, (torch.zeros(2, *shape),), path, dynamo=False, opset_version=17,
                               do_constant_folding=False, input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-            pt = torch_rate(m, shape, batch, a.steps)
-            rs = resin_rate(path, batch, a.threads, a.steps, a.exe)
-            print(f"| {name} | {batch} | {pt:.0f} | {rs:.0f} | {rs / pt:.2f} |", flush=True)
+            init = {k: v.clone() for k, v in m.state_dict().items()}
+            for t in threads:
+                torch.set_num_threads(t)
+                pts, rss = [], []
+                for _ in range(a.rounds):
+                    m.load_state_dict(init)
+                    pts.append(torch_rate(m, shape, batch, a.steps))
+                    rss.append(resin_rate(path, batch, t, a.steps, a.exe))
+                pt, rs = statistics.median(pts), statistics.median(rss)
+                print(f"| {name} | {batch} | {t} | {rs:.0f} | {pt:.0f} | {rs / pt:.2f} |", flush=True)
+            if a.merge and name in ("highway-mlp", "dense-mlp"):
+                merged[name] = (batch, path)
+        if merged:
+            print()
+            print("| model | batch | threads | merged ms/step | separate ms/step | separate / merged |")
+            print("|---|---|---|---|---|---|")
+            for name, (batch, path) in merged.items():
+                for t in threads:
+                    ms, ss = [], []
+                    for _ in range(a.rounds):
+                        out = subprocess.run([a.exe, path, "--batch", str(batch), "--threads", str(t), "--steps",
+                                              str(a.steps), "--compare-merge"], capture_output=True, text=True,
+                                             check=True).stdout
+                        m = re.search(r"merged .*?: ([0-9.]+) ms/step; separate: ([0-9.]+) ms/step", out)
+                        ms.append(float(m.group(1)))
+                        ss.append(float(m.group(2)))
+                    mm, sm = statistics.median(ms), statistics.median(ss)
+                    print(f"| {name} | {batch} | {t} | {mm:.2f} | {sm:.2f} | {sm / mm:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 //! Training throughput of one model: `samples/s` of SGD steps (forward, loss, backward, update) on random
 //! data, and with `--compare-merge` the step time with each layer's matrices merged into one product
-//! against one product per matrix.
+//! against one product per matrix (the two plans step in turn; medians).
 //!
 //! ```sh
 //! cargo run --release --example train_bench -- MODEL.onnx [--batch 128] [--threads 1] [--steps 50] [--compare-merge]
 //! ```
-//! `benches/train_torch.py` runs it beside PyTorch on the same models and prints the ratios.
+//! `benches/train_torch.py` runs it beside PyTorch on the same models and prints the ratios (see
+//! `benches/README.md`).
 
 use anyhow::{anyhow, Result};
 use resin::train::loss::{Loss, Targets};
@@ -20,24 +21,40 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<
     }
 }
 
-/// Median seconds per step over `steps` steps after 3 warm-up steps.
-fn time_steps(plan: &mut TrainPlan, batch: usize, steps: usize, seed: u64) -> Result<f64> {
+/// A fixed random batch for `plan`.
+fn batch_for(plan: &TrainPlan, batch: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
     let per: usize = plan.input_shape().iter().product();
     let classes = plan.output_cols();
     let mut rng = Rng::new(seed);
     let x: Vec<f32> = (0..batch * per).map(|_| rng.uniform() * 2.0 - 1.0).collect();
     let y: Vec<usize> = (0..batch).map(|_| rng.below(classes)).collect();
+    (x, y)
+}
+
+/// Seconds of one SGD step.
+fn step(plan: &mut TrainPlan, opt: &mut Optimizer, x: &[f32], y: &[usize]) -> Result<f64> {
+    let t = Instant::now();
+    train_step(plan, opt, x, Targets::Labels(y), Loss::SoftmaxCrossEntropy)?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median seconds per step over `steps` steps after 3 warm-up steps.
+fn time_steps(plan: &mut TrainPlan, batch: usize, steps: usize, seed: u64) -> Result<f64> {
+    let (x, y) = batch_for(plan, batch, seed);
     let mut opt = Optimizer::sgd(1e-3);
     let mut times = Vec::with_capacity(steps);
     for i in 0..steps + 3 {
-        let t = Instant::now();
-        train_step(plan, &mut opt, &x, Targets::Labels(&y), Loss::SoftmaxCrossEntropy)?;
+        let t = step(plan, &mut opt, &x, &y)?;
         if i >= 3 {
-            times.push(t.elapsed().as_secs_f64());
+            times.push(t);
         }
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(median(times))
 }
 
 fn main() -> Result<()> {
@@ -53,15 +70,27 @@ fn main() -> Result<()> {
     let t = time_steps(&mut plan, batch, steps, 1)?;
     println!("{model}: batch {batch}, {threads} thread(s): {:.3} ms/step, {:.0} samples/s", t * 1e3, batch as f64 / t);
     if args.iter().any(|a| a == "--compare-merge") {
+        // One step of each in turn, so that this machine's drifting speed weighs on both alike.
         let mut sep = TrainPlan::new(&g, &PlanOptions { merge: false, threads })?;
-        let ts = time_steps(&mut sep, batch, steps, 1)?;
+        let (x, y) = batch_for(&plan, batch, 1);
+        let (mut om, mut os) = (Optimizer::sgd(1e-3), Optimizer::sgd(1e-3));
+        let (mut tm, mut ts) = (vec![], vec![]);
+        for i in 0..steps + 3 {
+            let a = step(&mut plan, &mut om, &x, &y)?;
+            let b = step(&mut sep, &mut os, &x, &y)?;
+            if i >= 3 {
+                tm.push(a);
+                ts.push(b);
+            }
+        }
+        let (tm, ts) = (median(tm), median(ts));
         println!(
             "merged ({} layers, {} over an arena): {:.3} ms/step; separate: {:.3} ms/step; separate/merged = {:.2}",
             plan.merged_layers,
             plan.arena_layers,
-            t * 1e3,
+            tm * 1e3,
             ts * 1e3,
-            ts / t
+            ts / tm
         );
     }
     Ok(())

@@ -13,6 +13,7 @@
 pub mod cmd;
 pub mod data;
 pub mod experiment;
+pub mod gemm;
 pub mod loss;
 pub mod mem;
 pub mod optim;

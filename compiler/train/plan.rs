@@ -439,6 +439,7 @@ impl<'g> Builder<'g> {
             merged: self.opts.merge,
             gathered: Vec::new(),
             dgathered: Vec::new(),
+            gemm: Default::default(),
         };
         self.push(id, StepKind::Linear(lin));
         Ok(())
@@ -584,9 +585,7 @@ impl<'g> Builder<'g> {
                     pads: [c.pads[0], c.pads[1]],
                     dil: c.dilations,
                     group: c.group,
-                    cols: vec![],
-                    y: vec![],
-                    dcols: vec![],
+                    bufs: Default::default(),
                 })
             }
             Op::BatchNorm(bn) => {

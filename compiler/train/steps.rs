@@ -9,8 +9,9 @@
 //! This module owns the arithmetic of those steps; which steps a graph becomes, and where their tensors
 //! live, is decided by [`super::plan`].
 
+use super::gemm::{pack_a_fast, DirectB, Gemm};
 use super::mem::{Mem, View};
-use resin_runtime::kernels::gemm::{sgemm, MatRef};
+use resin_runtime::kernels::gemm::{gemm_packed, packed_len, BSource, Epilogue, Isa, MatRef, MAX_BLOCK};
 
 /// A trainable tensor: its values, its gradient (same layout) and the name reports use.
 #[derive(Clone, Debug)]
@@ -86,15 +87,18 @@ pub struct Linear {
     pub merged: bool,
     pub(crate) gathered: Vec<f32>,
     pub(crate) dgathered: Vec<f32>,
+    pub(crate) gemm: Gemm,
 }
 
-/// 2-D convolution (NCHW), computed as im2col + one product per group over the whole batch:
+/// 2-D convolution (NCHW), per image n and group g, as products over the im2col matrix
 ///
-/// cols_g[(c,u,v), (n,i,j)] = x[n, g·C_g + c, i·s₀ + u·d₀ − p_t, j·s₁ + v·d₁ − p_l]  (0 in the padding)
-/// Y_g = W_g cols_g  (W_g: M_g × C_g·kh·kw),   y[n, m, i, j] = Y[m, (n,i,j)] + b[m]
+/// cols_ng[(c,u,v), (i,j)] = x[n, g·C_g + c, i·s₀ + u·d₀ − p_t, j·s₁ + v·d₁ − p_l]  (0 in the padding)
+/// Y_ng = W_g cols_ng  (W_g: M_g × C_g·kh·kw),   y[n, m, i, j] = Y[m, (i,j)] + b[m]
 ///
-/// Backward, with Δ the gradient permuted like Y: ∂L/∂W_g = Δ_g cols_gᵀ, ∂L/∂b[m] = Σ Δ[m, ·],
-/// ∂L/∂cols_g = W_gᵀ Δ_g, scattered back (col2im, adding overlaps) into ∂L/∂x.
+/// which is never materialized: the forward pass is the runtime's implicit-GEMM `conv2d`. Backward, with
+/// Δ_ng = ∂L/∂Y_ng: ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ (colsᵀ gathered straight into the product's tiles),
+/// ∂L/∂b[m] = Σ Δ[·, m, ·], and ∂L/∂x: with stride 1 the convolution of Δ by the flipped, channel-swapped
+/// kernel (implicit GEMM again), otherwise ∂L/∂cols_ng = W_gᵀ Δ_ng scattered back (col2im, adding overlaps).
 #[derive(Clone, Debug)]
 pub struct Conv {
     pub x: usize,
@@ -111,9 +115,7 @@ pub struct Conv {
     pub pads: [usize; 2],
     pub dil: [usize; 2],
     pub group: usize,
-    pub(crate) cols: Vec<f32>,
-    pub(crate) y: Vec<f32>,
-    pub(crate) dcols: Vec<f32>,
+    pub(crate) bufs: ConvBufs,
 }
 
 /// Batch normalization over axis 1 of `[batch, C, S…]`. In training, with n = batch·S values per channel:
@@ -265,13 +267,24 @@ impl Linear {
                     MatRef::new(&self.gathered, ktot)
                 }
             };
-            sgemm(rows, self.n, ktot, self.alpha, a, MatRef::new(w, self.n), 1.0, y, out.ld, cx.threads);
+            self.gemm.mul(rows, self.n, ktot, self.alpha, a, MatRef::new(w, self.n), 1.0, y, out.ld, cx.threads);
         } else {
             let mut off = 0;
             for (&t, &k) in self.terms.iter().zip(&self.widths) {
                 let v = cx.views[t];
                 let wi = MatRef::new(&w[off * self.n..(off + k) * self.n], self.n);
-                sgemm(rows, self.n, k, self.alpha, MatRef::new(cx.vals.mat(&v), v.ld), wi, 1.0, y, out.ld, cx.threads);
+                self.gemm.mul(
+                    rows,
+                    self.n,
+                    k,
+                    self.alpha,
+                    MatRef::new(cx.vals.mat(&v), v.ld),
+                    wi,
+                    1.0,
+                    y,
+                    out.ld,
+                    cx.threads,
+                );
                 off += k;
             }
         }
@@ -311,14 +324,25 @@ impl Linear {
                 Some(v) => (cx.vals.mat(v), v.ld),
                 None => (&self.gathered[..], ktot),
             };
-            sgemm(ktot, n, rows, self.alpha, MatRef { data: a, ld: lda, trans: true }, d, 0.0, gp, n, cx.threads);
+            self.gemm.mul(
+                ktot,
+                n,
+                rows,
+                self.alpha,
+                MatRef { data: a, ld: lda, trans: true },
+                d,
+                0.0,
+                gp,
+                n,
+                cx.threads,
+            );
             // ∂L/∂a_cat += α δ W_catᵀ: one product, straight into the arena's gradient when a_cat is a view.
             let wt = MatRef { data: wp, ld: n, trans: true };
             match &self.cat {
-                Some(v) => sgemm(rows, ktot, n, self.alpha, d, wt, 1.0, cx.grads.mat_mut(v), v.ld, cx.threads),
+                Some(v) => self.gemm.mul(rows, ktot, n, self.alpha, d, wt, 1.0, cx.grads.mat_mut(v), v.ld, cx.threads),
                 None => {
                     self.dgathered.resize(rows * ktot, 0.0);
-                    sgemm(rows, ktot, n, self.alpha, d, wt, 0.0, &mut self.dgathered, ktot, cx.threads);
+                    self.gemm.mul(rows, ktot, n, self.alpha, d, wt, 0.0, &mut self.dgathered, ktot, cx.threads);
                     let mut off = 0;
                     for (&t, &k) in self.terms.iter().zip(&self.widths) {
                         for r in 0..rows {
@@ -336,12 +360,347 @@ impl Linear {
             for (&t, &k) in self.terms.iter().zip(&self.widths) {
                 let v = cx.views[t];
                 let a = MatRef { data: cx.vals.mat(&v), ld: v.ld, trans: true };
-                sgemm(k, n, rows, self.alpha, a, d, 0.0, &mut gp[off * n..(off + k) * n], n, cx.threads);
+                self.gemm.mul(k, n, rows, self.alpha, a, d, 0.0, &mut gp[off * n..(off + k) * n], n, cx.threads);
                 let wt = MatRef { data: &wp[off * n..(off + k) * n], ld: n, trans: true };
-                sgemm(rows, k, n, self.alpha, d, wt, 1.0, cx.grads.mat_mut(&v), v.ld, cx.threads);
+                self.gemm.mul(rows, k, n, self.alpha, d, wt, 1.0, cx.grads.mat_mut(&v), v.ld, cx.threads);
                 off += k;
             }
         }
+    }
+}
+
+/// A convolution's buffers, kept between steps.
+#[derive(Clone, Debug, Default)]
+pub struct ConvBufs {
+    /// The weights packed for the forward product, and the flipped, transposed weights (`W'`) packed for
+    /// the backward product by the input when it is a convolution too.
+    wpacked: Vec<f32>,
+    wflip: Vec<f32>,
+    flip: Vec<f32>,
+    /// One per thread: the images are split between them.
+    lanes: Vec<Lane>,
+}
+
+/// What one thread of a convolution works with.
+#[derive(Clone, Debug, Default)]
+pub struct Lane {
+    scratch: Vec<f32>,
+    /// One image's input planes, zero-padded.
+    pad: Vec<f32>,
+    /// Products of the weight gradient, and of ∂L/∂cols when that is scattered back.
+    gw: Gemm,
+    gx: Gemm,
+    dcols: Vec<f32>,
+    /// This thread's share of ∂L/∂W.
+    dw: Vec<f32>,
+}
+
+/// Runs `f(lane, images, part_of_y, gemm_threads)` over the `rows` images split into contiguous parts, one
+/// per thread (part 0 on the calling thread); `part_of_y` starts at the part's first image (row stride
+/// `yld`). With fewer images than threads, one part whose products use all the threads. Returns the number
+/// of parts (lanes used).
+fn split_images<F>(rows: usize, threads: usize, lanes: &mut Vec<Lane>, y: &mut [f32], yld: usize, f: F) -> usize
+where
+    F: Fn(&mut Lane, std::ops::Range<usize>, &mut [f32], usize) + Sync,
+{
+    let threads = threads.max(1);
+    let parts = if rows >= threads { threads } else { 1 };
+    if lanes.len() < parts {
+        lanes.resize_with(parts, Lane::default);
+    }
+    if parts == 1 {
+        f(&mut lanes[0], 0..rows, y, threads);
+        return 1;
+    }
+    let mut pieces = Vec::with_capacity(parts);
+    let mut rest = y;
+    let mut at = 0;
+    for i in 0..parts {
+        let (lo, hi) = (i * rows / parts, (i + 1) * rows / parts);
+        let end = if i + 1 == parts { rest.len() } else { (hi * yld - at).min(rest.len()) };
+        let (head, tail) = rest.split_at_mut(end);
+        pieces.push((lo..hi, head));
+        rest = tail;
+        at += end;
+    }
+    std::thread::scope(|s| {
+        let mut it = lanes.iter_mut().zip(pieces);
+        let (l0, (r0, y0)) = it.next().unwrap();
+        for (lane, (r, yp)) in it {
+            let f = &f;
+            s.spawn(move || f(lane, r, yp, 1));
+        }
+        f(l0, r0, y0, 1);
+    });
+    parts
+}
+
+/// Where a convolution reads: one image's (and group's) input planes, zero-padded to exactly the extent
+/// the convolution reads ([`ConvDims::padded`]), so that every im2col run is a plain copy; and the geometry.
+#[derive(Clone, Copy)]
+struct Gather<'a> {
+    x: &'a [f32],
+    hw: [usize; 2],
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    o: [usize; 2],
+}
+
+/// A stretch of consecutive output pixels along one output row: (first index in the range, length,
+/// output row, output column).
+type Run = (usize, usize, usize, usize);
+
+/// Copies a short run without a `memcpy` call (fixed-size chunks are inlined vector moves; the tail is
+/// written out so that no loop is turned back into a call).
+#[inline]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len();
+    let (mut d8, mut s8) = (dst.chunks_exact_mut(8), src[..n].chunks_exact(8));
+    for (d, s) in (&mut d8).zip(&mut s8) {
+        let a: &[f32; 8] = s.try_into().unwrap();
+        let b: &mut [f32; 8] = d.try_into().unwrap();
+        *b = *a;
+    }
+    let (d, s) = (d8.into_remainder(), s8.remainder());
+    let mut i = 0;
+    if d.len() >= 4 {
+        let a: &[f32; 4] = s[..4].try_into().unwrap();
+        let b: &mut [f32; 4] = (&mut d[..4]).try_into().unwrap();
+        *b = *a;
+        i = 4;
+    }
+    if i < d.len() {
+        d[i] = s[i];
+        if i + 1 < d.len() {
+            d[i + 1] = s[i + 1];
+            if i + 2 < d.len() {
+                d[i + 2] = s[i + 2];
+            }
+        }
+    }
+}
+
+/// Zeroes a short run (usually one or two padding taps) without a `memset` call.
+#[inline]
+fn zero_short(d: &mut [f32]) {
+    match d.len() {
+        0 => {}
+        1 => d[0] = 0.0,
+        2 => {
+            d[0] = 0.0;
+            d[1] = 0.0;
+        }
+        _ => d.fill(0.0),
+    }
+}
+
+impl Gather<'_> {
+    /// The runs of output pixels p0..p0+len.
+    fn runs(&self, p0: usize, len: usize, out: &mut Vec<Run>) {
+        out.clear();
+        let o1 = self.o[1];
+        let mut q = 0;
+        while q < len {
+            let p = p0 + q;
+            let (oi, oj) = (p / o1, p % o1);
+            let n = (o1 - oj).min(len - q);
+            out.push((q, n, oi, oj));
+            q += n;
+        }
+    }
+
+    /// Writes im2col row (c, u, v) over the pixels of `runs` into `out`, from zero-padded planes.
+    #[inline]
+    fn row(&self, c: usize, u: usize, v: usize, runs: &[Run], out: &mut [f32]) {
+        let [h, w] = self.hw;
+        let plane = &self.x[c * h * w..(c + 1) * h * w];
+        let s1 = self.s[1];
+        let base = u * self.d[0] * w + v * self.d[1];
+        for &(q, len, oi, oj) in runs {
+            let at = base + oi * self.s[0] * w + oj * s1;
+            if s1 == 1 {
+                copy_short(&mut out[q..q + len], &plane[at..at + len]);
+            } else {
+                for (o, s) in out[q..q + len].iter_mut().zip(plane[at..].iter().step_by(s1)) {
+                    *o = *s;
+                }
+            }
+        }
+    }
+
+    /// (c, u, v) of im2col row `r`.
+    #[inline]
+    fn tap(&self, r: usize) -> (usize, usize, usize) {
+        let [kh, kw] = self.k;
+        (r / (kh * kw), (r / kw) % kh, r % kw)
+    }
+}
+
+/// The im2col matrix of one image and group as GEMM B (rows (c,u,v), columns output pixels), gathered
+/// straight into the packed tiles.
+struct Im2col<'a>(Gather<'a>);
+
+impl BSource for Im2col<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        let mut buf = [0f32; MAX_BLOCK];
+        let mut runs = Vec::with_capacity(nc);
+        self.0.runs(n0, nc, &mut runs);
+        let (mut c, mut u, mut v) = self.0.tap(k0);
+        for i in 0..kc {
+            let row = &mut buf[..nc];
+            self.0.row(c, u, v, &runs, row);
+            v += 1;
+            if v == self.0.k[1] {
+                v = 0;
+                u += 1;
+                if u == self.0.k[0] {
+                    u = 0;
+                    c += 1;
+                }
+            }
+            for (t, piece) in row.chunks(nr).enumerate() {
+                let at = t * kc * nr + i * nr;
+                copy_short(&mut dst[at..at + piece.len()], piece);
+            }
+        }
+    }
+}
+
+/// The im2col matrix of one image and group, transposed (B of ∂L/∂W = Δ colsᵀ: rows output pixels,
+/// columns (c,u,v)), gathered into the packed tiles: each micro-panel's columns are gathered as rows of a
+/// small buffer, then transposed into the panel.
+struct ColsT<'a>(Gather<'a>);
+
+impl BSource for ColsT<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        const MAX_NR: usize = 48;
+        let mut tmp = [0f32; MAX_NR * resin_runtime::kernels::gemm::KC];
+        assert!(nr <= MAX_NR && kc <= resin_runtime::kernels::gemm::KC);
+        let mut runs = Vec::with_capacity(kc);
+        self.0.runs(k0, kc, &mut runs);
+        for t in 0..nc.div_ceil(nr) {
+            let cols = nr.min(nc - t * nr);
+            for jj in 0..cols {
+                let (c, u, v) = self.0.tap(n0 + t * nr + jj);
+                self.0.row(c, u, v, &runs, &mut tmp[jj * kc..(jj + 1) * kc]);
+            }
+            let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
+            for (i, row) in panel.chunks_exact_mut(nr).enumerate() {
+                for (jj, o) in row[..cols].iter_mut().enumerate() {
+                    // SAFETY: jj < cols ≤ nr and i < kc, so jj·kc + i < nr·kc ≤ tmp.len() (asserted).
+                    *o = unsafe { *tmp.get_unchecked(jj * kc + i) };
+                }
+            }
+        }
+    }
+}
+
+/// The shape of one convolution as the products see it (the forward one, or the backward one by the input).
+#[derive(Clone, Copy, Debug)]
+struct ConvDims {
+    c: usize,
+    hw: [usize; 2],
+    m: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    pads: [usize; 2],
+    o: [usize; 2],
+    group: usize,
+}
+
+impl ConvDims {
+    fn ckk(&self) -> usize {
+        self.c / self.group * self.k[0] * self.k[1]
+    }
+
+    /// The extent of the input the convolution reads, padding included: rows and columns.
+    fn padded_hw(&self) -> [usize; 2] {
+        let span = |o: usize, s: usize, k: usize, d: usize| (o.max(1) - 1) * s + (k - 1) * d + 1;
+        [span(self.o[0], self.s[0], self.k[0], self.d[0]), span(self.o[1], self.s[1], self.k[1], self.d[1])]
+    }
+
+    /// Copies one image's (and group's) input planes into `buf`, zero-padded to exactly what the
+    /// convolution reads, and returns the gather over it (every im2col run then is a plain copy).
+    fn padded<'a>(&self, x: &[f32], buf: &'a mut Vec<f32>) -> Gather<'a> {
+        let cg = self.c / self.group;
+        let [h, w] = self.hw;
+        let [hp, wp] = self.padded_hw();
+        let [pt, pl] = self.pads;
+        buf.resize(cg * hp * wp, 0.0);
+        // Columns of a padded row that come from the input: iw = col − pl in 0..w.
+        let (c0, c1) = (pl.min(wp), (pl + w).min(wp));
+        for c in 0..cg {
+            for r in 0..hp {
+                let dst = &mut buf[(c * hp + r) * wp..(c * hp + r + 1) * wp];
+                let ih = r as isize - pt as isize;
+                if ih < 0 || ih >= h as isize || c0 >= c1 {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let src = &x[(c * h + ih as usize) * w..(c * h + ih as usize + 1) * w];
+                zero_short(&mut dst[..c0]);
+                copy_short(&mut dst[c0..c1], src);
+                zero_short(&mut dst[c1..]);
+            }
+        }
+        Gather { x: buf, hw: [hp, wp], k: self.k, s: self.s, d: self.d, o: self.o }
+    }
+
+    /// Packs `[M, C/G·kh·kw]` weights group by group as the products' A.
+    fn pack(&self, w: &[f32], dst: &mut Vec<f32>) {
+        let (mg, ckk) = (self.m / self.group, self.ckk());
+        let wlen = packed_len(mg, ckk);
+        dst.resize(self.group * wlen, 0.0);
+        for g in 0..self.group {
+            let src = MatRef::new(&w[g * mg * ckk..(g + 1) * mg * ckk], ckk);
+            pack_a_fast(mg, ckk, src, 1.0, &mut dst[g * wlen..(g + 1) * wlen]);
+        }
+    }
+
+    /// y_n = W ⋆ x_n (+ bias) (+ y_n when `accumulate`) for the `rows` images: one product per image and
+    /// group, the im2col matrix gathered into the product's tiles (read in place for a 1x1, stride-1 conv).
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        packed: &[f32],
+        bias: Option<&[f32]>,
+        accumulate: bool,
+        x: &[f32],
+        xld: usize,
+        y: &mut [f32],
+        yld: usize,
+        rows: usize,
+        threads: usize,
+        lanes: &mut Vec<Lane>,
+    ) {
+        let isa = Isa::detect();
+        let (cg, mg, ckk) = (self.c / self.group, self.m / self.group, self.ckk());
+        let [h, w] = self.hw;
+        let ohw = self.o[0] * self.o[1];
+        let wlen = packed_len(mg, ckk);
+        let pointwise = self.k == [1, 1] && self.s == [1, 1] && self.pads == [0, 0] && self.o == self.hw;
+        split_images(rows, threads, lanes, y, yld, |lane, images, y, threads| {
+            lane.scratch.resize(resin_runtime::kernels::gemm::scratch_len(isa, threads), 0.0);
+            let first = images.start;
+            for n in images {
+                for g in 0..self.group {
+                    let xg = &x[n * xld + g * cg * h * w..n * xld + (g + 1) * cg * h * w];
+                    let yo = (n - first) * yld;
+                    let yg = &mut y[yo + g * mg * ohw..yo + (g + 1) * mg * ohw];
+                    let epi = Epilogue { accumulate, bias: bias.map(|b| &b[g * mg..(g + 1) * mg]), act: None };
+                    let a = &packed[g * wlen..(g + 1) * wlen];
+                    if pointwise {
+                        let b = DirectB(MatRef::new(xg, h * w));
+                        gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, &mut lane.scratch);
+                    } else {
+                        let b = Im2col(self.padded(xg, &mut lane.pad));
+                        gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, &mut lane.scratch);
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -350,140 +709,191 @@ impl Conv {
         self.chw[0] / self.group * self.k[0] * self.k[1]
     }
 
-    /// Fills `cols` ([group][ckk][batch·oh·ow]) from the input.
-    fn im2col(&mut self, x: &[f32], rows: usize) {
-        let [c, h, w] = self.chw;
-        let cg = c / self.group;
-        let ohw = self.o[0] * self.o[1];
-        let ncols = rows * ohw;
-        let ckk = self.ckk();
-        self.cols.resize(self.group * ckk * ncols, 0.0);
-        for g in 0..self.group {
-            for cl in 0..cg {
-                for u in 0..self.k[0] {
-                    for v in 0..self.k[1] {
-                        let row = (cl * self.k[0] + u) * self.k[1] + v;
-                        let dst = &mut self.cols[(g * ckk + row) * ncols..(g * ckk + row + 1) * ncols];
-                        for n in 0..rows {
-                            let plane = &x[(n * c + g * cg + cl) * h * w..(n * c + g * cg + cl + 1) * h * w];
-                            for i in 0..self.o[0] {
-                                let ih = (i * self.strides[0] + u * self.dil[0]) as isize - self.pads[0] as isize;
-                                let d = &mut dst[n * ohw + i * self.o[1]..n * ohw + (i + 1) * self.o[1]];
-                                if ih < 0 || ih >= h as isize {
-                                    d.fill(0.0);
-                                    continue;
-                                }
-                                let src = &plane[ih as usize * w..(ih as usize + 1) * w];
-                                for (j, d) in d.iter_mut().enumerate() {
-                                    let iw = (j * self.strides[1] + v * self.dil[1]) as isize - self.pads[1] as isize;
-                                    *d = if iw < 0 || iw >= w as isize { 0.0 } else { src[iw as usize] };
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+    fn dims(&self) -> ConvDims {
+        ConvDims {
+            c: self.chw[0],
+            hw: [self.chw[1], self.chw[2]],
+            m: self.m,
+            k: self.k,
+            s: self.strides,
+            d: self.dil,
+            pads: self.pads,
+            o: self.o,
+            group: self.group,
         }
+    }
+
+    /// The backward product by the input as a convolution of Δ, when the stride is 1: ∂L/∂x[c, i, j] =
+    /// Σ_{m,u,v} W[m, c, u, v] Δ[m, i + p_t − u·d₀, j + p_l − v·d₁], a convolution with the kernel flipped and
+    /// its channel axes swapped, padded by d·(k − 1) − p.
+    fn transposed_dims(&self) -> Option<ConvDims> {
+        if self.strides != [1, 1] {
+            return None;
+        }
+        let pt = (self.dil[0] * (self.k[0] - 1)).checked_sub(self.pads[0])?;
+        let pl = (self.dil[1] * (self.k[1] - 1)).checked_sub(self.pads[1])?;
+        Some(ConvDims {
+            c: self.m,
+            hw: self.o,
+            m: self.chw[0],
+            k: self.k,
+            s: [1, 1],
+            d: self.dil,
+            pads: [pt, pl],
+            o: [self.chw[1], self.chw[2]],
+            group: self.group,
+        })
     }
 
     fn forward(&mut self, cx: &mut Ctx) {
         let rows = cx.vals.rows();
         let (xv, ov) = (cx.views[self.x], cx.views[self.out]);
-        self.im2col(cx.vals.mat(&xv), rows);
-        let ohw = self.o[0] * self.o[1];
-        let ncols = rows * ohw;
-        let ckk = self.ckk();
-        let mg = self.m / self.group;
-        self.y.resize(self.m * ncols, 0.0);
-        let w = &cx.params[self.w].data;
-        for g in 0..self.group {
-            sgemm(
-                mg,
-                ncols,
-                ckk,
-                1.0,
-                MatRef::new(&w[g * mg * ckk..], ckk),
-                MatRef::new(&self.cols[g * ckk * ncols..], ncols),
-                0.0,
-                &mut self.y[g * mg * ncols..],
-                ncols,
-                cx.threads,
-            );
-        }
-        let bias = self.b.map(|b| &cx.params[b].data);
-        for n in 0..rows {
-            let out = cx.vals.row_mut(&ov, n);
-            for m in 0..self.m {
-                let b = bias.map_or(0.0, |b| b[m]);
-                let src = &self.y[m * ncols + n * ohw..m * ncols + (n + 1) * ohw];
-                for (o, s) in out[m * ohw..(m + 1) * ohw].iter_mut().zip(src) {
-                    *o = s + b;
-                }
-            }
-        }
+        let dims = self.dims();
+        dims.pack(&cx.params[self.w].data, &mut self.bufs.wpacked);
+        let bias = self.b.map(|b| &cx.params[b].data[..]);
+        let (x, y) = (cx.vals.mat(&xv), cx.vals.mat_mut(&ov));
+        dims.run(&self.bufs.wpacked, bias, false, x, xv.ld, y, ov.ld, rows, cx.threads, &mut self.bufs.lanes);
     }
 
     fn backward(&mut self, cx: &mut BackCtx) {
         let rows = cx.vals.rows();
         let (xv, ov) = (cx.views[self.x], cx.views[self.out]);
         let ohw = self.o[0] * self.o[1];
-        let ncols = rows * ohw;
         let ckk = self.ckk();
         let mg = self.m / self.group;
-        // Δ: the output gradient permuted to [M, batch·oh·ow] (reusing `y`).
-        for n in 0..rows {
-            let d = cx.grads.row(&ov, n);
-            for m in 0..self.m {
-                self.y[m * ncols + n * ohw..m * ncols + (n + 1) * ohw].copy_from_slice(&d[m * ohw..(m + 1) * ohw]);
-            }
-        }
-        if let Some(b) = self.b {
-            let g = &mut cx.params[b].grad;
-            for (m, g) in g.iter_mut().enumerate() {
-                *g = self.y[m * ncols..(m + 1) * ncols].iter().sum();
-            }
-        }
-        self.dcols.resize(self.group * ckk * ncols, 0.0);
-        let p = &mut cx.params[self.w];
-        for g in 0..self.group {
-            let dy = MatRef::new(&self.y[g * mg * ncols..], ncols);
-            let cols_t = MatRef { data: &self.cols[g * ckk * ncols..], ld: ncols, trans: true };
-            sgemm(mg, ckk, ncols, 1.0, dy, cols_t, 0.0, &mut p.grad[g * mg * ckk..], ckk, cx.threads);
-            let wt = MatRef { data: &p.data[g * mg * ckk..], ld: ckk, trans: true };
-            sgemm(ckk, ncols, mg, 1.0, wt, dy, 0.0, &mut self.dcols[g * ckk * ncols..], ncols, cx.threads);
-        }
-        // col2im: add every column entry back where im2col read it.
         let [c, h, w] = self.chw;
         let cg = c / self.group;
+        let dims = self.dims();
+        let (x, dy) = (cx.vals.mat(&xv), cx.grads.mat(&ov));
+        if let Some(b) = self.b {
+            let g = &mut cx.params[b].grad;
+            g.fill(0.0);
+            for n in 0..rows {
+                for (m, g) in g.iter_mut().enumerate() {
+                    *g += lanes_sum(&dy[n * ov.ld + m * ohw..n * ov.ld + (m + 1) * ohw], |v| v) as f32;
+                }
+            }
+        }
+        // ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ, one product per image with the transposed im2col gathered as B; each
+        // thread sums its images, then the threads' sums are added in order.
+        let parts = split_images(rows, cx.threads, &mut self.bufs.lanes, &mut [], 0, |lane, images, _, threads| {
+            lane.dw.resize(self.group * mg * ckk, 0.0);
+            let first = images.start;
+            for g in 0..self.group {
+                for n in images.clone() {
+                    let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
+                    lane.gw.pack(mg, ohw, d, 1.0);
+                    let xg = &x[n * xv.ld + g * cg * h * w..n * xv.ld + (g + 1) * cg * h * w];
+                    let b = ColsT(dims.padded(xg, &mut lane.pad));
+                    let gw = &mut lane.dw[g * mg * ckk..(g + 1) * mg * ckk];
+                    lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, gw, ckk, threads);
+                }
+            }
+        });
+        let p = &mut cx.params[self.w];
+        p.grad.copy_from_slice(&self.bufs.lanes[0].dw);
+        for lane in &self.bufs.lanes[1..parts] {
+            p.grad.iter_mut().zip(&lane.dw).for_each(|(g, d)| *g += d);
+        }
+        let wt = &p.data;
         let dx = cx.grads.mat_mut(&xv);
-        debug_assert!(xv.contiguous());
-        for g in 0..self.group {
-            for cl in 0..cg {
-                for u in 0..self.k[0] {
-                    for v in 0..self.k[1] {
-                        let row = (cl * self.k[0] + u) * self.k[1] + v;
-                        let src = &self.dcols[(g * ckk + row) * ncols..(g * ckk + row + 1) * ncols];
-                        for n in 0..rows {
-                            let base = (n * c + g * cg + cl) * h * w;
-                            for i in 0..self.o[0] {
-                                let ih = (i * self.strides[0] + u * self.dil[0]) as isize - self.pads[0] as isize;
-                                if ih < 0 || ih >= h as isize {
-                                    continue;
-                                }
-                                let s = &src[n * ohw + i * self.o[1]..n * ohw + (i + 1) * self.o[1]];
-                                for (j, s) in s.iter().enumerate() {
-                                    let iw = (j * self.strides[1] + v * self.dil[1]) as isize - self.pads[1] as isize;
-                                    if iw >= 0 && iw < w as isize {
-                                        dx[base + ih as usize * w + iw as usize] += s;
-                                    }
-                                }
+        if let Some(td) = self.transposed_dims() {
+            // ∂L/∂x += conv(Δ, W') with W'[g·C_g + c, m, u, v] = W[g·M_g + m, c, kh−1−u, kw−1−v].
+            let [kh, kw] = self.k;
+            self.bufs.flip.resize(wt.len(), 0.0);
+            for g in 0..self.group {
+                for cl in 0..cg {
+                    for ml in 0..mg {
+                        for u in 0..kh {
+                            for v in 0..kw {
+                                self.bufs.flip[(((g * cg + cl) * mg + ml) * kh + u) * kw + v] =
+                                    wt[(((g * mg + ml) * cg + cl) * kh + kh - 1 - u) * kw + kw - 1 - v];
                             }
                         }
                     }
                 }
             }
+            td.pack(&self.bufs.flip, &mut self.bufs.wflip);
+            td.run(&self.bufs.wflip, None, true, dy, ov.ld, dx, xv.ld, rows, cx.threads, &mut self.bufs.lanes);
+            return;
+        }
+        // Otherwise ∂L/∂cols = W_gᵀ Δ_ng per image, scattered back (col2im, adding overlaps).
+        let mut lanes = std::mem::take(&mut self.bufs.lanes);
+        split_images(rows, cx.threads, &mut lanes, dx, xv.ld, |lane, images, dx, threads| {
+            lane.dcols.resize(ckk * ohw, 0.0);
+            let first = images.start;
+            for g in 0..self.group {
+                let wgt = MatRef { data: &wt[g * mg * ckk..(g + 1) * mg * ckk], ld: ckk, trans: true };
+                lane.gx.pack(ckk, mg, wgt, 1.0);
+                for n in images.clone() {
+                    let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
+                    lane.gx.mul_packed(ckk, ohw, mg, &DirectB(d), false, &mut lane.dcols, ohw, threads);
+                    let xo = (n - first) * xv.ld;
+                    for cl in 0..cg {
+                        let plane = &mut dx[xo + (g * cg + cl) * h * w..xo + (g * cg + cl + 1) * h * w];
+                        for u in 0..self.k[0] {
+                            for v in 0..self.k[1] {
+                                let row = (cl * self.k[0] + u) * self.k[1] + v;
+                                let src = &lane.dcols[row * ohw..(row + 1) * ohw];
+                                self.col2im_row(src, plane, u, v);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        self.bufs.lanes = lanes;
+    }
+
+    /// Adds one row of ∂L/∂cols (kernel tap (u, v) of one channel, every output pixel) into the channel's
+    /// input-gradient plane.
+    fn col2im_row(&self, src: &[f32], plane: &mut [f32], u: usize, v: usize) {
+        let [_, h, w] = self.chw;
+        let s1 = self.strides[1];
+        for i in 0..self.o[0] {
+            let ih = (i * self.strides[0] + u * self.dil[0]) as isize - self.pads[0] as isize;
+            if ih < 0 || ih >= h as isize {
+                continue;
+            }
+            let len = self.o[1];
+            let x0 = (v * self.dil[1]) as isize - self.pads[1] as isize;
+            let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(s1).min(len) };
+            let hi = if x0 >= w as isize { lo } else { ((w as isize - x0) as usize).div_ceil(s1).clamp(lo, len) };
+            let drow = &mut plane[ih as usize * w..(ih as usize + 1) * w];
+            let srow = &src[i * len..(i + 1) * len];
+            for q in lo..hi {
+                drow[(x0 + (q * s1) as isize) as usize] += srow[q];
+            }
         }
     }
+}
+
+/// Σ xs in eight float32 lanes (vectorized), returned in float64.
+#[inline]
+fn lanes_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0f32; 8];
+    let mut it = xs.chunks_exact(8);
+    for c in &mut it {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += f(*x);
+        }
+    }
+    let tail: f32 = it.remainder().iter().map(|&x| f(x)).sum();
+    acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
+}
+
+/// Σ a·b in eight float32 lanes, returned in float64.
+#[inline]
+fn lanes_dot(a: &[f32], b: &[f32]) -> f64 {
+    let mut acc = [0f32; 8];
+    let (mut ia, mut ib) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (ca, cb) in (&mut ia).zip(&mut ib) {
+        for ((s, x), y) in acc.iter_mut().zip(ca).zip(cb) {
+            *s += x * y;
+        }
+    }
+    let tail: f32 = ia.remainder().iter().zip(ib.remainder()).map(|(x, y)| x * y).sum();
+    acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
 }
 
 impl BatchNorm {
@@ -497,11 +907,12 @@ impl BatchNorm {
         if !cx.training {
             for ch in 0..c {
                 let inv = 1.0 / (self.running_var[ch] + self.eps).sqrt();
+                let (k, t) = (gamma[ch] * inv, beta[ch] - gamma[ch] * self.running_mean[ch] * inv);
                 for r in 0..rows {
                     let x = &cx.vals.row(&xv, r)[ch * s..(ch + 1) * s];
                     let y = &mut cx.vals.row_mut(&ov, r)[ch * s..(ch + 1) * s];
                     for (y, x) in y.iter_mut().zip(x) {
-                        *y = gamma[ch] * (x - self.running_mean[ch]) * inv + beta[ch];
+                        *y = k * x + t;
                     }
                 }
             }
@@ -509,30 +920,40 @@ impl BatchNorm {
         }
         self.xhat.resize(rows * c * s, 0.0);
         let n = (rows * s) as f64;
+        // Sums in float32 lanes within a row's plane, float64 across planes; two passes (mean, then the
+        // squared deviations), as accurate as PyTorch's Welford and vectorized.
         for ch in 0..c {
             let mut sum = 0.0f64;
             for r in 0..rows {
-                sum += cx.vals.row(&xv, r)[ch * s..(ch + 1) * s].iter().map(|&v| v as f64).sum::<f64>();
+                sum += lanes_sum(&cx.vals.row(&xv, r)[ch * s..(ch + 1) * s], |v| v);
             }
             let mean = sum / n;
+            let m32 = mean as f32;
             let mut sq = 0.0f64;
+            let mut dev = 0.0f64;
             for r in 0..rows {
-                sq += cx.vals.row(&xv, r)[ch * s..(ch + 1) * s].iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>();
+                let x = &cx.vals.row(&xv, r)[ch * s..(ch + 1) * s];
+                sq += lanes_sum(x, |v| (v - m32) * (v - m32));
+                dev += lanes_sum(x, |v| v - m32);
             }
-            let var = sq / n;
+            // Σ(x − μ)² from deviations about the rounded μ32: Σ(x − μ32)² − (Σ(x − μ32))²/n.
+            let var = ((sq - dev * dev / n) / n).max(0.0);
             let inv = 1.0 / (var + self.eps as f64).sqrt();
             self.inv_std[ch] = inv as f32;
             let m = self.momentum;
+            let mean = mean + dev / n;
             self.running_mean[ch] = (1.0 - m) * self.running_mean[ch] + m * mean as f32;
             let unbiased = if n > 1.0 { var * n / (n - 1.0) } else { var };
             self.running_var[ch] = (1.0 - m) * self.running_var[ch] + m * unbiased as f32;
+            let (mu, inv) = (mean as f32, inv as f32);
+            let (g, b) = (gamma[ch], beta[ch]);
             for r in 0..rows {
                 let x = &cx.vals.row(&xv, r)[ch * s..(ch + 1) * s];
                 let xh = &mut self.xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
                 let y = &mut cx.vals.row_mut(&ov, r)[ch * s..(ch + 1) * s];
                 for ((y, x), xh) in y.iter_mut().zip(x).zip(xh.iter_mut()) {
-                    *xh = ((*x as f64 - mean) * inv) as f32;
-                    *y = gamma[ch] * *xh + beta[ch];
+                    *xh = (x - mu) * inv;
+                    *y = g * *xh + b;
                 }
             }
         }
@@ -548,21 +969,20 @@ impl BatchNorm {
             for r in 0..rows {
                 let d = &cx.grads.row(&ov, r)[ch * s..(ch + 1) * s];
                 let xh = &self.xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
-                for (d, xh) in d.iter().zip(xh) {
-                    sd += *d as f64;
-                    sdx += (*d * *xh) as f64;
-                }
+                sd += lanes_sum(d, |v| v);
+                sdx += lanes_dot(d, xh);
             }
             cx.params[self.scale].grad[ch] = sdx as f32;
             cx.params[self.bias].grad[ch] = sd as f32;
-            let k = cx.params[self.scale].data[ch] * self.inv_std[ch] / n;
-            let (sd, sdx) = (sd as f32, sdx as f32);
+            // ∂L/∂x = γ/(n√(σ²+ε)) · (n δ − Σδ − x̂ Σδx̂) = a·δ − b − e·x̂.
+            let k = cx.params[self.scale].data[ch] as f64 * self.inv_std[ch] as f64 / n as f64;
+            let (a, b, e) = ((k * n as f64) as f32, (k * sd) as f32, (k * sdx) as f32);
             for r in 0..rows {
                 let d = &cx.grads.row(&ov, r)[ch * s..(ch + 1) * s];
                 let xh = &self.xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
                 let dx = &mut cx.grads.row_mut(&xv, r)[ch * s..(ch + 1) * s];
                 for ((dx, d), xh) in dx.iter_mut().zip(d).zip(xh) {
-                    *dx += k * (n * d - sd - xh * sdx);
+                    *dx += a * d - b - e * xh;
                 }
             }
         }
@@ -703,14 +1123,12 @@ impl Step {
                 let ov = cx.views[*out];
                 for r in 0..rows {
                     let (ar, br) = (operand_row(a, cx.vals, cx.views, r), operand_row(b, cx.vals, cx.views, r));
-                    let y = cx.vals.row_mut(&ov, r);
-                    for ((y, a), b) in y.iter_mut().zip(ar).zip(br) {
-                        *y = match op {
-                            Binary::Add => a + b,
-                            Binary::Sub => a - b,
-                            Binary::Mul => a * b,
-                            Binary::Div => a / b,
-                        };
+                    let it = cx.vals.row_mut(&ov, r).iter_mut().zip(ar).zip(br);
+                    match op {
+                        Binary::Add => it.for_each(|((y, a), b)| *y = a + b),
+                        Binary::Sub => it.for_each(|((y, a), b)| *y = a - b),
+                        Binary::Mul => it.for_each(|((y, a), b)| *y = a * b),
+                        Binary::Div => it.for_each(|((y, a), b)| *y = a / b),
                     }
                 }
             }
@@ -766,25 +1184,27 @@ impl Step {
                 for r in 0..rows {
                     let (dy, y, xr) = (cx.grads.row(&ov, r), cx.vals.row(&ov, r), cx.vals.row(&xv, r));
                     let dx = cx.grads.row_mut(&xv, r);
-                    for i in 0..dx.len() {
-                        dx[i] += match *op {
-                            Unary::Relu => {
-                                if y[i] > 0.0 {
-                                    dy[i]
-                                } else {
-                                    0.0
-                                }
+                    let n = dx.len();
+                    let (dy, y, xr) = (&dy[..n], &y[..n], &xr[..n]);
+                    match *op {
+                        Unary::Relu => {
+                            // δ where y > 0, else +0: a bit mask, so that the loop vectorizes.
+                            for ((dx, d), y) in dx.iter_mut().zip(dy).zip(y) {
+                                let keep = 0u32.wrapping_sub((*y > 0.0) as u32);
+                                *dx += f32::from_bits(d.to_bits() & keep);
                             }
-                            Unary::Sigmoid => dy[i] * y[i] * (1.0 - y[i]),
-                            Unary::Clip { min, max } => {
-                                if xr[i] > min && xr[i] < max {
-                                    dy[i]
-                                } else {
-                                    0.0
-                                }
+                        }
+                        Unary::Sigmoid => {
+                            for ((dx, d), y) in dx.iter_mut().zip(dy).zip(y) {
+                                *dx += d * y * (1.0 - y);
                             }
-                            Unary::Copy => dy[i],
-                        };
+                        }
+                        Unary::Clip { min, max } => {
+                            for ((dx, d), x) in dx.iter_mut().zip(dy).zip(xr) {
+                                *dx += if *x > min && *x < max { *d } else { 0.0 };
+                            }
+                        }
+                        Unary::Copy => dx.iter_mut().zip(dy).for_each(|(dx, d)| *dx += d),
                     }
                 }
             }
@@ -795,23 +1215,21 @@ impl Step {
                     let (ar, br) = (operand_row(a, cx.vals, cx.views, r), operand_row(b, cx.vals, cx.views, r));
                     if let Operand::Value(av) = &*a {
                         let da = cx.grads.row_mut(&cx.views[*av], r);
-                        for i in 0..da.len() {
-                            da[i] += match op {
-                                Binary::Add | Binary::Sub => dy[i],
-                                Binary::Mul => dy[i] * br[i],
-                                Binary::Div => dy[i] / br[i],
-                            };
+                        let it = da.iter_mut().zip(dy).zip(br);
+                        match op {
+                            Binary::Add | Binary::Sub => it.for_each(|((g, d), _)| *g += d),
+                            Binary::Mul => it.for_each(|((g, d), b)| *g += d * b),
+                            Binary::Div => it.for_each(|((g, d), b)| *g += d / b),
                         }
                     }
                     if let Operand::Value(bv) = &*b {
                         let db = cx.grads.row_mut(&cx.views[*bv], r);
-                        for i in 0..db.len() {
-                            db[i] += match op {
-                                Binary::Add => dy[i],
-                                Binary::Sub => -dy[i],
-                                Binary::Mul => dy[i] * ar[i],
-                                Binary::Div => -dy[i] * ar[i] / (br[i] * br[i]),
-                            };
+                        let it = db.iter_mut().zip(dy).zip(ar).zip(br);
+                        match op {
+                            Binary::Add => it.for_each(|(((g, d), _), _)| *g += d),
+                            Binary::Sub => it.for_each(|(((g, d), _), _)| *g -= d),
+                            Binary::Mul => it.for_each(|(((g, d), a), _)| *g += d * a),
+                            Binary::Div => it.for_each(|(((g, d), a), b)| *g += -d * a / (b * b)),
                         }
                     }
                 }
