@@ -43,7 +43,8 @@ fn zoo_dense_mlp_learns_digits_to_97_percent_reading_a_cat_from_the_arena() {
     assert!(!plan.describe().contains("concat"), "{}", plan.describe());
     let (train, val) = Dataset::bundled_digits().unwrap().split(0.2, 0).unwrap();
     let t0 = std::time::Instant::now();
-    let stats = fit(&mut plan, &train, Some(&val), &digits_cfg(30), |_, _, _, _, _| {}, |_| {}).unwrap();
+    let cfg = TrainConfig { schedule: resin::train::optim::Schedule::Cosine { epochs: 30 }, ..digits_cfg(30) };
+    let stats = fit(&mut plan, &train, Some(&val), &cfg, |_, _, _, _, _| {}, |_| {}).unwrap();
     let secs = t0.elapsed().as_secs_f64();
     let (_, vacc) = stats.last().unwrap().val.unwrap();
     println!("zoo dense-mlp depth 4 width 64: validation accuracy {:.2}% in {secs:.2} s", 100.0 * vacc);
