@@ -2,119 +2,21 @@
 //! buffers kept from one step to the next.
 //!
 //! The runtime's general [`sgemm`](resin_runtime::kernels::gemm::sgemm) allocates its packed A and its
-//! scratch on every call and reads a transposed operand one element at a time; training multiplies by
-//! transposes all the time (a_catᵀ δ, δ W_catᵀ, Δ colsᵀ), so this module packs them itself:
-//! - A transposed (`Aᵀ` stored k × m) packs [`MR`] contiguous floats per k — a straight copy;
-//! - B transposed ([`TransB`]) packs each column of the block from one contiguous source row.
+//! scratch on every call; training multiplies at every step, so this module keeps them. Transposed
+//! operands (a_catᵀ δ, δ W_catᵀ, Δ colsᵀ) are packed by the runtime's own [`pack_a`] and [`MatB`], whose
+//! loops run over contiguous memory for either layout.
 //!
-//! This module owns those buffers and packers only; what is multiplied is the steps' business.
+//! This module owns those buffers only; what is multiplied is the steps' business.
 
-use resin_runtime::kernels::gemm::{gemm_packed, packed_len, scratch_len, BSource, Epilogue, Isa, MatRef, MR};
+use resin_runtime::kernels::gemm::{
+    gemm_packed, pack_a, packed_len, scratch_len, BSource, Epilogue, Isa, MatB, MatRef,
+};
 
 /// Packing buffers for one step's products (each step keeps its own, so nothing is shared between them).
 #[derive(Clone, Debug, Default)]
 pub struct Gemm {
     packed: Vec<f32>,
     scratch: Vec<f32>,
-}
-
-/// Packs `alpha · A` (m × k) into the GEMM's [`MR`]-row panels, as the runtime's `pack_a` does, with the
-/// inner loops over contiguous memory for both layouts.
-pub fn pack_a_fast(m: usize, k: usize, a: MatRef, alpha: f32, dst: &mut [f32]) {
-    let dst = &mut dst[..packed_len(m, k)];
-    if k == 0 {
-        return;
-    }
-    for (p, panel) in dst.chunks_exact_mut(MR * k).enumerate() {
-        let rows = MR.min(m - p * MR);
-        if a.trans {
-            // A(i, q) = data[q·ld + i]: the panel's MR rows at one q are contiguous.
-            for (q, d) in panel.chunks_exact_mut(MR).enumerate() {
-                let src = &a.data[q * a.ld + p * MR..q * a.ld + p * MR + rows];
-                for (d, s) in d.iter_mut().zip(src) {
-                    *d = alpha * s;
-                }
-                d[rows..].fill(0.0);
-            }
-        } else if rows == MR {
-            // A full panel: for each q, the MR rows' elements (gathered loads) become one contiguous store.
-            let srcs: [&[f32]; MR] = std::array::from_fn(|r| &a.data[(p * MR + r) * a.ld..(p * MR + r) * a.ld + k]);
-            for (q, d) in panel.chunks_exact_mut(MR).enumerate() {
-                for (d, src) in d.iter_mut().zip(&srcs) {
-                    *d = alpha * src[q];
-                }
-            }
-        } else {
-            for r in 0..MR {
-                if r < rows {
-                    let i = p * MR + r;
-                    let src = &a.data[i * a.ld..i * a.ld + k];
-                    for (q, s) in src.iter().enumerate() {
-                        panel[q * MR + r] = alpha * s;
-                    }
-                } else {
-                    for q in 0..k {
-                        panel[q * MR + r] = 0.0;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// B = Sᵀ for a row-major S (n × k, row stride `ld`): B(i, j) = S[j·ld + i].
-pub struct TransB<'a> {
-    pub data: &'a [f32],
-    pub ld: usize,
-}
-
-impl BSource for TransB<'_> {
-    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
-        for t in 0..nc.div_ceil(nr) {
-            let cols = nr.min(nc - t * nr);
-            let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
-            if cols == 16 && nr == 16 {
-                // Row i of the micro-panel is element k0 + i of 16 source rows: gathered loads, one
-                // contiguous store (scattered stores, one cache line each, were the slow way round).
-                let srcs: [&[f32]; 16] = std::array::from_fn(|j| {
-                    let r = (n0 + t * nr + j) * self.ld + k0;
-                    &self.data[r..r + kc]
-                });
-                for (i, row) in panel.chunks_exact_mut(16).enumerate() {
-                    for (d, src) in row.iter_mut().zip(&srcs) {
-                        *d = src[i];
-                    }
-                }
-                continue;
-            }
-            for j in 0..cols {
-                let r = (n0 + t * nr + j) * self.ld + k0;
-                let src = &self.data[r..r + kc];
-                for (i, s) in src.iter().enumerate() {
-                    panel[i * nr + j] = *s;
-                }
-            }
-        }
-    }
-}
-
-/// B given as a row-major matrix view (read in place).
-pub struct DirectB<'a>(pub MatRef<'a>);
-
-impl BSource for DirectB<'_> {
-    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
-        let MatRef { data, ld, .. } = self.0;
-        for i in 0..kc {
-            let row = &data[(k0 + i) * ld + n0..(k0 + i) * ld + n0 + nc];
-            for (t, piece) in row.chunks(nr).enumerate() {
-                let at = t * kc * nr + i * nr;
-                dst[at..at + piece.len()].copy_from_slice(piece);
-            }
-        }
-    }
-    fn direct(&self) -> Option<(&[f32], usize)> {
-        Some((self.0.data, self.0.ld))
-    }
 }
 
 impl Gemm {
@@ -136,7 +38,7 @@ impl Gemm {
         if self.packed.len() < need {
             self.packed.resize(need, 0.0);
         }
-        pack_a_fast(m, k, a, alpha, &mut self.packed);
+        pack_a(m, k, a, alpha, &mut self.packed);
     }
 
     /// C[m×n] (row stride `ldc`) = A · B (+ C when `accumulate`), A as last given to [`Gemm::pack`].
@@ -180,11 +82,7 @@ impl Gemm {
             return;
         }
         self.pack(m, k, a, alpha);
-        if b.trans {
-            self.mul_packed(m, n, k, &TransB { data: b.data, ld: b.ld }, beta != 0.0, c, ldc, threads);
-        } else {
-            self.mul_packed(m, n, k, &DirectB(b), beta != 0.0, c, ldc, threads);
-        }
+        self.mul_packed(m, n, k, &MatB(b), beta != 0.0, c, ldc, threads);
     }
 }
 

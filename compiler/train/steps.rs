@@ -9,9 +9,9 @@
 //! This module owns the arithmetic of those steps; which steps a graph becomes, and where their tensors
 //! live, is decided by [`super::plan`].
 
-use super::gemm::{pack_a_fast, DirectB, Gemm};
+use super::gemm::Gemm;
 use super::mem::{Mem, View};
-use resin_runtime::kernels::gemm::{gemm_packed, packed_len, BSource, Epilogue, Isa, MatRef, MAX_BLOCK};
+use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
 
 /// A trainable tensor: its values, its gradient (same layout) and the name reports use.
 #[derive(Clone, Debug)]
@@ -655,7 +655,7 @@ impl ConvDims {
         dst.resize(self.group * wlen, 0.0);
         for g in 0..self.group {
             let src = MatRef::new(&w[g * mg * ckk..(g + 1) * mg * ckk], ckk);
-            pack_a_fast(mg, ckk, src, 1.0, &mut dst[g * wlen..(g + 1) * wlen]);
+            pack_a(mg, ckk, src, 1.0, &mut dst[g * wlen..(g + 1) * wlen]);
         }
     }
 
@@ -692,7 +692,7 @@ impl ConvDims {
                     let epi = Epilogue { accumulate, bias: bias.map(|b| &b[g * mg..(g + 1) * mg]), act: None };
                     let a = &packed[g * wlen..(g + 1) * wlen];
                     if pointwise {
-                        let b = DirectB(MatRef::new(xg, h * w));
+                        let b = MatB(MatRef::new(xg, h * w));
                         gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, &mut lane.scratch);
                     } else {
                         let b = Im2col(self.padded(xg, &mut lane.pad));
@@ -827,7 +827,7 @@ impl Conv {
                 lane.gx.pack(ckk, mg, wgt, 1.0);
                 for n in images.clone() {
                     let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
-                    lane.gx.mul_packed(ckk, ohw, mg, &DirectB(d), false, &mut lane.dcols, ohw, threads);
+                    lane.gx.mul_packed(ckk, ohw, mg, &MatB(d), false, &mut lane.dcols, ohw, threads);
                     let xo = (n - first) * xv.ld;
                     for cl in 0..cg {
                         let plane = &mut dx[xo + (g * cg + cl) * h * w..xo + (g * cg + cl + 1) * h * w];

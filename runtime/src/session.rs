@@ -68,7 +68,7 @@ impl Model {
         let threads = threads.max(1);
         let pool = crate::parallel::ThreadPool::new(threads)
             .map_err(|e| Error::InvalidPlan(format!("cannot start {threads} threads: {e}")))?;
-        Ok(Session { plan: self.plan.clone(), pool, threads, arena: None, profile: None })
+        Ok(Session { plan: self.plan.clone(), pool, arena: None, profile: None })
     }
 }
 
@@ -91,7 +91,6 @@ struct Arena {
 pub struct Session {
     plan: Arc<Plan>,
     pool: crate::parallel::ThreadPool,
-    threads: usize,
     arena: Option<Arena>,
     /// Time spent in each step, summed over runs, when profiling is on.
     profile: Option<Vec<std::time::Duration>>,
@@ -109,7 +108,7 @@ impl Session {
     }
 
     pub fn threads(&self) -> usize {
-        self.threads
+        self.pool.threads()
     }
 
     /// The batch size these inputs imply, after checking their shapes against the plan.
@@ -267,8 +266,8 @@ impl Session {
             return Err(Error::OutputCount { expected: self.plan.outputs.len(), got: outputs.len() });
         }
         let batch = self.batch_of(inputs)?;
-        let Session { plan, pool, threads, arena, profile } = self;
-        let threads = *threads;
+        let Session { plan, pool, arena, profile } = self;
+        let threads = pool.threads();
         let Arena { shapes, slots, inputs: input_bufs, scratch, owned, temps, .. } =
             arena_for(plan, arena, batch, threads);
         for (k, t) in inputs.iter().enumerate() {

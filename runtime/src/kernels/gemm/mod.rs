@@ -60,14 +60,6 @@ impl<'a> MatRef<'a> {
     pub fn new(data: &'a [f32], ld: usize) -> Self {
         MatRef { data, ld, trans: false }
     }
-    #[inline]
-    fn at(&self, i: usize, j: usize) -> f32 {
-        if self.trans {
-            self.data[j * self.ld + i]
-        } else {
-            self.data[i * self.ld + j]
-        }
-    }
     /// The flat index of element (rows-1, cols-1): bounds check of the whole view.
     fn last(&self, rows: usize, cols: usize) -> usize {
         if rows == 0 || cols == 0 {
@@ -86,11 +78,35 @@ impl<'a> MatRef<'a> {
 pub fn pack_a(m: usize, k: usize, a: MatRef, alpha: f32, dst: &mut [f32]) {
     assert!(a.last(m, k) < a.data.len().max(1) || m == 0 || k == 0, "pack_a: A is too small");
     let dst = &mut dst[..packed_len(m, k)];
-    for (p, panel) in dst.chunks_exact_mut(MR * k.max(1)).enumerate() {
-        for r in 0..MR {
-            let i = p * MR + r;
-            for q in 0..k {
-                panel[q * MR + r] = if i < m { alpha * a.at(i, q) } else { 0.0 };
+    if k == 0 {
+        return;
+    }
+    // Inner loops over contiguous memory for both layouts (training packs transposes at every step).
+    for (p, panel) in dst.chunks_exact_mut(MR * k).enumerate() {
+        let rows = MR.min(m - p * MR);
+        if a.trans {
+            // A(i, q) = data[q·ld + i]: the panel's rows at one q are contiguous.
+            for (q, d) in panel.chunks_exact_mut(MR).enumerate() {
+                let src = &a.data[q * a.ld + p * MR..q * a.ld + p * MR + rows];
+                for (d, s) in d.iter_mut().zip(src) {
+                    *d = alpha * s;
+                }
+                d[rows..].fill(0.0);
+            }
+        } else if rows == MR {
+            // A full panel: for each q, the MR rows' elements (gathered loads) make one contiguous store.
+            let srcs: [&[f32]; MR] = std::array::from_fn(|r| &a.data[(p * MR + r) * a.ld..(p * MR + r) * a.ld + k]);
+            for (q, d) in panel.chunks_exact_mut(MR).enumerate() {
+                for (d, src) in d.iter_mut().zip(&srcs) {
+                    *d = alpha * src[q];
+                }
+            }
+        } else {
+            for r in 0..MR {
+                let i = p * MR + r;
+                for q in 0..k {
+                    panel[q * MR + r] = if r < rows { alpha * a.data[i * a.ld + q] } else { 0.0 };
+                }
             }
         }
     }
@@ -117,16 +133,39 @@ pub fn put_row(dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
 }
 
 /// B given as a matrix view; read in place unless transposed.
-struct MatB<'a>(MatRef<'a>);
+pub struct MatB<'a>(pub MatRef<'a>);
 
 impl BSource for MatB<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
-        let mut row = [0f32; MAX_BLOCK];
-        for i in 0..kc {
-            for (j, o) in row[..nc].iter_mut().enumerate() {
-                *o = self.0.at(k0 + i, n0 + j);
+        let MatRef { data, ld, trans } = self.0;
+        if !trans {
+            for i in 0..kc {
+                let at = (k0 + i) * ld + n0;
+                put_row(dst, kc, nr, i, &data[at..at + nc]);
             }
-            put_row(dst, kc, nr, i, &row[..nc]);
+            return;
+        }
+        // B(i, j) = data[j·ld + i]: column j of the block is a contiguous source row.
+        for t in 0..nc.div_ceil(nr) {
+            let cols = nr.min(nc - t * nr);
+            let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
+            let src = |j: usize| &data[(n0 + t * nr + j) * ld + k0..(n0 + t * nr + j) * ld + k0 + kc];
+            if cols == 16 && nr == 16 {
+                // Row i of the micro-panel is element i of 16 source rows: gathered loads, one contiguous
+                // store (scattered stores, a cache line each, were the slow way round).
+                let srcs: [&[f32]; 16] = std::array::from_fn(src);
+                for (i, row) in panel.chunks_exact_mut(16).enumerate() {
+                    for (d, s) in row.iter_mut().zip(&srcs) {
+                        *d = s[i];
+                    }
+                }
+            } else {
+                for j in 0..cols {
+                    for (i, &v) in src(j).iter().enumerate() {
+                        panel[i * nr + j] = v;
+                    }
+                }
+            }
         }
     }
     fn direct(&self) -> Option<(&[f32], usize)> {
@@ -145,18 +184,7 @@ pub struct Epilogue<'a> {
 }
 
 /// C, shared by the threads of one product; each writes a disjoint set of tiles.
-#[derive(Clone, Copy)]
-struct SharedC(*mut f32);
-// SAFETY: `gemm_packed` hands every thread a disjoint range of tiles of C.
-unsafe impl Send for SharedC {}
-unsafe impl Sync for SharedC {}
-
-impl SharedC {
-    /// The pointer (a method, so that closures capture the `Sync` wrapper, not its field).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
+type SharedC = crate::parallel::SendPtr<f32>;
 
 /// `C[m×n]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B from `b`.
 ///
@@ -206,7 +234,7 @@ pub fn gemm_packed(
         // A few columns read in place: one pass over A, threads splitting its panels.
         let panels = m.div_ceil(MR);
         let parts = if m * k >= 1 << 15 { threads.min(panels) } else { 1 };
-        let shared = SharedC(c.as_mut_ptr());
+        let shared = crate::parallel::SendPtr(c.as_mut_ptr());
         crate::parallel::run(parts, &|i| {
             let range = i * panels / parts..(i + 1) * panels / parts;
             // SAFETY: bounds asserted above; parts own disjoint panels, hence disjoint rows of C.
@@ -217,7 +245,7 @@ pub fn gemm_packed(
     if let (true, Some((d, ld))) = (m <= gemv::MAX_N, b.direct()) {
         // A few rows (a classifier at batch 1): one pass over B, threads splitting its columns.
         let parts = if n * k >= 1 << 15 { threads.min(n.div_ceil(64)) } else { 1 };
-        let shared = SharedC(c.as_mut_ptr());
+        let shared = crate::parallel::SendPtr(c.as_mut_ptr());
         crate::parallel::run(parts, &|i| {
             // Whole vectors per part: split at multiples of 16 columns.
             let at = |q: usize| (q * n.div_ceil(16) / parts * 16).min(n);
@@ -248,7 +276,7 @@ pub fn gemm_packed(
     let parts = parts_of(units);
     let per = KC * NB * nr;
     assert!(scratch.len() >= parts * per, "gemm: scratch is too small");
-    let shared = SharedC(c.as_mut_ptr());
+    let shared = crate::parallel::SendPtr(c.as_mut_ptr());
     let job = |part: usize, buf: &mut [f32]| {
         let range = part * units / parts..(part + 1) * units / parts;
         let (t_range, p_range) = if split_n { (range, 0..panels) } else { (0..tiles, range) };
