@@ -1,6 +1,7 @@
 //! Every input the fuzzers found a crash with (fuzz/regressions/<target>/) is replayed here the way the
 //! fuzz target runs it, so a fixed crash stays fixed. A `.resin` input is loaded as it is and with its
-//! CRC-32 re-sealed; an ONNX input is imported and compiled; whatever loads is run once at batch 1.
+//! CRC-32 re-sealed (and once more as the current format version, so old inputs keep reaching the decoder);
+//! an ONNX input is imported and compiled; whatever loads is run once at batch 1.
 
 use resin_runtime::{Model, Tensor};
 use std::path::Path;
@@ -58,6 +59,11 @@ fn resin_file_crashes_stay_fixed() {
         load_and_run(data);
         if data.len() >= 48 {
             let mut sealed = data.to_vec();
+            let crc = crc32(&[&sealed[..40], &sealed[44..]]);
+            sealed[40..44].copy_from_slice(&crc.to_le_bytes());
+            load_and_run(&sealed);
+            // An input saved under an older format version still reaches the decoder and the checker.
+            sealed[8..12].copy_from_slice(&resin_runtime::format::VERSION.to_le_bytes());
             let crc = crc32(&[&sealed[..40], &sealed[44..]]);
             sealed[40..44].copy_from_slice(&crc.to_le_bytes());
             load_and_run(&sealed);

@@ -2,12 +2,12 @@
 //! FMA peak: the ceiling the GEMM driver works under.
 //! `cargo run --release -p resin-runtime --example kernel_peak`
 
-use resin_runtime::kernels::gemm::{fma_peak_gflops, gemm_matrix_b, pack_a, packed_len, Epilogue, Isa, MatRef};
+use resin_runtime::kernels::gemm::{fma_peak_gflops, gemm_matrix_b, pack_a, packed_len, Epilogue, Isa, MatRef, MR};
 use std::time::Instant;
 
 fn main() {
     for isa in Isa::all_available() {
-        let (m, n, k) = (8, isa.nr(), 256);
+        let (m, n, k) = (MR, isa.nr(), 256);
         let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.01).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.01).collect();
         let mut pa = vec![0.0; packed_len(m, k)];

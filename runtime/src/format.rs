@@ -8,7 +8,7 @@
 //! | offset | size | field | meaning |
 //! |---|---|---|---|
 //! | 0 | 8 | magic | `RESIN\0\0\x01` |
-//! | 8 | 4 | version | `u32`, format version: [`VERSION`] (2) |
+//! | 8 | 4 | version | `u32`, format version: [`VERSION`] (3) |
 //! | 12 | 4 | flags | `u32`, none defined yet: must be 0 |
 //! | 16 | 8 | header length | `u64`, bytes of the encoded header |
 //! | 24 | 8 | weights offset | `u64`, `48 + header length` rounded up to a multiple of 64 |
@@ -51,7 +51,7 @@ use std::sync::Arc;
 /// The first 8 bytes of every `.resin` file.
 pub const MAGIC: [u8; 8] = *b"RESIN\0\0\x01";
 /// The format version this runtime writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Bytes before the header.
 pub const PRELUDE_LEN: usize = 48;
 /// Alignment of the weight section in the file, in bytes.
@@ -825,7 +825,11 @@ fn sections(b: &[u8]) -> Msg<(Range<usize>, Range<usize>)> {
         VERSION => {}
         0 => return Err("format version 0 is not valid".into()),
         v if v > VERSION => return Err(format!("format version {v} is newer than this resin ({VERSION})")),
-        v => return Err(format!("format version {v} is not supported by this resin ({VERSION})")),
+        v => {
+            return Err(format!(
+                "format version {v} is not supported by this resin ({VERSION}): compile the ONNX model again"
+            ))
+        }
     }
     if b.len() < PRELUDE_LEN {
         return Err(truncated(len, PRELUDE_LEN as u64));

@@ -383,13 +383,19 @@ fn corrupted_weights_fail_the_checksum() {
 #[test]
 fn a_future_version_is_a_clear_error() {
     let mut bytes = to_bytes(&every_op_plan(), &meta());
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
-    assert_eq!(err(&bytes), "format version 3 is newer than this resin (2)");
+    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
+    assert_eq!(err(&bytes), "format version 4 is newer than this resin (3)");
     // Whatever follows: a newer file may lay out everything else differently.
-    assert_eq!(err(&bytes[..12]), "format version 3 is newer than this resin (2)");
-    // Version 1 stored convolution weights unpacked: such a file must be recompiled, not misread.
-    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-    assert_eq!(err(&bytes), "format version 1 is not supported by this resin (2)");
+    assert_eq!(err(&bytes[..12]), "format version 4 is newer than this resin (3)");
+    // Version 1 stored convolution weights unpacked, version 2 packed them in panels of 8 rows (now 6):
+    // such files must be recompiled, not misread.
+    for old in [1u32, 2] {
+        bytes[8..12].copy_from_slice(&old.to_le_bytes());
+        assert_eq!(
+            err(&bytes),
+            format!("format version {old} is not supported by this resin (3): compile the ONNX model again")
+        );
+    }
     bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
     assert_eq!(err(&bytes), "format version 0 is not valid");
 }

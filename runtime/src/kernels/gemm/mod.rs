@@ -28,8 +28,10 @@ pub use peak::fma_peak_gflops;
 use super::elementwise::{unary_inplace, UnaryOp};
 use tile::Tile;
 
-/// Rows of A in one packed panel (and of C in one micro-tile), for every instruction set.
-pub const MR: usize = 8;
+/// Rows of A in one packed panel (and of C in one micro-tile), for every instruction set: 6 fills
+/// AVX2's 16 registers (6 × 16 tile: 12 accumulators, 2 vectors of B, one broadcast of A) and, at
+/// 6 × 48, leaves AVX-512 room; it is part of the artifact format (weights are stored packed).
+pub const MR: usize = 6;
 /// Rows of B (the k extent) in one packed block.
 pub const KC: usize = 256;
 /// Micro-tiles of B packed together: a block is `NB · isa.nr()` columns, so gathering a convolution's

@@ -106,14 +106,12 @@ mod x86 {
                 3 => by_nv!(3),
                 4 => by_nv!(4),
                 5 => by_nv!(5),
-                6 => by_nv!(6),
-                7 => by_nv!(7),
-                _ => by_nv!(8),
+                _ => by_nv!(6),
             }
         }
     }
 
-    /// R rows × NV vectors of 16: up to 24 accumulators, NV loads of B and R broadcasts of A per step.
+    /// R rows × NV vectors of 16: up to 18 accumulators, NV loads of B and R broadcasts of A per step.
     #[target_feature(enable = "avx512f")]
     unsafe fn k512<const R: usize, const NV: usize>(t: &Tile) {
         let rem = t.cols - (NV - 1) * 16;
@@ -156,50 +154,44 @@ mod x86 {
         }
     }
 
-    /// AVX2 has 16 registers: the 8-row panel runs as two 4-row halves of up to 2 vectors of 8.
+    /// AVX2 has 16 registers: a full 6 × 16 tile is 12 accumulators, 2 vectors of B and a broadcast of A.
     pub(super) unsafe fn avx2(t: &Tile) {
         let nv = t.cols.div_ceil(8);
         macro_rules! by_nv {
-            ($r:literal, $row0:expr) => {
+            ($r:literal) => {
                 match nv {
-                    1 => k256::<$r, 1>(t, $row0),
-                    _ => k256::<$r, 2>(t, $row0),
-                }
-            };
-        }
-        macro_rules! rows {
-            ($n:expr, $row0:expr) => {
-                match $n {
-                    1 => by_nv!(1, $row0),
-                    2 => by_nv!(2, $row0),
-                    3 => by_nv!(3, $row0),
-                    _ => by_nv!(4, $row0),
+                    1 => k256::<$r, 1>(t),
+                    _ => k256::<$r, 2>(t),
                 }
             };
         }
         unsafe {
             if t.rows == MR && nv == 2 {
-                k256_4x2(t, 0);
-                k256_4x2(t, 4);
-                return;
+                return k256_6x2(t);
             }
-            rows!(t.rows.min(4), 0);
-            if t.rows > 4 {
-                rows!(t.rows - 4, 4);
+            match t.rows {
+                1 => by_nv!(1),
+                2 => by_nv!(2),
+                3 => by_nv!(3),
+                4 => by_nv!(4),
+                5 => by_nv!(5),
+                _ => by_nv!(6),
             }
         }
     }
 
-    /// The common full tile, 4 rows × 16 columns, written out by hand: 8 accumulators, 2 vectors of B and
-    /// a broadcast of A leave registers spare (4 × 24 needs 17 and spills an accumulator, whose
-    /// store-to-load round trip then limits every iteration).
+    /// The common full tile, 6 rows × 16 columns, written out by hand (BLIS's Haswell shape): 12
+    /// independent accumulators cover the FMA latency on both ports, and each k step loads 2 vectors of
+    /// B for 12 FMAs. 15 of the 16 registers are live; one more (a 4 × 24 tile needs 17) spills an
+    /// accumulator, whose store-to-load round trip then limits every iteration.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn k256_4x2(t: &Tile, row0: usize) {
+    unsafe fn k256_6x2(t: &Tile) {
         let z = _mm256_setzero_ps();
         let (mut c00, mut c01, mut c10, mut c11) = (z, z, z, z);
         let (mut c20, mut c21, mut c30, mut c31) = (z, z, z, z);
+        let (mut c40, mut c41, mut c50, mut c51) = (z, z, z, z);
         unsafe {
-            let (mut a, mut b) = (t.a.add(row0), t.b);
+            let (mut a, mut b) = (t.a, t.b);
             for _ in 0..t.k {
                 let b0 = _mm256_loadu_ps(b);
                 let b1 = _mm256_loadu_ps(b.add(8));
@@ -215,24 +207,30 @@ mod x86 {
                 let x = _mm256_broadcast_ss(&*a.add(3));
                 c30 = _mm256_fmadd_ps(x, b0, c30);
                 c31 = _mm256_fmadd_ps(x, b1, c31);
+                let x = _mm256_broadcast_ss(&*a.add(4));
+                c40 = _mm256_fmadd_ps(x, b0, c40);
+                c41 = _mm256_fmadd_ps(x, b1, c41);
+                let x = _mm256_broadcast_ss(&*a.add(5));
+                c50 = _mm256_fmadd_ps(x, b0, c50);
+                c51 = _mm256_fmadd_ps(x, b1, c51);
                 a = a.add(MR);
                 b = b.add(t.ldb);
             }
-            store256(t, row0, [[c00, c01], [c10, c11], [c20, c21], [c30, c31]]);
+            store256(t, [[c00, c01], [c10, c11], [c20, c21], [c30, c31], [c40, c41], [c50, c51]]);
         }
     }
 
     /// The epilogue of an AVX2 tile: (+ C) (+ bias) (max 0), stored under a mask past `cols`.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn store256<const R: usize, const NV: usize>(t: &Tile, row0: usize, acc: [[__m256; NV]; R]) {
+    unsafe fn store256<const R: usize, const NV: usize>(t: &Tile, acc: [[__m256; NV]; R]) {
         unsafe {
             let rem = (t.cols - (NV - 1) * 8) as i32;
             let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
             let all = _mm256_set1_epi32(-1);
             let zero = _mm256_setzero_ps();
             for (r, row) in acc.iter().enumerate() {
-                let c = t.c.add((row0 + r) * t.ldc);
-                let bias = if t.bias.is_null() { zero } else { _mm256_set1_ps(*t.bias.add(row0 + r)) };
+                let c = t.c.add(r * t.ldc);
+                let bias = if t.bias.is_null() { zero } else { _mm256_set1_ps(*t.bias.add(r)) };
                 for (v, &x) in row.iter().enumerate() {
                     // Masked moves are slow on some CPUs (AMD): only the ragged last vector uses them.
                     let full = v + 1 < NV || rem == 8;
@@ -258,10 +256,10 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn k256<const R: usize, const NV: usize>(t: &Tile, row0: usize) {
+    unsafe fn k256<const R: usize, const NV: usize>(t: &Tile) {
         let mut acc = [[_mm256_setzero_ps(); NV]; R];
         unsafe {
-            let (mut a, mut b) = (t.a.add(row0), t.b);
+            let (mut a, mut b) = (t.a, t.b);
             for _ in 0..t.k {
                 let mut bv = [_mm256_setzero_ps(); NV];
                 for (v, x) in bv.iter_mut().enumerate() {
@@ -276,7 +274,7 @@ mod x86 {
                 a = a.add(MR);
                 b = b.add(t.ldb);
             }
-            store256(t, row0, acc);
+            store256(t, acc);
         }
     }
 }
