@@ -145,7 +145,7 @@ pub enum Command {
     },
     /// Run a model on .npy inputs; write .npy outputs and print each output's shape and top classes.
     #[command(
-        after_help = "Examples:\n  resin run tests/models/resnet20.onnx --input tests/models/resnet20_input.npy --output out.npy\n  resin run model.onnx --input input=x.npy --output output=y.npy --threads 2"
+        after_help = "Examples:\n  resin run tests/models/resnet20.onnx --input tests/models/resnet20_input.npy --output out.npy\n  resin run model.onnx --input input=x.npy --output output=y.npy --threads 2\n  resin run model.resin --input x.npy --profile 20 --steps 10   # time by step kind and the 10 slowest steps"
     )]
     Run {
         /// An ONNX model (compiled on the fly) or a compiled .resin file.
@@ -165,6 +165,9 @@ pub enum Command {
         /// Run N times and print the median time and where it goes, by step kind.
         #[arg(long, value_name = "N")]
         profile: Option<usize>,
+        /// With --profile: also list the K slowest steps (name, kind, output shape, MACs, ms, GFLOP/s).
+        #[arg(long, value_name = "K", requires = "profile")]
+        steps: Option<usize>,
         /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, merge_dense_skips,
         /// identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as F(2×2,3×3)).
         #[arg(long, value_name = "PASS")]
@@ -274,8 +277,8 @@ fn run(cli: Cli) -> Result<()> {
                 crate::zoo::ZooOptions { batch, depth, width, input, classes, seed, random_batchnorm: random_bn };
             zoo_cmd(name.as_deref(), output.as_deref(), &opts, list)
         }
-        Command::Run { model, inputs, outputs, threads, top, profile, disable } => {
-            run_model(&model, &inputs, &outputs, threads, top, profile, &disable)
+        Command::Run { model, inputs, outputs, threads, top, profile, steps, disable } => {
+            run_model(&model, &inputs, &outputs, threads, top, profile.map(|n| (n, steps.unwrap_or(0))), &disable)
         }
         Command::Bench { model, batch, threads, runs, warmup, no_peak, json } => {
             anyhow::ensure!(batch >= 1, "--batch must be at least 1");
@@ -327,8 +330,15 @@ fn info(path: &Path, print_graph: bool) -> Result<()> {
     Ok(())
 }
 
-/// Runs `n` more times with profiling on; prints the median run time and the time by step kind.
-fn print_profile(model: &Model, session: &mut resin_runtime::Session, inputs: &[&Tensor], n: usize) -> Result<()> {
+/// Runs `n` more times with profiling on; prints the median run time, the time by step kind and the
+/// `top` slowest steps.
+fn print_profile(
+    model: &Model,
+    session: &mut resin_runtime::Session,
+    inputs: &[&Tensor],
+    n: usize,
+    top: usize,
+) -> Result<()> {
     session.enable_profiling();
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
@@ -350,6 +360,28 @@ fn print_profile(model: &Model, session: &mut resin_runtime::Session, inputs: &[
     println!("profile: median {:.2} ms over {n} runs (min {:.2}, max {:.2})", times[n / 2], times[0], times[n - 1]);
     for (kind, (t, count)) in rows {
         println!("  {kind:<18} {count:4} steps {:8.2} ms/run {:5.1}%", t * 1e3 / n as f64, 100.0 * t / total);
+    }
+    if top > 0 {
+        let plan = model.plan();
+        let batch = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(1);
+        let mut order: Vec<usize> = (0..plan.steps.len()).collect();
+        order.sort_by(|&a, &b| prof[b].cmp(&prof[a]));
+        println!("slowest steps (mean per run):");
+        for &i in order.iter().take(top) {
+            let s = &plan.steps[i];
+            let ms = prof[i].as_secs_f64() * 1e3 / n as f64;
+            let macs = plan.step_macs(i, batch);
+            let shape: Vec<usize> = plan.buffers[s.output].shape.iter().map(|d| d.resolve(batch)).collect();
+            let rate = if macs > 0 { format!("{:6.1} GFLOP/s", 2.0 * macs as f64 / ms / 1e6) } else { String::new() };
+            println!(
+                "  {:>3} {:<28} {:<22} {:<18} {:>11} {ms:8.3} ms {rate}",
+                i,
+                s.name.chars().take(28).collect::<String>(),
+                crate::compile::step_label(&s.op),
+                format!("{shape:?}"),
+                crate::viz::human_macs(macs)
+            );
+        }
     }
     Ok(())
 }
@@ -487,7 +519,7 @@ fn run_model(
     outputs: &[String],
     threads: Option<usize>,
     top: usize,
-    profile: Option<usize>,
+    profile: Option<(usize, usize)>,
     disable: &[String],
 ) -> Result<()> {
     let t0 = Instant::now();
@@ -529,8 +561,8 @@ fn run_model(
             println!("  wrote {p}");
         }
     }
-    if let Some(n) = profile {
-        print_profile(&model, &mut session, &refs, n.max(1))?;
+    if let Some((n, top)) = profile {
+        print_profile(&model, &mut session, &refs, n.max(1), top)?;
     }
     println!(
         "load+compile {:.1} ms, run {:.1} ms ({} threads)",

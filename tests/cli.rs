@@ -103,6 +103,18 @@ fn run_writes_outputs_by_order_and_by_name() {
     let o = resin(&["run", &model("resnet20.onnx"), "--input", &arg_in, "--output", &arg_out]);
     assert!(o.status.success(), "{}", stderr(&o));
     common::assert_close("resnet20 by name", &common::read_npy(&named), &reference);
+
+    // The profile: time by step kind, then the slowest steps with their MACs and rate.
+    let o = resin(&["run", &model("resnet20.onnx"), "--input", &arg_in, "--profile", "3", "--steps", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("profile: median") && text.contains("conv+add+relu"), "{text}");
+    let slowest: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("slowest steps")).skip(1).take(4).collect();
+    assert_eq!(slowest.len(), 4, "{text}");
+    assert!(slowest.iter().all(|l| l.contains(" ms")), "{text}");
+    assert!(slowest.iter().any(|l| l.contains("MACs") && l.contains("GFLOP/s")), "{text}");
+    // --steps means nothing without --profile.
+    assert!(!resin(&["run", &model("resnet20.onnx"), "--input", &arg_in, "--steps", "4"]).status.success());
 }
 
 /// `resin run MODEL` on ResNet-20's sample input (output written in `dir`) gives ONNX Runtime's answer.

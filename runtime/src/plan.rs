@@ -239,23 +239,24 @@ impl Plan {
     /// Multiply-accumulates one run at `batch` performs in its convolutions and matrix products (the
     /// figure GFLOP/s = 2 · MACs / time is reported against).
     pub fn macs(&self, batch: usize) -> u64 {
+        (0..self.steps.len()).map(|i| self.step_macs(i, batch)).sum()
+    }
+
+    /// The multiply-accumulates of step `i` alone at `batch` (0 for steps that are not products).
+    pub fn step_macs(&self, i: usize, batch: usize) -> u64 {
         let shape = |b: usize| resolve(&self.buffers[b].shape, batch);
-        self.steps
-            .iter()
-            .map(|s| {
-                let out = shape(s.output);
-                let vol = |v: &[usize]| v.iter().product::<usize>() as u64;
-                match &s.op {
-                    StepOp::Conv(c) => vol(&out) * c.geom.k() as u64,
-                    StepOp::Gemm(g) => vol(&out) * g.k as u64,
-                    StepOp::MatMul => {
-                        let a = shape(s.inputs[0]);
-                        vol(&out) * a.last().copied().unwrap_or(1) as u64
-                    }
-                    _ => 0,
-                }
-            })
-            .sum()
+        let s = &self.steps[i];
+        let out = shape(s.output);
+        let vol = |v: &[usize]| v.iter().product::<usize>() as u64;
+        match &s.op {
+            StepOp::Conv(c) => vol(&out) * c.geom.k() as u64,
+            StepOp::Gemm(g) => vol(&out) * g.k as u64,
+            StepOp::MatMul => {
+                let a = shape(s.inputs[0]);
+                vol(&out) * a.last().copied().unwrap_or(1) as u64
+            }
+            _ => 0,
+        }
     }
 
     /// Checks every index, range and shape, as [`crate::Model::new`] does (the compiler calls this before
