@@ -126,11 +126,17 @@ impl BSource for ConvB<'_> {
             }
         };
         if p.is_pointwise() {
-            // Row k of B is channel k's plane: each tile row is one contiguous copy.
+            // Row k of B is channel k's plane: each tile row is one contiguous copy, straight into the
+            // micro-panels unless a prologue has to transform it on the way.
             for i in 0..kc {
                 let ch = k0 + i;
+                let src = &self.x[ch * hw + n0..ch * hw + n0 + nc];
+                if self.pre.is_none() {
+                    put_row(dst, kc, nr, i, src);
+                    continue;
+                }
                 let row = &mut buf[..nc];
-                row.copy_from_slice(&self.x[ch * hw + n0..ch * hw + n0 + nc]);
+                row.copy_from_slice(src);
                 pre(ch, row);
                 put_row(dst, kc, nr, i, row);
             }
@@ -176,7 +182,8 @@ impl BSource for ConvB<'_> {
                 if s1 == 1 {
                     dst.copy_from_slice(&src[first..first + dst.len()]);
                 } else {
-                    dst.iter_mut().enumerate().for_each(|(j, o)| *o = src[first + j * s1]);
+                    // Every s1-th input column (chunks keep the loop free of bounds checks).
+                    dst.iter_mut().zip(src[first..].chunks(s1)).for_each(|(o, c)| *o = c[0]);
                 }
                 pre(ch, dst);
             }
