@@ -1,7 +1,8 @@
 //! Per-layer convolution speed on ResNet-50's shapes at batch 1: GFLOP/s of `conv2d` for 1 and 2
 //! threads (fastest of 15 runs, robust on a shared machine), with the FMA peak for scale, and the
 //! Winograd F(2×2, 3×3) time of each 3x3 layer next to its GEMM time. `cargo run --release -p resin-runtime --example conv_bench`
-//! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel).
+//! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel; `RESIN_CONV=gather` makes stride-1 convolutions
+//! gather GEMM tiles instead of reading their padded input in place).
 
 use resin_runtime::kernels::conv::{conv2d, Conv2d};
 use resin_runtime::kernels::gemm::{fma_peak_gflops, Isa};
@@ -23,6 +24,14 @@ fn main() {
         (512, 512, 3, 1, 7),
         (512, 2048, 1, 1, 7),
         (2048, 512, 1, 1, 7),
+        // CIFAR ResNet-20's stages and DenseNet-121's 32-channel growth convolutions.
+        (16, 16, 3, 1, 32),
+        (32, 32, 3, 1, 16),
+        (64, 64, 3, 1, 8),
+        (128, 32, 3, 1, 56),
+        (128, 32, 3, 1, 28),
+        (128, 32, 3, 1, 14),
+        (128, 32, 3, 1, 7),
     ];
     let isa = Isa::detect();
     println!("{} kernels, FMA peak {:.0} GFLOP/s per core", isa.name(), fma_peak_gflops(isa, 300));
@@ -47,7 +56,7 @@ fn main() {
                 }
                 best
             };
-            let mut scratch = vec![0.0; Conv2d::scratch_len(threads)];
+            let mut scratch = vec![0.0; p.scratch_len(oh, oh, threads)];
             let gemm = time(&mut || {
                 pool.install(|| {
                     conv2d(

@@ -216,7 +216,7 @@ fn gemm(
 pub fn step_scratch(op: &StepOp, out_shape: &[usize], threads: usize) -> usize {
     match op {
         StepOp::Conv(c) if c.winograd => winograd::scratch_len(&c.geom, out_shape[2], out_shape[3], threads),
-        StepOp::Conv(_) => conv::Conv2d::scratch_len(threads),
+        StepOp::Conv(c) => c.geom.scratch_len(out_shape[2], out_shape[3], threads),
         StepOp::Gemm(g) => gemm::packed_len(out_shape[0], g.k) + gemm::scratch_len(gemm::Isa::detect(), threads),
         _ => 0,
     }

@@ -343,7 +343,7 @@ mod tests {
             let skip: Vec<f32> = (0..n * cout * oh * ow).map(|i| (i % 7) as f32 - 3.0).collect();
             let (xs, ys) = (cin * h * w, cout * oh * ow);
             let mut want = skip.clone();
-            let mut s1 = vec![0.0; Conv2d::scratch_len(2)];
+            let mut s1 = vec![0.0; p.scratch_len(oh, ow, 2)];
             let packed = p.pack_weights(&wt);
             conv2d(
                 &x,

@@ -364,6 +364,7 @@ unsafe fn run_part(
                         a: a[(p * k + k0) * MR..].as_ptr(),
                         b: bp,
                         ldb,
+                        b_offs: std::ptr::null(),
                         c: unsafe { c.0.add(m0 * ldc + n0) },
                         ldc,
                         rows,
@@ -387,6 +388,110 @@ unsafe fn run_part(
             k0 += kc;
         }
     }
+}
+
+/// B as shifted views of one array, read in place (a stride-1 convolution over its zero-padded input):
+/// B(p, j) = `data[offs[p] + (j / width)·stride + j % width]` for p < k = `offs.len()` and
+/// j < `rows · width`. Column j is output pixel (j / width, j % width); row p is the input pixel under
+/// kernel tap p, `offs[p]` from the output pixel's own position in the padded input.
+#[derive(Clone, Copy, Debug)]
+pub struct ShiftedB<'a> {
+    pub data: &'a [f32],
+    pub offs: &'a [u32],
+    /// Columns per grid row (the output width).
+    pub width: usize,
+    /// Grid rows (the output height).
+    pub rows: usize,
+    /// Distance in `data` between grid rows (the padded input width).
+    pub stride: usize,
+}
+
+/// `C[m × rows·width]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B read in
+/// place through [`ShiftedB`]: no packing, no scratch. Micro-tiles run along grid rows (a tile never
+/// spans two), each over every A panel; threads split the tiles. Each element sums its k blocks in the
+/// same order whatever the thread count.
+///
+/// Panics if an operand is too small: `data` must hold every row's reads, whole 16-float vectors
+/// included (`max(offs) + (rows - 1)·stride + width` rounded up to 16).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_shifted(
+    isa: Isa,
+    m: usize,
+    a: &[f32],
+    b: &ShiftedB,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+    threads: usize,
+) {
+    let (k, n) = (b.offs.len(), b.rows * b.width);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(k > 0, "gemm_shifted: k is 0");
+    assert!(isa.available(), "gemm: {} is not available on this CPU", isa.name());
+    assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "gemm_shifted: C is too small");
+    assert!(a.len() >= packed_len(m, k), "gemm_shifted: packed A is too small");
+    assert!(b.stride >= b.width, "gemm_shifted: grid rows overlap");
+    let max_off = *b.offs.iter().max().expect("k > 0") as usize;
+    assert!(
+        max_off + (b.rows - 1) * b.stride + b.width.next_multiple_of(16) <= b.data.len(),
+        "gemm_shifted: B is too small"
+    );
+    if let Some(bias) = epi.bias {
+        assert!(bias.len() >= m, "gemm_shifted: bias is too short");
+    }
+    let nr = isa.nr();
+    let per_row = b.width.div_ceil(nr);
+    let units = b.rows * per_row;
+    let parts = if m * n * k >= 1 << 16 { threads.max(1).min(units) } else { 1 };
+    let relu = epi.act == Some(UnaryOp::Relu);
+    let other_act = epi.act.filter(|_| !relu);
+    let panels = m.div_ceil(MR);
+    let shared = crate::parallel::SendPtr(c.as_mut_ptr());
+    crate::parallel::run(parts, &|part| {
+        for u in part * units / parts..(part + 1) * units / parts {
+            let (oy, t) = (u / per_row, u % per_row);
+            let (ox, cols) = (t * nr, nr.min(b.width - t * nr));
+            let (bp, n0) = (b.data[oy * b.stride + ox..].as_ptr(), oy * b.width + ox);
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = KC.min(k - k0);
+                let last = k0 + kc == k;
+                for p in 0..panels {
+                    let (m0, rows) = (p * MR, MR.min(m - p * MR));
+                    let tile = Tile {
+                        k: kc,
+                        a: a[(p * k + k0) * MR..].as_ptr(),
+                        b: bp,
+                        ldb: 0,
+                        b_offs: b.offs[k0..].as_ptr(),
+                        // SAFETY (this and the kernel call): bounds asserted above; parts own disjoint
+                        // tiles of C.
+                        c: unsafe { shared.get().add(m0 * ldc + n0) },
+                        ldc,
+                        rows,
+                        cols,
+                        accumulate: epi.accumulate || k0 > 0,
+                        bias: match epi.bias {
+                            Some(bias) if last => bias[m0..].as_ptr(),
+                            _ => std::ptr::null(),
+                        },
+                        relu: relu && last,
+                    };
+                    unsafe { tile::run(isa, &tile) };
+                    if let (Some(act), true) = (other_act, last) {
+                        for r in 0..rows {
+                            let row =
+                                unsafe { std::slice::from_raw_parts_mut(shared.get().add((m0 + r) * ldc + n0), cols) };
+                            unary_inplace(act, row);
+                        }
+                    }
+                }
+                k0 += kc;
+            }
+        }
+    });
 }
 
 /// [`gemm_packed`] with B a matrix view (read in place unless transposed).
@@ -576,6 +681,72 @@ mod tests {
                             );
                         }
                         if act == Some(UnaryOp::Relu) {
+                            match &first {
+                                None => first = Some(c.clone()),
+                                Some(f) => assert_eq!(f, &c, "{isa:?}: thread count changed the bits"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `gemm_shifted` against a naive product over the same shifted views: grids narrower and wider than
+    /// a tile, k across several blocks, ragged panels, every epilogue, 1-3 threads with the same bits.
+    #[test]
+    fn shifted_b_matches_naive_on_every_isa() {
+        for isa in Isa::all_available() {
+            for &(m, k, rows, width, stride) in &[
+                (5usize, 9usize, 3usize, 7usize, 9usize),
+                (16, 27, 4, 16, 18),
+                (13, 300, 2, 37, 40),
+                (6, 600, 5, 8, 10),
+                (20, 4, 1, 50, 50),
+            ] {
+                // Row p of B starts at offs[p]: taps spread over `data` like a 3-wide kernel over planes.
+                let offs: Vec<u32> = (0..k).map(|p| ((p / 3) * (rows + 2) * stride + p % 3) as u32).collect();
+                let len = *offs.iter().max().unwrap() as usize + (rows - 1) * stride + width.next_multiple_of(16);
+                let data: Vec<f32> = (0..len).map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0).collect();
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 5 % 17) as f32 - 8.0) / 9.0).collect();
+                let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.25 - 1.0).collect();
+                let n = rows * width;
+                let mut packed = vec![0.0; packed_len(m, k)];
+                pack_a(m, k, MatRef::new(&a, k), 1.0, &mut packed);
+                let b = ShiftedB { data: &data, offs: &offs, width, rows, stride };
+                let ldc = n + 2;
+                let old: Vec<f32> = (0..m * ldc).map(|i| (i % 3) as f32).collect();
+                let mut first: Option<Vec<f32>> = None;
+                for threads in 1..=3 {
+                    let pool = crate::parallel::ThreadPool::new(threads).unwrap();
+                    for act in [Some(UnaryOp::Relu), Some(UnaryOp::Sigmoid), None] {
+                        let mut c = old.clone();
+                        let epi = Epilogue { accumulate: true, bias: Some(&bias), act };
+                        pool.install(|| gemm_shifted(isa, m, &packed, &b, &mut c, ldc, &epi, threads));
+                        for i in 0..m {
+                            for j in 0..n {
+                                let col = (j / width) * stride + j % width;
+                                let dot: f64 =
+                                    (0..k).map(|p| a[i * k + p] as f64 * data[offs[p] as usize + col] as f64).sum();
+                                let mut e = dot as f32 + old[i * ldc + j] + bias[i];
+                                e = match act {
+                                    Some(UnaryOp::Relu) => e.max(0.0),
+                                    Some(UnaryOp::Sigmoid) => 1.0 / (1.0 + (-e).exp()),
+                                    _ => e,
+                                };
+                                let x = c[i * ldc + j];
+                                assert!(
+                                    (x - e).abs() <= 1e-3 + 1e-4 * e.abs(),
+                                    "{isa:?} {m}x{k} {rows}x{width}: {x} vs {e}"
+                                );
+                            }
+                            assert_eq!(
+                                &c[i * ldc + n..(i + 1) * ldc],
+                                &old[i * ldc + n..(i + 1) * ldc],
+                                "padding written"
+                            );
+                        }
+                        if act.is_none() {
                             match &first {
                                 None => first = Some(c.clone()),
                                 Some(f) => assert_eq!(f, &c, "{isa:?}: thread count changed the bits"),

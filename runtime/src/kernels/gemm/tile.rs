@@ -3,7 +3,8 @@
 //!
 //! Math: C[r, j] = (C[r, j] if accumulate) + Σ_p A[p][r] · B[p][j] (+ bias[r]), then max(·, 0) when
 //! `relu`, for r < rows and j < cols. A is an `MR`-row panel (k-major: `MR` floats per p); row p of B
-//! starts at `b + p·ldb`. Accumulators live in registers for the whole k loop. Rows of B are read whole
+//! starts at `b + p·ldb`, or at `b + b_offs[p]` when the tile carries row offsets (a convolution's
+//! shifted views of its padded input, read in place: see `gemm_shifted`). Accumulators live in registers for the whole k loop. Rows of B are read whole
 //! vectors at a time (up to `cols` rounded up to the vector width — the caller guarantees that memory,
 //! whose extra lanes compute values nobody stores); C is stored under a mask, so a ragged edge of C is
 //! never written past `cols`. No mask is live in the loop.
@@ -20,6 +21,8 @@ pub(super) struct Tile {
     pub a: *const f32,
     pub b: *const f32,
     pub ldb: usize,
+    /// Null, or `k` offsets: row p of B starts at `b + b_offs[p]` (then `ldb` is unused).
+    pub b_offs: *const u32,
     pub c: *mut f32,
     pub ldc: usize,
     /// 1..=MR
@@ -36,8 +39,9 @@ pub(super) struct Tile {
 ///
 /// # Safety
 /// `isa` must be available on this CPU; `t.a` must hold `t.k · MR` floats, every row p < k of B must
-/// hold `t.cols` rounded up to `isa`'s vector width (8 or 16) readable floats at `t.b + p·t.ldb`, C must hold `t.cols` floats at `t.c + r·t.ldc` for r < rows,
-/// and `t.bias` (if not null) `t.rows` floats.
+/// hold `t.cols` rounded up to `isa`'s vector width (8 or 16) readable floats where it starts (see
+/// [`Tile::b_offs`]; `b_offs`, if not null, holds `t.k` offsets), C must hold `t.cols` floats at
+/// `t.c + r·t.ldc` for r < rows, and `t.bias` (if not null) `t.rows` floats.
 pub(super) unsafe fn run(isa: Isa, t: &Tile) {
     debug_assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= isa.nr());
     match isa {
@@ -51,6 +55,36 @@ pub(super) unsafe fn run(isa: Isa, t: &Tile) {
     }
 }
 
+/// Where row `p` of the tile's B starts.
+///
+/// # Safety
+/// `p < t.k`, and `t.b_offs` (if not null) holds `t.k` offsets.
+#[inline(always)]
+unsafe fn b_row(t: &Tile, p: usize) -> *const f32 {
+    unsafe {
+        if t.b_offs.is_null() {
+            t.b.add(p * t.ldb)
+        } else {
+            t.b.add(*t.b_offs.add(p) as usize)
+        }
+    }
+}
+
+/// [`b_row`] with the layout known at compile time (the kernels' loops are instantiated for both).
+///
+/// # Safety
+/// As [`b_row`]; with `OFFS`, `t.b_offs` is not null.
+#[inline(always)]
+unsafe fn b_row_of<const OFFS: bool>(t: &Tile, p: usize) -> *const f32 {
+    unsafe {
+        if OFFS {
+            t.b.add(*t.b_offs.add(p) as usize)
+        } else {
+            t.b.add(p * t.ldb)
+        }
+    }
+}
+
 /// The portable reference: the same contract in plain Rust (16 columns).
 fn scalar(t: &Tile) {
     const NR: usize = 16;
@@ -58,7 +92,7 @@ fn scalar(t: &Tile) {
     for p in 0..t.k {
         // SAFETY: bounds are the caller's contract (see `run`).
         let (a, b) = unsafe {
-            (std::slice::from_raw_parts(t.a.add(p * MR), MR), std::slice::from_raw_parts(t.b.add(p * t.ldb), t.cols))
+            (std::slice::from_raw_parts(t.a.add(p * MR), MR), std::slice::from_raw_parts(b_row(t, p), t.cols))
         };
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             let av = a[r];
@@ -84,18 +118,26 @@ fn scalar(t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Tile, MR};
+    use super::{b_row_of, Tile, MR};
     use std::arch::x86_64::*;
 
     /// Dispatches on (rows, vectors per row) to a kernel whose loops are fully unrolled.
     pub(super) unsafe fn avx512(t: &Tile) {
+        if t.b_offs.is_null() {
+            unsafe { avx512_of::<false>(t) }
+        } else {
+            unsafe { avx512_of::<true>(t) }
+        }
+    }
+
+    unsafe fn avx512_of<const OFFS: bool>(t: &Tile) {
         let nv = t.cols.div_ceil(16);
         macro_rules! by_nv {
             ($r:literal) => {
                 match nv {
-                    1 => k512::<$r, 1>(t),
-                    2 => k512::<$r, 2>(t),
-                    _ => k512::<$r, 3>(t),
+                    1 => k512::<$r, 1, OFFS>(t),
+                    2 => k512::<$r, 2, OFFS>(t),
+                    _ => k512::<$r, 3, OFFS>(t),
                 }
             };
         }
@@ -113,13 +155,14 @@ mod x86 {
 
     /// R rows × NV vectors of 16: up to 18 accumulators, NV loads of B and R broadcasts of A per step.
     #[target_feature(enable = "avx512f")]
-    unsafe fn k512<const R: usize, const NV: usize>(t: &Tile) {
+    unsafe fn k512<const R: usize, const NV: usize, const OFFS: bool>(t: &Tile) {
         let rem = t.cols - (NV - 1) * 16;
         let mask: __mmask16 = if rem >= 16 { 0xffff } else { (1u16 << rem) - 1 };
         let mut acc = [[_mm512_setzero_ps(); NV]; R];
-        let (mut a, mut b) = (t.a, t.b);
+        let mut a = t.a;
         unsafe {
-            for _ in 0..t.k {
+            for p in 0..t.k {
+                let b = b_row_of::<OFFS>(t, p);
                 let mut bv = [_mm512_setzero_ps(); NV];
                 for (v, x) in bv.iter_mut().enumerate() {
                     *x = _mm512_loadu_ps(b.add(16 * v));
@@ -131,7 +174,6 @@ mod x86 {
                     }
                 }
                 a = a.add(MR);
-                b = b.add(t.ldb);
             }
             let zero = _mm512_setzero_ps();
             for (r, row) in acc.iter().enumerate() {
@@ -156,18 +198,26 @@ mod x86 {
 
     /// AVX2 has 16 registers: a full 6 × 16 tile is 12 accumulators, 2 vectors of B and a broadcast of A.
     pub(super) unsafe fn avx2(t: &Tile) {
+        if t.b_offs.is_null() {
+            unsafe { avx2_of::<false>(t) }
+        } else {
+            unsafe { avx2_of::<true>(t) }
+        }
+    }
+
+    unsafe fn avx2_of<const OFFS: bool>(t: &Tile) {
         let nv = t.cols.div_ceil(8);
         macro_rules! by_nv {
             ($r:literal) => {
                 match nv {
-                    1 => k256::<$r, 1>(t),
-                    _ => k256::<$r, 2>(t),
+                    1 => k256::<$r, 1, OFFS>(t),
+                    _ => k256::<$r, 2, OFFS>(t),
                 }
             };
         }
         unsafe {
             if t.rows == MR && nv == 2 {
-                return k256_6x2(t);
+                return k256_6x2::<OFFS>(t);
             }
             match t.rows {
                 1 => by_nv!(1),
@@ -185,15 +235,16 @@ mod x86 {
     /// B for 12 FMAs. 15 of the 16 registers are live; one more (a 4 × 24 tile needs 17) spills an
     /// accumulator, whose store-to-load round trip then limits every iteration.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn k256_6x2(t: &Tile) {
+    unsafe fn k256_6x2<const OFFS: bool>(t: &Tile) {
         let z = _mm256_setzero_ps();
         let (mut c00, mut c01, mut c10, mut c11) = (z, z, z, z);
         let (mut c20, mut c21, mut c30, mut c31) = (z, z, z, z);
         let (mut c40, mut c41, mut c50, mut c51) = (z, z, z, z);
         unsafe {
             prefetch_c(t);
-            let (mut a, mut b) = (t.a, t.b);
-            for _ in 0..t.k {
+            let mut a = t.a;
+            for p in 0..t.k {
+                let b = b_row_of::<OFFS>(t, p);
                 let b0 = _mm256_loadu_ps(b);
                 let b1 = _mm256_loadu_ps(b.add(8));
                 let x = _mm256_broadcast_ss(&*a);
@@ -215,7 +266,6 @@ mod x86 {
                 c50 = _mm256_fmadd_ps(x, b0, c50);
                 c51 = _mm256_fmadd_ps(x, b1, c51);
                 a = a.add(MR);
-                b = b.add(t.ldb);
             }
             store256(t, [[c00, c01], [c10, c11], [c20, c21], [c30, c31], [c40, c41], [c50, c51]]);
         }
@@ -271,12 +321,13 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn k256<const R: usize, const NV: usize>(t: &Tile) {
+    unsafe fn k256<const R: usize, const NV: usize, const OFFS: bool>(t: &Tile) {
         let mut acc = [[_mm256_setzero_ps(); NV]; R];
         unsafe {
             prefetch_c(t);
-            let (mut a, mut b) = (t.a, t.b);
-            for _ in 0..t.k {
+            let mut a = t.a;
+            for p in 0..t.k {
+                let b = b_row_of::<OFFS>(t, p);
                 let mut bv = [_mm256_setzero_ps(); NV];
                 for (v, x) in bv.iter_mut().enumerate() {
                     *x = _mm256_loadu_ps(b.add(8 * v));
@@ -288,7 +339,6 @@ mod x86 {
                     }
                 }
                 a = a.add(MR);
-                b = b.add(t.ldb);
             }
             store256(t, acc);
         }
