@@ -365,6 +365,7 @@ unsafe fn run_part(
                         b: bp,
                         ldb,
                         b_offs: std::ptr::null(),
+                        b_hi: 8,
                         c: unsafe { c.0.add(m0 * ldc + n0) },
                         ldc,
                         rows,
@@ -442,8 +443,12 @@ pub fn gemm_shifted(
         assert!(bias.len() >= m, "gemm_shifted: bias is too short");
     }
     let nr = isa.nr();
-    let per_row = b.width.div_ceil(nr);
-    let units = b.rows * per_row;
+    // An 8-wide grid (a CIFAR ResNet's last stage) would fill half of each 16-column AVX2 tile; instead
+    // one tile takes two grid rows, its second vector of B read one grid row further (`b_hi`) and its C
+    // contiguous (rows of C are 8 apart).
+    let pair = b.width == 8 && nr == 16;
+    let per_row = if pair { 1 } else { b.width.div_ceil(nr) };
+    let units = if pair { b.rows.div_ceil(2) } else { b.rows * per_row };
     let parts = if m * n * k >= 1 << 16 { threads.max(1).min(units) } else { 1 };
     let relu = epi.act == Some(UnaryOp::Relu);
     let other_act = epi.act.filter(|_| !relu);
@@ -451,9 +456,13 @@ pub fn gemm_shifted(
     let shared = crate::parallel::SendPtr(c.as_mut_ptr());
     crate::parallel::run(parts, &|part| {
         for u in part * units / parts..(part + 1) * units / parts {
-            let (oy, t) = (u / per_row, u % per_row);
-            let (ox, cols) = (t * nr, nr.min(b.width - t * nr));
+            let (oy, t) = if pair { (2 * u, 0) } else { (u / per_row, u % per_row) };
+            let (ox, cols) = match pair {
+                true => (0, if oy + 1 < b.rows { 16 } else { 8 }),
+                false => (t * nr, nr.min(b.width - t * nr)),
+            };
             let (bp, n0) = (b.data[oy * b.stride + ox..].as_ptr(), oy * b.width + ox);
+            let b_hi = if pair { b.stride } else { 8 };
             let mut k0 = 0;
             while k0 < k {
                 let kc = KC.min(k - k0);
@@ -466,6 +475,7 @@ pub fn gemm_shifted(
                         b: bp,
                         ldb: 0,
                         b_offs: b.offs[k0..].as_ptr(),
+                        b_hi,
                         // SAFETY (this and the kernel call): bounds asserted above; parts own disjoint
                         // tiles of C.
                         c: unsafe { shared.get().add(m0 * ldc + n0) },

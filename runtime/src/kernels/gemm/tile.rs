@@ -23,6 +23,10 @@ pub(super) struct Tile {
     pub ldb: usize,
     /// Null, or `k` offsets: row p of B starts at `b + b_offs[p]` (then `ldb` is unused).
     pub b_offs: *const u32,
+    /// Where a row of B continues after its first 8 columns, from the row's start: 8 (contiguous), or
+    /// further when a tile covers two rows of an 8-wide grid (`gemm_shifted`). Not 8 only on AVX2 and
+    /// scalar kernels (AVX-512 loads 16 columns at once).
+    pub b_hi: usize,
     pub c: *mut f32,
     pub ldc: usize,
     /// 1..=MR
@@ -91,12 +95,17 @@ fn scalar(t: &Tile) {
     let mut acc = [[0f32; NR]; MR];
     for p in 0..t.k {
         // SAFETY: bounds are the caller's contract (see `run`).
-        let (a, b) = unsafe {
-            (std::slice::from_raw_parts(t.a.add(p * MR), MR), std::slice::from_raw_parts(b_row(t, p), t.cols))
+        let (a, lo, hi) = unsafe {
+            let row = b_row(t, p);
+            (
+                std::slice::from_raw_parts(t.a.add(p * MR), MR),
+                std::slice::from_raw_parts(row, t.cols.min(8)),
+                std::slice::from_raw_parts(row.add(t.b_hi), t.cols.saturating_sub(8)),
+            )
         };
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
             let av = a[r];
-            for (o, &bv) in row.iter_mut().zip(b) {
+            for (o, &bv) in row.iter_mut().zip(lo.iter().chain(hi)) {
                 *o += av * bv;
             }
         }
@@ -131,6 +140,7 @@ mod x86 {
     }
 
     unsafe fn avx512_of<const OFFS: bool>(t: &Tile) {
+        debug_assert_eq!(t.b_hi, 8, "AVX-512 tiles read rows of B contiguously");
         let nv = t.cols.div_ceil(16);
         macro_rules! by_nv {
             ($r:literal) => {
@@ -246,7 +256,7 @@ mod x86 {
             for p in 0..t.k {
                 let b = b_row_of::<OFFS>(t, p);
                 let b0 = _mm256_loadu_ps(b);
-                let b1 = _mm256_loadu_ps(b.add(8));
+                let b1 = _mm256_loadu_ps(b.add(t.b_hi));
                 let x = _mm256_broadcast_ss(&*a);
                 c00 = _mm256_fmadd_ps(x, b0, c00);
                 c01 = _mm256_fmadd_ps(x, b1, c01);
@@ -330,7 +340,7 @@ mod x86 {
                 let b = b_row_of::<OFFS>(t, p);
                 let mut bv = [_mm256_setzero_ps(); NV];
                 for (v, x) in bv.iter_mut().enumerate() {
-                    *x = _mm256_loadu_ps(b.add(8 * v));
+                    *x = _mm256_loadu_ps(b.add(if v == 0 { 0 } else { t.b_hi }));
                 }
                 for (r, row) in acc.iter_mut().enumerate() {
                     let av = _mm256_broadcast_ss(&*a.add(r));
