@@ -222,6 +222,18 @@ impl BSource for ConvB<'_> {
                 let dst = &mut out[lo..hi];
                 if s1 == 1 {
                     dst.copy_from_slice(&src[first..first + dst.len()]);
+                } else if s1 == 2 {
+                    // Even columns: fixed-size pairs, which the compiler turns into loads and shuffles.
+                    let len = dst.len();
+                    let src = &src[first..];
+                    let mut pairs = src.chunks_exact(2);
+                    for (o, c) in dst.iter_mut().zip(&mut pairs) {
+                        *o = c[0];
+                    }
+                    if src.len() < 2 * len {
+                        // An odd-length source: the last output is its last element.
+                        dst[len - 1] = src[2 * (len - 1)];
+                    }
                 } else {
                     // Every s1-th input column (chunks keep the loop free of bounds checks).
                     dst.iter_mut().zip(src[first..].chunks(s1)).for_each(|(o, c)| *o = c[0]);

@@ -330,25 +330,52 @@ mod x86 {
         }
     }
 
+    /// The edge tiles: up to 6 rows × 1-2 vectors. A tile of at most 4 accumulators (a 2-row last
+    /// panel: 32 output channels are 5 panels of 6 and one of 2) would wait on the FMA latency at every
+    /// step, so it keeps a second set for odd k and adds the two at the end.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn k256<const R: usize, const NV: usize, const OFFS: bool>(t: &Tile) {
-        let mut acc = [[_mm256_setzero_ps(); NV]; R];
+        let zero = _mm256_setzero_ps();
+        let mut acc = [[zero; NV]; R];
+        let mut odd = [[zero; NV]; R];
+        let split = R * NV <= 4;
         unsafe {
             prefetch_c(t);
-            let mut a = t.a;
-            for p in 0..t.k {
-                let b = b_row_of::<OFFS>(t, p);
-                let mut bv = [_mm256_setzero_ps(); NV];
-                for (v, x) in bv.iter_mut().enumerate() {
-                    *x = _mm256_loadu_ps(b.add(if v == 0 { 0 } else { t.b_hi }));
+            // A macro, not a closure: the body must be compiled with this function's target features.
+            macro_rules! step {
+                ($p:expr, $acc:expr) => {{
+                    let b = b_row_of::<OFFS>(t, $p);
+                    let a = t.a.add($p * MR);
+                    let mut bv = [zero; NV];
+                    for (v, x) in bv.iter_mut().enumerate() {
+                        *x = _mm256_loadu_ps(b.add(if v == 0 { 0 } else { t.b_hi }));
+                    }
+                    for (r, row) in $acc.iter_mut().enumerate() {
+                        let av = _mm256_broadcast_ss(&*a.add(r));
+                        for (o, &x) in row.iter_mut().zip(&bv) {
+                            *o = _mm256_fmadd_ps(av, x, *o);
+                        }
+                    }
+                }};
+            }
+            let mut p = 0;
+            if split {
+                while p + 2 <= t.k {
+                    step!(p, acc);
+                    step!(p + 1, odd);
+                    p += 2;
                 }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add(r));
-                    for (o, &x) in row.iter_mut().zip(&bv) {
-                        *o = _mm256_fmadd_ps(av, x, *o);
+            }
+            while p < t.k {
+                step!(p, acc);
+                p += 1;
+            }
+            if split {
+                for (row, o) in acc.iter_mut().zip(&odd) {
+                    for (x, &y) in row.iter_mut().zip(o) {
+                        *x = _mm256_add_ps(*x, y);
                     }
                 }
-                a = a.add(MR);
             }
             store256(t, acc);
         }
