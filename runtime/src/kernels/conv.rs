@@ -5,6 +5,11 @@
 //! of it (KC × NR floats, contiguous, so it stays in L1 while every weight panel passes over it) straight
 //! from the input; for a 1x1, stride-1, unpadded convolution each tile row is one contiguous copy.
 //!
+//! A stride-1 convolution whose weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's
+//! growth convolutions, ResNet-50's first stage) does not gather at all: its input is zero-padded once
+//! into scratch and the GEMM reads B in place as shifted views of that copy, one row offset per kernel
+//! tap ([`Conv2d::reads_in_place`], [`gemm_shifted`]).
+//!
 //! Weights arrive packed by the compiler ([`Conv2d::pack_weights`]), in the GEMM's panel layout.
 //! Why implicit GEMM rather than a direct kernel over a blocked channel layout: it keeps NCHW (so the
 //! compiler's feature-arena views, residual views and every other kernel stay as they are), it shares one
@@ -509,9 +514,11 @@ mod tests {
             dilations: [1, 1],
             group: 1,
         }];
-        // A narrow and a wide image: output rows shorter than a micro-tile and spanning several.
-        for ((n, h, w), p) in
-            [(2, 11, 9), (1, 5, 37)].into_iter().flat_map(|s| cases.iter().chain(&extra).map(move |p| (s, *p)))
+        // A narrow and two wide images: output rows shorter than a micro-tile, spanning several, and ending
+        // in half a tile (24 = 16 + 8: pairs of half tiles).
+        for ((n, h, w), p) in [(2, 11, 9), (1, 5, 37), (1, 4, 24)]
+            .into_iter()
+            .flat_map(|s| cases.iter().chain(&extra).map(move |p| (s, *p)))
         {
             let oh = (h + p.pads[0] + p.pads[2] - p.dilations[0] * (p.kernel[0] - 1) - 1) / p.strides[0] + 1;
             let ow = (w + p.pads[1] + p.pads[3] - p.dilations[1] * (p.kernel[1] - 1) - 1) / p.strides[1] + 1;
