@@ -515,7 +515,7 @@ mod tests {
             group: 1,
         }];
         // A narrow and two wide images: output rows shorter than a micro-tile, spanning several, and ending
-        // in half a tile (24 = 16 + 8: pairs of half tiles).
+        // in half a tile (24 = 16 + 8).
         for ((n, h, w), p) in [(2, 11, 9), (1, 5, 37), (1, 4, 24)]
             .into_iter()
             .flat_map(|s| cases.iter().chain(&extra).map(move |p| (s, *p)))
