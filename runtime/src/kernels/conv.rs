@@ -5,10 +5,10 @@
 //! of it (KC × NR floats, contiguous, so it stays in L1 while every weight panel passes over it) straight
 //! from the input; for a 1x1, stride-1, unpadded convolution each tile row is one contiguous copy.
 //!
-//! A stride-1 convolution whose weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's
-//! growth convolutions, ResNet-50's first stage) does not gather at all: its input is zero-padded once
-//! into scratch and the GEMM reads B in place as shifted views of that copy, one row offset per kernel
-//! tap ([`Conv2d::reads_in_place`], [`gemm_shifted`]).
+//! A convolution whose weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's growth
+//! convolutions, ResNet-50's first stage and stem) does not gather at all: its input is zero-padded once
+//! into scratch (split into phase planes when strided) and the GEMM reads B in place as shifted views of
+//! that copy, one row offset per kernel tap ([`Conv2d::reads_in_place`], [`gemm_shifted`]).
 //!
 //! Weights arrive packed by the compiler ([`Conv2d::pack_weights`]), in the GEMM's panel layout.
 //! Why implicit GEMM rather than a direct kernel over a blocked channel layout: it keeps NCHW (so the
@@ -57,12 +57,12 @@ impl Conv2d {
         if !self.reads_in_place(ow) {
             return packing;
         }
-        let (hp, wp) = self.padded_dims(oh, ow);
-        packing.max(self.cin / self.group * hp * wp + SLACK + self.k())
+        let (hq, wq) = self.phase_dims(oh, ow);
+        packing.max(self.cin / self.group * self.strides[0] * self.strides[1] * hq * wq + SLACK + self.k())
     }
     /// Whether [`conv2d`] reads this convolution's input in place from a zero-padded copy ([`gemm_shifted`])
-    /// instead of gathering GEMM tiles: any stride-1 convolution but the plain 1x1 (whose tiles are already
-    /// single copies).
+    /// instead of gathering GEMM tiles: any convolution with small enough weights but the plain 1x1 (whose
+    /// tiles are already single copies); a strided one through phase planes (see `conv_shifted`).
     ///
     /// Why: gathering a 3x3 convolution's tiles copies its input nine times over, with a boundary test per
     /// run; against the product's O(M·K·N) that is cheap when M (output channels) is large, but at M = 16
@@ -79,11 +79,18 @@ impl Conv2d {
         static GATHER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let gather = *GATHER.get_or_init(|| std::env::var("RESIN_CONV").is_ok_and(|v| v == "gather"));
         let weights = self.cout / self.group * self.k();
-        self.strides == [1, 1] && !self.is_pointwise() && ow > 0 && weights <= IN_PLACE_MAX_WEIGHTS && !gather
+        !self.is_pointwise() && ow > 0 && weights <= IN_PLACE_MAX_WEIGHTS && !gather
     }
-    /// The zero-padded input's height and width for an `oh × ow` output (stride 1).
+    /// The part of the zero-padded input an `oh × ow` output reads: (oh − 1)·s + (k − 1)·d + 1 per axis.
     fn padded_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
-        (oh + (self.kernel[0] - 1) * self.dilations[0], ow + (self.kernel[1] - 1) * self.dilations[1])
+        let dim = |o: usize, a: usize| (o.max(1) - 1) * self.strides[a] + (self.kernel[a] - 1) * self.dilations[a] + 1;
+        (dim(oh, 0), dim(ow, 1))
+    }
+    /// Height and width of each of the s0·s1 phase planes the padded input splits into (see
+    /// `conv_shifted`); the padded input itself when the stride is 1.
+    fn phase_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
+        let (hp, wp) = self.padded_dims(oh, ow);
+        (hp.div_ceil(self.strides[0]), wp.div_ceil(self.strides[1]))
     }
     /// Floats of the weights once packed by [`Conv2d::pack_weights`].
     pub fn packed_weight_len(&self) -> usize {
@@ -349,9 +356,15 @@ pub(crate) fn conv2d_as(
     }
 }
 
-/// One image and group of a stride-1 convolution: the input, zero-padded (and passed through `pre`) into
-/// `scratch`, then [`gemm_shifted`] with tap (c, u, v) at offset c·Hp·Wp + u·d0·Wp + v·d1 — the k order
-/// of the packed weights.
+/// One image and group of a convolution read in place: the input, zero-padded (and passed through `pre`)
+/// into `scratch`, then [`gemm_shifted`] over shifted views of it, one offset per kernel tap (c, u, v) in
+/// the k order of the packed weights.
+///
+/// Stride s splits the padded input into s0·s1 phase planes, phase (a, b) holding rows a, a + s0, … and
+/// columns b, b + s1, …: output pixel (i, j) under tap (u, v) reads padded pixel (s0·i + u·d0, s1·j + v·d1),
+/// which is pixel (i + ⌊u·d0/s0⌋, j + ⌊v·d1/s1⌋) of phase (u·d0 mod s0, v·d1 mod s1). So every tap is
+/// still a shifted view of one plane, and a stride-2 convolution reads as a stride-1 one. With stride 1
+/// there is one phase: the padded input.
 #[allow(clippy::too_many_arguments)]
 fn conv_shifted(
     x: &[f32],
@@ -369,27 +382,45 @@ fn conv_shifted(
     threads: usize,
 ) {
     let cin_g = p.cin / p.group;
-    let (hp, wp) = p.padded_dims(oh, ow);
+    let [s0, s1] = p.strides;
+    let hp = p.padded_dims(oh, ow).0;
+    let (hq, wq) = p.phase_dims(oh, ow);
     let (top, left) = (p.pads[0], p.pads[1]);
-    assert!(hp >= h + top && wp >= w + left, "conv2d: output size does not match the padding");
-    let plane = hp * wp;
-    let (padded, rest) = scratch.split_at_mut(cin_g * plane + SLACK);
+    let plane = hq * wq;
+    let (padded, rest) = scratch.split_at_mut(cin_g * s0 * s1 * plane + SLACK);
     for c in 0..cin_g {
-        let dst = &mut padded[c * plane..(c + 1) * plane];
-        dst[..top * wp].fill(0.0);
-        for i in 0..h {
-            let row = &mut dst[(top + i) * wp..(top + i + 1) * wp];
-            row[..left].fill(0.0);
-            let inner = &mut row[left..left + w];
-            inner.copy_from_slice(&x[c * h * w + i * w..c * h * w + (i + 1) * w]);
-            if let Some((f, c0)) = &pre {
-                f.apply_row(c0 + c, inner);
+        let src = &x[c * h * w..(c + 1) * h * w];
+        for a in 0..s0 {
+            for b in 0..s1 {
+                let dst = &mut padded[((c * s0 + a) * s1 + b) * plane..][..plane];
+                for (i, row) in dst.chunks_exact_mut(wq).enumerate() {
+                    // Padded row yy = i·s0 + a is input row yy − top, if that exists.
+                    let yy = i * s0 + a;
+                    if yy >= hp || yy < top || yy - top >= h {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let input = &src[(yy - top) * w..(yy - top + 1) * w];
+                    // Column j is padded column j·s1 + b, input column j·s1 + b − left: valid for j in lo..hi.
+                    let lo = left.saturating_sub(b).div_ceil(s1).min(wq);
+                    let hi = (left + w).saturating_sub(b).div_ceil(s1).clamp(lo, wq);
+                    row[..lo].fill(0.0);
+                    row[hi..].fill(0.0);
+                    let inner = &mut row[lo..hi];
+                    let first = lo * s1 + b - left;
+                    if s1 == 1 {
+                        inner.copy_from_slice(&input[first..first + inner.len()]);
+                    } else {
+                        inner.iter_mut().zip(input[first..].chunks(s1)).for_each(|(o, q)| *o = q[0]);
+                    }
+                    if let Some((f, c0)) = &pre {
+                        f.apply_row(c0 + c, inner);
+                    }
+                }
             }
-            row[left + w..].fill(0.0);
         }
-        dst[(top + h) * wp..].fill(0.0);
     }
-    padded[cin_g * plane..].fill(0.0);
+    padded[cin_g * s0 * s1 * plane..].fill(0.0);
     let [kh, kw] = p.kernel;
     // Offsets stored in the float scratch as u32 bit patterns (same size and alignment; every pattern is
     // valid for both), so that a run allocates nothing.
@@ -397,14 +428,16 @@ fn conv_shifted(
     for c in 0..cin_g {
         for u in 0..kh {
             for v in 0..kw {
-                let off = c * plane + u * p.dilations[0] * wp + v * p.dilations[1];
+                let (du, dv) = (u * p.dilations[0], v * p.dilations[1]);
+                let phase = (c * s0 + du % s0) * s1 + dv % s1;
+                let off = phase * plane + du / s0 * wq + dv / s1;
                 offs_f[(c * kh + u) * kw + v] = f32::from_bits(u32::try_from(off).expect("offsets fit u32"));
             }
         }
     }
     // SAFETY: f32 and u32 have the same size and alignment, and any bits are a valid u32.
     let offs: &[u32] = unsafe { std::slice::from_raw_parts(offs_f.as_ptr() as *const u32, offs_f.len()) };
-    let b = ShiftedB { data: padded, offs, width: ow, rows: oh, stride: wp };
+    let b = ShiftedB { data: padded, offs, width: ow, rows: oh, stride: wq };
     gemm_shifted(isa, p.cout / p.group, weight, &b, y, oh * ow, epi, threads);
 }
 
@@ -505,15 +538,27 @@ mod tests {
                 group: 1,
             },
         ];
-        let extra = [Conv2d {
-            cin: 5,
-            cout: 7,
-            kernel: [3, 2],
-            strides: [1, 1],
-            pads: [0, 1, 2, 0],
-            dilations: [1, 1],
-            group: 1,
-        }];
+        let extra = [
+            Conv2d {
+                cin: 5,
+                cout: 7,
+                kernel: [3, 2],
+                strides: [1, 1],
+                pads: [0, 1, 2, 0],
+                dilations: [1, 1],
+                group: 1,
+            },
+            // Unequal strides with dilation: taps land in different phase planes at different shifts.
+            Conv2d {
+                cin: 4,
+                cout: 5,
+                kernel: [3, 3],
+                strides: [2, 3],
+                pads: [1, 2, 0, 1],
+                dilations: [2, 1],
+                group: 1,
+            },
+        ];
         // A narrow and two wide images: output rows shorter than a micro-tile, spanning several, and ending
         // in half a tile (24 = 16 + 8).
         for ((n, h, w), p) in [(2, 11, 9), (1, 5, 37), (1, 4, 24)]
@@ -531,7 +576,7 @@ mod tests {
             let wt_raw = wt;
             let wt = p.pack_weights(&wt_raw);
             let (xs, ys) = (p.cin * h * w, p.cout * oh * ow);
-            // Both strategies where the geometry allows reading in place (stride 1), and the same bits
+            // Both strategies where the geometry allows reading in place, and the same bits
             // whatever the thread count.
             let strategies: &[bool] = if p.reads_in_place(ow) { &[true, false] } else { &[false] };
             for &in_place in strategies {
