@@ -396,7 +396,7 @@ pub struct Lane {
 }
 
 /// Runs `f(lane, images, part_of_y, gemm_threads)` over the `rows` images split into contiguous parts, one
-/// per thread (part 0 on the calling thread); `part_of_y` starts at the part's first image (row stride
+/// per thread of the installed pool (see [`super::plan::TrainPlan`]); `part_of_y` starts at the part's first image (row stride
 /// `yld`). With fewer images than threads, one part whose products use all the threads. Returns the number
 /// of parts (lanes used).
 fn split_images<F>(rows: usize, threads: usize, lanes: &mut Vec<Lane>, y: &mut [f32], yld: usize, f: F) -> usize
@@ -415,22 +415,18 @@ where
     let mut pieces = Vec::with_capacity(parts);
     let mut rest = y;
     let mut at = 0;
-    for i in 0..parts {
+    for (i, lane) in lanes.iter_mut().take(parts).enumerate() {
         let (lo, hi) = (i * rows / parts, (i + 1) * rows / parts);
         let end = if i + 1 == parts { rest.len() } else { (hi * yld - at).min(rest.len()) };
         let (head, tail) = rest.split_at_mut(end);
-        pieces.push((lo..hi, head));
+        pieces.push((lane, lo..hi, head));
         rest = tail;
         at += end;
     }
-    std::thread::scope(|s| {
-        let mut it = lanes.iter_mut().zip(pieces);
-        let (l0, (r0, y0)) = it.next().unwrap();
-        for (lane, (r, yp)) in it {
-            let f = &f;
-            s.spawn(move || f(lane, r, yp, 1));
-        }
-        f(l0, r0, y0, 1);
+    // On the plan's installed pool (persistent workers; no thread is spawned per step).
+    resin_runtime::parallel::for_chunks_mut(&mut pieces, 1, |_, p| {
+        let (lane, r, yp) = &mut p[0];
+        f(lane, r.clone(), yp, 1)
     });
     parts
 }
