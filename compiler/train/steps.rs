@@ -393,6 +393,10 @@ pub struct Lane {
     dcols: Vec<f32>,
     /// This thread's share of ∂L/∂W.
     dw: Vec<f32>,
+    /// A stride-1 product's output on the padded grid, before it is compacted into y.
+    grid: Vec<f32>,
+    /// ∂L/∂W of one group with its columns in (u, v, c) order, summed over this thread's images.
+    dwt: Vec<f32>,
 }
 
 /// Runs `f(lane, images, part_of_y, gemm_threads)` over the `rows` images split into contiguous parts, one
@@ -563,30 +567,87 @@ impl BSource for Im2col<'_> {
     }
 }
 
-/// The im2col matrix of one image and group, transposed (B of ∂L/∂W = Δ colsᵀ: rows output pixels,
-/// columns (c,u,v)), gathered into the packed tiles: each micro-panel's columns are gathered as rows of a
-/// small buffer, then transposed into the panel.
-struct ColsT<'a>(Gather<'a>);
+/// The im2col matrix of one image and group on the padded grid (stride 1): row (c, u, v), column q (an
+/// output pixel (i, j) sits at q = i·W_p + j, W_p the padded width; the columns j ≥ W_o are garbage that
+/// nobody keeps) is `x_p[c, u·d₀·W_p + v·d₁ + q]`, so every row of a block is ONE contiguous run of the
+/// padded plane, whatever the image width.
+struct GridIm2col<'a>(Gather<'a>);
 
-impl BSource for ColsT<'_> {
+impl BSource for GridIm2col<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
-        const MAX_NR: usize = 48;
-        let mut tmp = [0f32; MAX_NR * resin_runtime::kernels::gemm::KC];
-        assert!(nr <= MAX_NR && kc <= resin_runtime::kernels::gemm::KC);
-        let mut runs = Vec::with_capacity(kc);
-        self.0.runs(k0, kc, &mut runs);
+        let g = &self.0;
+        let [h, w] = g.hw;
+        let (mut c, mut u, mut v) = g.tap(k0);
+        for i in 0..kc {
+            let at = c * h * w + u * g.d[0] * w + v * g.d[1] + n0;
+            let src = &g.x[at..at + nc];
+            for (t, piece) in src.chunks(nr).enumerate() {
+                let o = t * kc * nr + i * nr;
+                copy_short(&mut dst[o..o + piece.len()], piece);
+            }
+            v += 1;
+            if v == g.k[1] {
+                v = 0;
+                u += 1;
+                if u == g.k[0] {
+                    u = 0;
+                    c += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One image's (and group's) input, zero-padded as [`ConvDims::padded`] does but channels-last: channel c
+/// of padded pixel (r, col) at `(r·W_p + col)·C + c`.
+struct Nhwc<'a> {
+    x: &'a [f32],
+    c: usize,
+    wp: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    ow: usize,
+}
+
+/// The transposed im2col of one image and group as B of ∂L/∂W = Δ colsᵀ, with the columns in (u, v, c)
+/// order: element (p, (u, v, c)) = x_p[c, i·s₀ + u·d₀, j·s₁ + v·d₁] for output pixel p = (i, j). From the
+/// channels-last copy, a micro-panel's row is a run of consecutive channels of one padded pixel: one
+/// contiguous copy, no transpose (the image was transposed once, instead of every im2col element).
+struct ColsTNhwc<'a>(Nhwc<'a>);
+
+impl BSource for ColsTNhwc<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        let g = &self.0;
+        let cg = g.c;
+        // Where each row's pixel starts in the channels-last copy.
+        let mut rows = [0usize; resin_runtime::kernels::gemm::KC];
+        assert!(kc <= rows.len());
+        let (mut i0, mut j0) = (k0 / g.ow, k0 % g.ow);
+        for r in rows[..kc].iter_mut() {
+            *r = (i0 * g.s[0] * g.wp + j0 * g.s[1]) * cg;
+            j0 += 1;
+            if j0 == g.ow {
+                j0 = 0;
+                i0 += 1;
+            }
+        }
         for t in 0..nc.div_ceil(nr) {
             let cols = nr.min(nc - t * nr);
-            for jj in 0..cols {
-                let (c, u, v) = self.0.tap(n0 + t * nr + jj);
-                self.0.row(c, u, v, &runs, &mut tmp[jj * kc..(jj + 1) * kc]);
-            }
             let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
-            for (i, row) in panel.chunks_exact_mut(nr).enumerate() {
-                for (jj, o) in row[..cols].iter_mut().enumerate() {
-                    // SAFETY: jj < cols ≤ nr and i < kc, so jj·kc + i < nr·kc ≤ tmp.len() (asserted).
-                    *o = unsafe { *tmp.get_unchecked(jj * kc + i) };
+            // Columns of one tap (u, v) are consecutive channels: one run per tap within the panel.
+            let mut jj = 0;
+            while jj < cols {
+                let col = n0 + t * nr + jj;
+                let (tap, c) = (col / cg, col % cg);
+                let len = (cg - c).min(cols - jj);
+                let (u, v) = (tap / g.k[1], tap % g.k[1]);
+                let off = (u * g.d[0] * g.wp + v * g.d[1]) * cg + c;
+                for (i, &r) in rows[..kc].iter().enumerate() {
+                    let at = r + off;
+                    copy_short(&mut panel[i * nr + jj..i * nr + jj + len], &g.x[at..at + len]);
                 }
+                jj += len;
             }
         }
     }
@@ -644,6 +705,32 @@ impl ConvDims {
         Gather { x: buf, hw: [hp, wp], k: self.k, s: self.s, d: self.d, o: self.o }
     }
 
+    /// The channels-last version of [`ConvDims::padded`] (for the weight gradient's B).
+    fn padded_nhwc<'a>(&self, x: &[f32], buf: &'a mut Vec<f32>) -> Nhwc<'a> {
+        let cg = self.c / self.group;
+        let [h, w] = self.hw;
+        let [hp, wp] = self.padded_hw();
+        let [pt, pl] = self.pads;
+        buf.clear();
+        buf.resize(hp * wp * cg, 0.0);
+        // Input rows and columns that land inside the padded extent.
+        let (r1, c1) = (h.min(hp.saturating_sub(pt)), w.min(wp.saturating_sub(pl)));
+        for ih in 0..r1 {
+            for iw in 0..c1 {
+                let at = ((ih + pt) * wp + iw + pl) * cg;
+                for (c, d) in buf[at..at + cg].iter_mut().enumerate() {
+                    *d = x[(c * h + ih) * w + iw];
+                }
+            }
+        }
+        Nhwc { x: buf, c: cg, wp, k: self.k, s: self.s, d: self.d, ow: self.o[1] }
+    }
+
+    /// Whether the products run on the padded grid ([`GridIm2col`]): stride 1 and not a plain 1x1.
+    fn on_grid(&self) -> bool {
+        self.s == [1, 1] && !(self.k == [1, 1] && self.pads == [0, 0] && self.o == self.hw)
+    }
+
     /// Packs `[M, C/G·kh·kw]` weights group by group as the products' A.
     fn pack(&self, w: &[f32], dst: &mut Vec<f32>) {
         let (mg, ckk) = (self.m / self.group, self.ckk());
@@ -677,6 +764,7 @@ impl ConvDims {
         let ohw = self.o[0] * self.o[1];
         let wlen = packed_len(mg, ckk);
         let pointwise = self.k == [1, 1] && self.s == [1, 1] && self.pads == [0, 0] && self.o == self.hw;
+        let grid = self.on_grid();
         split_images(rows, threads, lanes, y, yld, |lane, images, y, threads| {
             lane.scratch.resize(resin_runtime::kernels::gemm::scratch_len(isa, threads), 0.0);
             let first = images.start;
@@ -690,6 +778,25 @@ impl ConvDims {
                     if pointwise {
                         let b = MatB(MatRef::new(xg, h * w));
                         gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, &mut lane.scratch);
+                    } else if grid {
+                        // On the padded grid, then the kept columns (j < W_o) moved (or added) into y.
+                        let [oh, ow] = self.o;
+                        let wp = self.padded_hw()[1];
+                        let ng = (oh - 1) * wp + ow;
+                        lane.grid.resize(mg * ng, 0.0);
+                        let b = GridIm2col(self.padded(xg, &mut lane.pad));
+                        let epi = Epilogue { accumulate: false, ..epi };
+                        gemm_packed(isa, mg, ng, ckk, a, &b, &mut lane.grid, ng, &epi, threads, &mut lane.scratch);
+                        for (m, ym) in yg.chunks_exact_mut(ohw).enumerate() {
+                            for (i, yr) in ym.chunks_exact_mut(ow).enumerate() {
+                                let src = &lane.grid[m * ng + i * wp..m * ng + i * wp + ow];
+                                if accumulate {
+                                    yr.iter_mut().zip(src).for_each(|(y, s)| *y += s);
+                                } else {
+                                    yr.copy_from_slice(src);
+                                }
+                            }
+                        }
                     } else {
                         let b = Im2col(self.padded(xg, &mut lane.pad));
                         gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, &mut lane.scratch);
@@ -770,19 +877,29 @@ impl Conv {
                 }
             }
         }
-        // ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ, one product per image with the transposed im2col gathered as B; each
-        // thread sums its images, then the threads' sums are added in order.
+        // ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ, one product per image with the transposed im2col (columns in (u, v, c)
+        // order, from a channels-last copy of the image) as B; each thread sums its images and reorders the
+        // columns to W's (c, u, v), then the threads' sums are added in order.
+        let taps = self.k[0] * self.k[1];
         let parts = split_images(rows, cx.threads, &mut self.bufs.lanes, &mut [], 0, |lane, images, _, threads| {
             lane.dw.resize(self.group * mg * ckk, 0.0);
+            lane.dwt.resize(mg * ckk, 0.0);
             let first = images.start;
             for g in 0..self.group {
                 for n in images.clone() {
                     let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
                     lane.gw.pack(mg, ohw, d, 1.0);
                     let xg = &x[n * xv.ld + g * cg * h * w..n * xv.ld + (g + 1) * cg * h * w];
-                    let b = ColsT(dims.padded(xg, &mut lane.pad));
-                    let gw = &mut lane.dw[g * mg * ckk..(g + 1) * mg * ckk];
-                    lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, gw, ckk, threads);
+                    let b = ColsTNhwc(dims.padded_nhwc(xg, &mut lane.pad));
+                    lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, &mut lane.dwt, ckk, threads);
+                }
+                for (m, src) in lane.dwt.chunks_exact(ckk).enumerate() {
+                    let dst = &mut lane.dw[(g * mg + m) * ckk..(g * mg + m + 1) * ckk];
+                    for (tap, run) in src.chunks_exact(cg).enumerate() {
+                        for (c, v) in run.iter().enumerate() {
+                            dst[c * taps + tap] = *v;
+                        }
+                    }
                 }
             }
         });
