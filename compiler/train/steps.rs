@@ -577,14 +577,12 @@ impl BSource for GridIm2col<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
         let g = &self.0;
         let [h, w] = g.hw;
+        // Where each row of the block starts in the padded planes.
+        let mut rows = [0usize; resin_runtime::kernels::gemm::KC];
+        assert!(kc <= rows.len());
         let (mut c, mut u, mut v) = g.tap(k0);
-        for i in 0..kc {
-            let at = c * h * w + u * g.d[0] * w + v * g.d[1] + n0;
-            let src = &g.x[at..at + nc];
-            for (t, piece) in src.chunks(nr).enumerate() {
-                let o = t * kc * nr + i * nr;
-                copy_short(&mut dst[o..o + piece.len()], piece);
-            }
+        for r in rows[..kc].iter_mut() {
+            *r = c * h * w + u * g.d[0] * w + v * g.d[1] + n0;
             v += 1;
             if v == g.k[1] {
                 v = 0;
@@ -593,6 +591,46 @@ impl BSource for GridIm2col<'_> {
                     u = 0;
                     c += 1;
                 }
+            }
+        }
+        copy_panels(g.x, &rows[..kc], nc, dst, nr);
+    }
+}
+
+/// Fills the micro-panels of a packed block whose row i, columns j < nc, is `src[rows[i] + j ..]`:
+/// panel by panel (each panel's rows written in order), every row piece one copy.
+fn copy_panels(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX (checked above); the body is safe code.
+        unsafe { copy_panels_avx(src, rows, nc, dst, nr) };
+        return;
+    }
+    copy_panels_body(src, rows, nc, dst, nr)
+}
+
+/// [`copy_panels_body`] compiled with 256-bit moves.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn copy_panels_avx(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
+    copy_panels_body(src, rows, nc, dst, nr)
+}
+
+#[inline(always)]
+fn copy_panels_body(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
+    let kc = rows.len();
+    for t in 0..nc.div_ceil(nr) {
+        let (j0, cols) = (t * nr, nr.min(nc - t * nr));
+        let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
+        if cols == 16 {
+            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
+                let s: &[f32; 16] = src[r + j0..r + j0 + 16].try_into().unwrap();
+                let d: &mut [f32; 16] = (&mut d[..16]).try_into().unwrap();
+                *d = *s;
+            }
+        } else {
+            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
+                copy_short(&mut d[..cols], &src[r + j0..r + j0 + cols]);
             }
         }
     }
@@ -632,17 +670,32 @@ impl BSource for ColsTNhwc<'_> {
                 i0 += 1;
             }
         }
+        let tap_off = |col: usize| {
+            let (tap, c) = (col / cg, col % cg);
+            (u_v_off(tap / g.k[1], tap % g.k[1], g) * cg + c, cg - c)
+        };
+        if cg.is_multiple_of(nr) {
+            // Every panel lies within one tap: one contiguous run of nr channels per row. Offsetting the
+            // rows by the panel's tap and handing them to `copy_panels` one panel at a time.
+            let mut shifted = [0usize; resin_runtime::kernels::gemm::KC];
+            for t in 0..nc.div_ceil(nr) {
+                let cols = nr.min(nc - t * nr);
+                let (off, _) = tap_off(n0 + t * nr);
+                for (s, r) in shifted[..kc].iter_mut().zip(&rows[..kc]) {
+                    *s = r + off;
+                }
+                copy_panels(g.x, &shifted[..kc], cols, &mut dst[t * kc * nr..(t + 1) * kc * nr], nr);
+            }
+            return;
+        }
         for t in 0..nc.div_ceil(nr) {
             let cols = nr.min(nc - t * nr);
             let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
             // Columns of one tap (u, v) are consecutive channels: one run per tap within the panel.
             let mut jj = 0;
             while jj < cols {
-                let col = n0 + t * nr + jj;
-                let (tap, c) = (col / cg, col % cg);
-                let len = (cg - c).min(cols - jj);
-                let (u, v) = (tap / g.k[1], tap % g.k[1]);
-                let off = (u * g.d[0] * g.wp + v * g.d[1]) * cg + c;
+                let (off, left) = tap_off(n0 + t * nr + jj);
+                let len = left.min(cols - jj);
                 for (i, &r) in rows[..kc].iter().enumerate() {
                     let at = r + off;
                     copy_short(&mut panel[i * nr + jj..i * nr + jj + len], &g.x[at..at + len]);
@@ -651,6 +704,12 @@ impl BSource for ColsTNhwc<'_> {
             }
         }
     }
+}
+
+/// Offset, in pixels of the padded grid, of kernel tap (u, v).
+#[inline]
+fn u_v_off(u: usize, v: usize, g: &Nhwc) -> usize {
+    u * g.d[0] * g.wp + v * g.d[1]
 }
 
 /// The shape of one convolution as the products see it (the forward one, or the backward one by the input).
@@ -715,11 +774,15 @@ impl ConvDims {
         buf.resize(hp * wp * cg, 0.0);
         // Input rows and columns that land inside the padded extent.
         let (r1, c1) = (h.min(hp.saturating_sub(pt)), w.min(wp.saturating_sub(pl)));
+        // Row by row (a padded row of every channel is a few KiB, cached while it fills), each channel's
+        // input row read contiguously. (Reading one pixel of every channel in turn strides by a whole plane,
+        // and planes 4 KiB apart all fall in the same L1 set.)
         for ih in 0..r1 {
-            for iw in 0..c1 {
-                let at = ((ih + pt) * wp + iw + pl) * cg;
-                for (c, d) in buf[at..at + cg].iter_mut().enumerate() {
-                    *d = x[(c * h + ih) * w + iw];
+            let row = &mut buf[(ih + pt) * wp * cg..(ih + pt + 1) * wp * cg];
+            for c in 0..cg {
+                let src = &x[(c * h + ih) * w..(c * h + ih) * w + c1];
+                for (d, v) in row[pl * cg + c..].iter_mut().step_by(cg).zip(src) {
+                    *d = *v;
                 }
             }
         }
