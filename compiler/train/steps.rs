@@ -11,6 +11,7 @@
 
 use super::gemm::Gemm;
 use super::mem::{Mem, View};
+use super::transpose::transpose;
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
 
 /// A trainable tensor: its values, its gradient (same layout) and the name reports use.
@@ -764,27 +765,26 @@ impl ConvDims {
         Gather { x: buf, hw: [hp, wp], k: self.k, s: self.s, d: self.d, o: self.o }
     }
 
-    /// The channels-last version of [`ConvDims::padded`] (for the weight gradient's B).
+    /// The channels-last version of [`ConvDims::padded`] (for the weight gradient's B): each input row
+    /// of every channel transposed into its padded row, only the padding zeroed.
     fn padded_nhwc<'a>(&self, x: &[f32], buf: &'a mut Vec<f32>) -> Nhwc<'a> {
         let cg = self.c / self.group;
         let [h, w] = self.hw;
         let [hp, wp] = self.padded_hw();
         let [pt, pl] = self.pads;
-        buf.clear();
         buf.resize(hp * wp * cg, 0.0);
-        // Input rows and columns that land inside the padded extent.
-        let (r1, c1) = (h.min(hp.saturating_sub(pt)), w.min(wp.saturating_sub(pl)));
-        // Row by row (a padded row of every channel is a few KiB, cached while it fills), each channel's
-        // input row read contiguously. (Reading one pixel of every channel in turn strides by a whole plane,
-        // and planes 4 KiB apart all fall in the same L1 set.)
-        for ih in 0..r1 {
-            let row = &mut buf[(ih + pt) * wp * cg..(ih + pt + 1) * wp * cg];
-            for c in 0..cg {
-                let src = &x[(c * h + ih) * w..(c * h + ih) * w + c1];
-                for (d, v) in row[pl * cg + c..].iter_mut().step_by(cg).zip(src) {
-                    *d = *v;
-                }
+        // Input columns that land inside the padded extent: iw < c1.
+        let c1 = w.min(wp.saturating_sub(pl));
+        for (r, row) in buf[..hp * wp * cg].chunks_exact_mut(wp * cg).enumerate() {
+            let ih = r as isize - pt as isize;
+            if ih < 0 || ih >= h as isize || c1 == 0 {
+                row.fill(0.0);
+                continue;
             }
+            let ih = ih as usize;
+            row[..pl * cg].fill(0.0);
+            row[(pl + c1) * cg..].fill(0.0);
+            transpose(cg, c1, &x[ih * w..], h * w, &mut row[pl * cg..], cg);
         }
         Nhwc { x: buf, c: cg, wp, k: self.k, s: self.s, d: self.d, ow: self.o[1] }
     }
