@@ -35,6 +35,10 @@ pub struct Mem<'a> {
     _life: std::marker::PhantomData<&'a mut [Vec<f32>]>,
 }
 
+// SAFETY: a Mem is only storage addresses; steps that run on several threads at once write disjoint rows
+// (or disjoint channels) of their output views, and read only what no part writes (see `mat_mut`).
+unsafe impl Sync for Mem<'_> {}
+
 impl<'a> Mem<'a> {
     /// Takes the storages for the duration of a pass; every storage holds `rows · ld` elements.
     pub fn new(stores: &'a mut [Vec<f32>], rows: usize) -> Self {

@@ -1079,39 +1079,48 @@ impl BatchNorm {
         let (c, s) = (self.c, self.s);
         let gamma = &cx.params[self.scale].data;
         let beta = &cx.params[self.bias].data;
+        let vals = cx.vals;
         self.inv_std.resize(c, 0.0);
         if !cx.training {
-            for ch in 0..c {
-                let inv = 1.0 / (self.running_var[ch] + self.eps).sqrt();
-                let (k, t) = (gamma[ch] * inv, beta[ch] - gamma[ch] * self.running_mean[ch] * inv);
-                for r in 0..rows {
-                    let x = &cx.vals.row(&xv, r)[ch * s..(ch + 1) * s];
-                    let y = &mut cx.vals.row_mut(&ov, r)[ch * s..(ch + 1) * s];
-                    for (y, x) in y.iter_mut().zip(x) {
+            let kt: Vec<(f32, f32)> = (0..c)
+                .map(|ch| {
+                    let inv = 1.0 / (self.running_var[ch] + self.eps).sqrt();
+                    (gamma[ch] * inv, beta[ch] - gamma[ch] * self.running_mean[ch] * inv)
+                })
+                .collect();
+            par_rows(rows, rows * c * s, cx.threads, |r| {
+                let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
+                for (ch, &(k, t)) in kt.iter().enumerate() {
+                    for (y, x) in y[ch * s..(ch + 1) * s].iter_mut().zip(&x[ch * s..(ch + 1) * s]) {
                         *y = k * x + t;
                     }
                 }
-            }
+            });
             return;
         }
         self.xhat.resize(rows * c * s, 0.0);
         let n = (rows * s) as f64;
-        // Sums in float32 lanes within a row's plane, float64 across planes; two passes (mean, then the
-        // squared deviations), as accurate as PyTorch's Welford and vectorized.
-        for ch in 0..c {
+        // Per channel (channels split between the threads): sums in float32 lanes within a row's plane,
+        // float64 across planes; two passes (mean, then the squared deviations), as accurate as PyTorch's
+        // Welford and vectorized. Returns (mean, Σ(x − μ32)², Σ(x − μ32)) with μ32 the rounded mean.
+        let mut stats = vec![(0.0f64, 0.0f64, 0.0f64); c];
+        par_channels(&mut stats, rows * c * s, cx.threads, |ch, st| {
             let mut sum = 0.0f64;
             for r in 0..rows {
-                sum += lanes_sum(&cx.vals.row(&xv, r)[ch * s..(ch + 1) * s], |v| v);
+                sum += lanes_sum(&vals.row(&xv, r)[ch * s..(ch + 1) * s], |v| v);
             }
             let mean = sum / n;
             let m32 = mean as f32;
-            let mut sq = 0.0f64;
-            let mut dev = 0.0f64;
+            let (mut sq, mut dev) = (0.0f64, 0.0f64);
             for r in 0..rows {
-                let x = &cx.vals.row(&xv, r)[ch * s..(ch + 1) * s];
+                let x = &vals.row(&xv, r)[ch * s..(ch + 1) * s];
                 sq += lanes_sum(x, |v| (v - m32) * (v - m32));
                 dev += lanes_sum(x, |v| v - m32);
             }
+            *st = (mean, sq, dev);
+        });
+        let mut coef = Vec::with_capacity(c);
+        for (ch, &(mean, sq, dev)) in stats.iter().enumerate() {
             // Σ(x − μ)² from deviations about the rounded μ32: Σ(x − μ32)² − (Σ(x − μ32))²/n.
             let var = ((sq - dev * dev / n) / n).max(0.0);
             let inv = 1.0 / (var + self.eps as f64).sqrt();
@@ -1121,18 +1130,19 @@ impl BatchNorm {
             self.running_mean[ch] = (1.0 - m) * self.running_mean[ch] + m * mean as f32;
             let unbiased = if n > 1.0 { var * n / (n - 1.0) } else { var };
             self.running_var[ch] = (1.0 - m) * self.running_var[ch] + m * unbiased as f32;
-            let (mu, inv) = (mean as f32, inv as f32);
-            let (g, b) = (gamma[ch], beta[ch]);
-            for r in 0..rows {
-                let x = &cx.vals.row(&xv, r)[ch * s..(ch + 1) * s];
-                let xh = &mut self.xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
-                let y = &mut cx.vals.row_mut(&ov, r)[ch * s..(ch + 1) * s];
-                for ((y, x), xh) in y.iter_mut().zip(x).zip(xh.iter_mut()) {
+            coef.push((mean as f32, inv as f32, gamma[ch], beta[ch]));
+        }
+        // x̂ and y, rows split between the threads.
+        par_row_chunks(&mut self.xhat[..rows * c * s], c * s, cx.threads, |r, xhr| {
+            let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
+            for (ch, &(mu, inv, g, b)) in coef.iter().enumerate() {
+                let span = ch * s..(ch + 1) * s;
+                for ((y, x), xh) in y[span.clone()].iter_mut().zip(&x[span.clone()]).zip(&mut xhr[span]) {
                     *xh = (x - mu) * inv;
                     *y = g * *xh + b;
                 }
             }
-        }
+        });
     }
 
     fn backward(&mut self, cx: &mut BackCtx) {
@@ -1140,29 +1150,81 @@ impl BatchNorm {
         let (xv, ov) = (cx.views[self.x], cx.views[self.out]);
         let (c, s) = (self.c, self.s);
         let n = (rows * s) as f32;
-        for ch in 0..c {
+        let (grads, xhat) = (cx.grads, &self.xhat);
+        // Σδ and Σδx̂ per channel (channels split between the threads).
+        let mut sums = vec![(0.0f64, 0.0f64); c];
+        par_channels(&mut sums, rows * c * s, cx.threads, |ch, st| {
             let (mut sd, mut sdx) = (0.0f64, 0.0f64);
             for r in 0..rows {
-                let d = &cx.grads.row(&ov, r)[ch * s..(ch + 1) * s];
-                let xh = &self.xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
+                let d = &grads.row(&ov, r)[ch * s..(ch + 1) * s];
+                let xh = &xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
                 sd += lanes_sum(d, |v| v);
                 sdx += lanes_dot(d, xh);
             }
+            *st = (sd, sdx);
+        });
+        let mut coef = Vec::with_capacity(c);
+        for (ch, &(sd, sdx)) in sums.iter().enumerate() {
             cx.params[self.scale].grad[ch] = sdx as f32;
             cx.params[self.bias].grad[ch] = sd as f32;
             // ∂L/∂x = γ/(n√(σ²+ε)) · (n δ − Σδ − x̂ Σδx̂) = a·δ − b − e·x̂.
             let k = cx.params[self.scale].data[ch] as f64 * self.inv_std[ch] as f64 / n as f64;
-            let (a, b, e) = ((k * n as f64) as f32, (k * sd) as f32, (k * sdx) as f32);
-            for r in 0..rows {
-                let d = &cx.grads.row(&ov, r)[ch * s..(ch + 1) * s];
-                let xh = &self.xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
-                let dx = &mut cx.grads.row_mut(&xv, r)[ch * s..(ch + 1) * s];
-                for ((dx, d), xh) in dx.iter_mut().zip(d).zip(xh) {
+            coef.push(((k * n as f64) as f32, (k * sd) as f32, (k * sdx) as f32));
+        }
+        par_rows(rows, rows * c * s, cx.threads, |r| {
+            let (d, dx) = (grads.row(&ov, r), grads.row_mut(&xv, r));
+            let xh = &xhat[r * c * s..(r + 1) * c * s];
+            for (ch, &(a, b, e)) in coef.iter().enumerate() {
+                let span = ch * s..(ch + 1) * s;
+                for ((dx, d), xh) in dx[span.clone()].iter_mut().zip(&d[span.clone()]).zip(&xh[span]) {
                     *dx += a * d - b - e * xh;
                 }
             }
-        }
+        });
     }
+}
+
+/// Elementwise work below this many elements stays on one thread (a dispatch costs a few microseconds).
+const PAR_MIN: usize = 1 << 14;
+
+/// How many parts `units` independent pieces of `elems` elements in all are split into.
+fn parts_for(units: usize, elems: usize, threads: usize) -> usize {
+    if elems >= PAR_MIN {
+        threads.min(units).max(1)
+    } else {
+        1
+    }
+}
+
+/// Runs `f(r)` for every row r < `rows`, the rows split into contiguous ranges, one per thread of the
+/// installed pool. `f` must write only row r of the tensors it writes (so the parts write disjoint rows).
+fn par_rows(rows: usize, elems: usize, threads: usize, f: impl Fn(usize) + Sync) {
+    let parts = parts_for(rows, elems, threads);
+    resin_runtime::parallel::run(parts, &|p| (p * rows / parts..(p + 1) * rows / parts).for_each(&f));
+}
+
+/// [`par_rows`] with row r of `buf` (rows of `ld` elements) handed to `f` as well.
+fn par_row_chunks(buf: &mut [f32], ld: usize, threads: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows = buf.len() / ld.max(1);
+    let parts = parts_for(rows, buf.len(), threads);
+    let per = rows.div_ceil(parts.max(1)).max(1);
+    resin_runtime::parallel::for_chunks_mut(buf, per * ld.max(1), |i, chunk| {
+        for (j, row) in chunk.chunks_exact_mut(ld.max(1)).enumerate() {
+            f(i * per + j, row);
+        }
+    });
+}
+
+/// Runs `f(ch, &mut out[ch])` for every channel, the channels split between the threads when the step
+/// touches `elems` elements in all.
+fn par_channels<T: Send>(out: &mut [T], elems: usize, threads: usize, f: impl Fn(usize, &mut T) + Sync) {
+    let parts = parts_for(out.len(), elems, threads);
+    let per = out.len().div_ceil(parts.max(1)).max(1);
+    resin_runtime::parallel::for_chunks_mut(out, per, |i, chunk| {
+        for (j, t) in chunk.iter_mut().enumerate() {
+            f(i * per + j, t);
+        }
+    });
 }
 
 impl Pool {
@@ -1273,50 +1335,50 @@ impl Step {
             StepKind::BatchNorm(b) => b.forward(cx),
             StepKind::Pool(p) => p.forward(cx),
             StepKind::GlobalAvgPool { x, out, c, s } => {
-                let (xv, ov) = (cx.views[*x], cx.views[*out]);
-                for r in 0..rows {
-                    let xr = cx.vals.row(&xv, r);
-                    for (ch, y) in cx.vals.row_mut(&ov, r).iter_mut().enumerate() {
-                        *y = xr[ch * *s..(ch + 1) * *s].iter().sum::<f32>() / *s as f32;
+                let (xv, ov, vals, s) = (cx.views[*x], cx.views[*out], cx.vals, *s);
+                par_rows(rows, rows * *c * s, cx.threads, |r| {
+                    let xr = vals.row(&xv, r);
+                    for (ch, y) in vals.row_mut(&ov, r).iter_mut().enumerate() {
+                        *y = xr[ch * s..(ch + 1) * s].iter().sum::<f32>() / s as f32;
                     }
-                    debug_assert_eq!(cx.vals.row(&ov, r).len(), *c);
-                }
+                });
             }
             StepKind::Unary { op, x, out } => {
-                let (xv, ov) = (cx.views[*x], cx.views[*out]);
-                for r in 0..rows {
-                    let xr = cx.vals.row(&xv, r);
-                    let y = cx.vals.row_mut(&ov, r);
-                    match *op {
+                let (op, xv, ov, vals) = (*op, cx.views[*x], cx.views[*out], cx.vals);
+                par_rows(rows, rows * ov.cols, cx.threads, |r| {
+                    let xr = vals.row(&xv, r);
+                    let y = vals.row_mut(&ov, r);
+                    match op {
                         Unary::Relu => y.iter_mut().zip(xr).for_each(|(y, x)| *y = x.max(0.0)),
                         Unary::Sigmoid => y.iter_mut().zip(xr).for_each(|(y, x)| *y = sigmoid(*x)),
                         Unary::Clip { min, max } => y.iter_mut().zip(xr).for_each(|(y, x)| *y = x.max(min).min(max)),
                         Unary::Copy => y.copy_from_slice(xr),
                     }
-                }
+                });
             }
             StepKind::Binary { op, a, b, out } => {
-                let ov = cx.views[*out];
-                for r in 0..rows {
-                    let (ar, br) = (operand_row(a, cx.vals, cx.views, r), operand_row(b, cx.vals, cx.views, r));
-                    let it = cx.vals.row_mut(&ov, r).iter_mut().zip(ar).zip(br);
+                let (op, ov, vals, views) = (*op, cx.views[*out], cx.vals, cx.views);
+                let (a, b) = (&*a, &*b);
+                par_rows(rows, rows * ov.cols, cx.threads, |r| {
+                    let (ar, br) = (operand_row(a, vals, views, r), operand_row(b, vals, views, r));
+                    let it = vals.row_mut(&ov, r).iter_mut().zip(ar).zip(br);
                     match op {
                         Binary::Add => it.for_each(|((y, a), b)| *y = a + b),
                         Binary::Sub => it.for_each(|((y, a), b)| *y = a - b),
                         Binary::Mul => it.for_each(|((y, a), b)| *y = a * b),
                         Binary::Div => it.for_each(|((y, a), b)| *y = a / b),
                     }
-                }
+                });
             }
             StepKind::Sum { xs, out } => {
-                let ov = cx.views[*out];
-                for r in 0..rows {
-                    let y = cx.vals.row_mut(&ov, r);
-                    y.copy_from_slice(cx.vals.row(&cx.views[xs[0]], r));
+                let (ov, vals, views, xs) = (cx.views[*out], cx.vals, cx.views, &*xs);
+                par_rows(rows, rows * ov.cols * xs.len(), cx.threads, |r| {
+                    let y = vals.row_mut(&ov, r);
+                    y.copy_from_slice(vals.row(&views[xs[0]], r));
                     for x in &xs[1..] {
-                        y.iter_mut().zip(cx.vals.row(&cx.views[*x], r)).for_each(|(y, x)| *y += x);
+                        y.iter_mut().zip(vals.row(&views[*x], r)).for_each(|(y, x)| *y += x);
                     }
-                }
+                });
             }
             StepKind::Concat { xs, out, outer } => {
                 let ov = cx.views[*out];
@@ -1345,24 +1407,24 @@ impl Step {
             StepKind::Conv(c) => c.backward(cx),
             StepKind::BatchNorm(b) => b.backward(cx),
             StepKind::Pool(p) => p.backward(cx),
-            StepKind::GlobalAvgPool { x, out, c: _, s } => {
-                let (xv, ov) = (cx.views[*x], cx.views[*out]);
-                for r in 0..rows {
-                    let dy = cx.grads.row(&ov, r);
-                    let dx = cx.grads.row_mut(&xv, r);
+            StepKind::GlobalAvgPool { x, out, c, s } => {
+                let (xv, ov, grads, s) = (cx.views[*x], cx.views[*out], cx.grads, *s);
+                par_rows(rows, rows * *c * s, cx.threads, |r| {
+                    let dy = grads.row(&ov, r);
+                    let dx = grads.row_mut(&xv, r);
                     for (ch, d) in dy.iter().enumerate() {
-                        dx[ch * *s..(ch + 1) * *s].iter_mut().for_each(|g| *g += d / *s as f32);
+                        dx[ch * s..(ch + 1) * s].iter_mut().for_each(|g| *g += d / s as f32);
                     }
-                }
+                });
             }
             StepKind::Unary { op, x, out } => {
-                let (xv, ov) = (cx.views[*x], cx.views[*out]);
-                for r in 0..rows {
-                    let (dy, y, xr) = (cx.grads.row(&ov, r), cx.vals.row(&ov, r), cx.vals.row(&xv, r));
-                    let dx = cx.grads.row_mut(&xv, r);
+                let (op, xv, ov, vals, grads) = (*op, cx.views[*x], cx.views[*out], cx.vals, cx.grads);
+                par_rows(rows, rows * ov.cols, cx.threads, |r| {
+                    let (dy, y, xr) = (grads.row(&ov, r), vals.row(&ov, r), vals.row(&xv, r));
+                    let dx = grads.row_mut(&xv, r);
                     let n = dx.len();
                     let (dy, y, xr) = (&dy[..n], &y[..n], &xr[..n]);
-                    match *op {
+                    match op {
                         Unary::Relu => {
                             // δ where y > 0, else +0: a bit mask, so that the loop vectorizes.
                             for ((dx, d), y) in dx.iter_mut().zip(dy).zip(y) {
@@ -1382,15 +1444,16 @@ impl Step {
                         }
                         Unary::Copy => dx.iter_mut().zip(dy).for_each(|(dx, d)| *dx += d),
                     }
-                }
+                });
             }
             StepKind::Binary { op, a, b, out } => {
-                let ov = cx.views[*out];
-                for r in 0..rows {
-                    let dy = cx.grads.row(&ov, r);
-                    let (ar, br) = (operand_row(a, cx.vals, cx.views, r), operand_row(b, cx.vals, cx.views, r));
-                    if let Operand::Value(av) = &*a {
-                        let da = cx.grads.row_mut(&cx.views[*av], r);
+                let (op, ov, vals, grads, views) = (*op, cx.views[*out], cx.vals, cx.grads, cx.views);
+                let (a, b) = (&*a, &*b);
+                par_rows(rows, rows * ov.cols, cx.threads, |r| {
+                    let dy = grads.row(&ov, r);
+                    let (ar, br) = (operand_row(a, vals, views, r), operand_row(b, vals, views, r));
+                    if let Operand::Value(av) = a {
+                        let da = grads.row_mut(&views[*av], r);
                         let it = da.iter_mut().zip(dy).zip(br);
                         match op {
                             Binary::Add | Binary::Sub => it.for_each(|((g, d), _)| *g += d),
@@ -1398,8 +1461,8 @@ impl Step {
                             Binary::Div => it.for_each(|((g, d), b)| *g += d / b),
                         }
                     }
-                    if let Operand::Value(bv) = &*b {
-                        let db = cx.grads.row_mut(&cx.views[*bv], r);
+                    if let Operand::Value(bv) = b {
+                        let db = grads.row_mut(&views[*bv], r);
                         let it = db.iter_mut().zip(dy).zip(ar).zip(br);
                         match op {
                             Binary::Add => it.for_each(|(((g, d), _), _)| *g += d),
@@ -1408,16 +1471,16 @@ impl Step {
                             Binary::Div => it.for_each(|(((g, d), a), b)| *g += -d * a / (b * b)),
                         }
                     }
-                }
+                });
             }
             StepKind::Sum { xs, out } => {
-                let ov = cx.views[*out];
-                for r in 0..rows {
-                    let dy = cx.grads.row(&ov, r);
+                let (ov, grads, views, xs) = (cx.views[*out], cx.grads, cx.views, &*xs);
+                par_rows(rows, rows * ov.cols * xs.len(), cx.threads, |r| {
+                    let dy = grads.row(&ov, r);
                     for x in xs.iter() {
-                        cx.grads.row_mut(&cx.views[*x], r).iter_mut().zip(dy).for_each(|(g, d)| *g += d);
+                        grads.row_mut(&views[*x], r).iter_mut().zip(dy).for_each(|(g, d)| *g += d);
                     }
-                }
+                });
             }
             StepKind::Concat { xs, out, outer } => {
                 let ov = cx.views[*out];
