@@ -9,8 +9,21 @@
 //! This module owns those buffers only; what is multiplied is the steps' business.
 
 use resin_runtime::kernels::gemm::{
-    gemm_packed, pack_a, packed_len, scratch_len, BSource, Epilogue, Isa, MatB, MatRef,
+    gemm_packed, pack_a, packed_len, scratch_len, BSource, Epilogue, Isa, MatB, MatRef, MR,
 };
+
+/// B always packed into contiguous micro-panels, never read in place.
+///
+/// Read in place, a row-major B whose row stride is a multiple of 1 KiB (the MLPs' 256-wide layers)
+/// puts the rows of a micro-panel in a handful of L1 sets, so the panel keeps missing the L1 across the
+/// A panels that reuse it; packed, it is one contiguous block.
+pub struct Copied<'a>(pub MatB<'a>);
+
+impl BSource for Copied<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        self.0.pack(k0, kc, n0, nc, dst, nr)
+    }
+}
 
 /// Packing buffers for one step's products (each step keeps its own, so nothing is shared between them).
 #[derive(Clone, Debug, Default)]
@@ -38,7 +51,20 @@ impl Gemm {
         if self.packed.len() < need {
             self.packed.resize(need, 0.0);
         }
-        pack_a(m, k, a, alpha, &mut self.packed);
+        // The panels are independent: on a pool, each thread packs a contiguous share of them.
+        let panels = m.div_ceil(MR);
+        let parts = if m * k >= 1 << 14 { resin_runtime::parallel::current_threads().min(panels) } else { 1 };
+        if parts <= 1 {
+            pack_a(m, k, a, alpha, &mut self.packed);
+            return;
+        }
+        let per = panels.div_ceil(parts);
+        resin_runtime::parallel::for_chunks_mut(&mut self.packed[..need], per * MR * k, |i, dst| {
+            let r0 = i * per * MR;
+            let rows = (m - r0).min(per * MR);
+            let off = if a.trans { r0 } else { r0 * a.ld };
+            pack_a(rows, k, MatRef { data: &a.data[off..], ..a }, alpha, dst);
+        });
     }
 
     /// C[m×n] (row stride `ldc`) = A · B (+ C when `accumulate`), A as last given to [`Gemm::pack`].
@@ -82,7 +108,7 @@ impl Gemm {
             return;
         }
         self.pack(m, k, a, alpha);
-        self.mul_packed(m, n, k, &MatB(b), beta != 0.0, c, ldc, threads);
+        self.mul_packed(m, n, k, &Copied(MatB(b)), beta != 0.0, c, ldc, threads);
     }
 }
 

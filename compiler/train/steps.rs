@@ -9,7 +9,7 @@
 //! This module owns the arithmetic of those steps; which steps a graph becomes, and where their tensors
 //! live, is decided by [`super::plan`].
 
-use super::gemm::Gemm;
+use super::gemm::{Copied, Gemm};
 use super::mem::{Mem, View};
 use super::transpose::transpose;
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
@@ -1003,7 +1003,7 @@ impl Conv {
                 lane.gx.pack(ckk, mg, wgt, 1.0);
                 for n in images.clone() {
                     let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
-                    lane.gx.mul_packed(ckk, ohw, mg, &MatB(d), false, &mut lane.dcols, ohw, threads);
+                    lane.gx.mul_packed(ckk, ohw, mg, &Copied(MatB(d)), false, &mut lane.dcols, ohw, threads);
                     let xo = (n - first) * xv.ld;
                     for cl in 0..cg {
                         let plane = &mut dx[xo + (g * cg + cl) * h * w..xo + (g * cg + cl + 1) * h * w];
