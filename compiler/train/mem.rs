@@ -93,11 +93,14 @@ impl<'a> Mem<'a> {
         unsafe { std::slice::from_raw_parts_mut(p, n) }
     }
 
-    /// The whole storage `s` (for zeroing).
+    /// Zeroes every storage, split between the installed pool's threads (the gradients of a large
+    /// batch are tens of MiB, and this runs before every backward pass).
     pub fn zero_all(&self) {
+        let threads = resin_runtime::parallel::current_threads();
         for &(p, len) in &self.ptrs {
             // SAFETY: the storage is exclusively borrowed by this Mem.
-            unsafe { std::slice::from_raw_parts_mut(p, len) }.fill(0.0);
+            let s = unsafe { std::slice::from_raw_parts_mut(p, len) };
+            resin_runtime::parallel::for_chunks_mut(s, len.div_ceil(threads).max(1 << 14), |_, c| c.fill(0.0));
         }
     }
 }

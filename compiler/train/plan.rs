@@ -931,7 +931,7 @@ impl TrainPlan {
         }
         let vals = Mem::new(&mut self.vals, self.batch);
         let grads = Mem::new(&mut self.grads, self.batch);
-        grads.zero_all();
+        with_pool(self.threads, || grads.zero_all());
         let ov = self.views[self.output];
         for r in 0..self.batch {
             grads.row_mut(&ov, r).copy_from_slice(&dout[r * self.out_cols..(r + 1) * self.out_cols]);
