@@ -8,8 +8,9 @@
 //!
 //! This module owns those buffers only; what is multiplied is the steps' business.
 
+use super::steps::copy_short;
 use resin_runtime::kernels::gemm::{
-    gemm_packed, pack_a, packed_len, scratch_len, BSource, Epilogue, Isa, MatB, MatRef, MR,
+    gemm_packed, pack_a, packed_len, scratch_len, BSource, Epilogue, Isa, MatB, MatRef, KC, MR,
 };
 
 /// B always packed into contiguous micro-panels, never read in place.
@@ -21,7 +22,56 @@ pub struct Copied<'a>(pub MatB<'a>);
 
 impl BSource for Copied<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
-        self.0.pack(k0, kc, n0, nc, dst, nr)
+        let MatRef { data, ld, trans } = self.0 .0;
+        if trans {
+            return self.0.pack(k0, kc, n0, nc, dst, nr);
+        }
+        // Row-major: row i of the block is data[(k0 + i)·ld + n0 ..], copied in fixed-size pieces (the
+        // runtime's row packer calls memcpy for every 16-float piece).
+        let mut rows = [0usize; KC];
+        for (i, r) in rows[..kc].iter_mut().enumerate() {
+            *r = (k0 + i) * ld + n0;
+        }
+        copy_panels(data, &rows[..kc], nc, dst, nr);
+    }
+}
+
+/// Fills the micro-panels of a packed block whose row i, columns j < nc, is `src[rows[i] + j ..]`:
+/// panel by panel (each panel's rows written in order), every row piece one copy.
+pub(crate) fn copy_panels(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX (checked above); the body is safe code.
+        unsafe { copy_panels_avx(src, rows, nc, dst, nr) };
+        return;
+    }
+    copy_panels_body(src, rows, nc, dst, nr)
+}
+
+/// [`copy_panels_body`] compiled with 256-bit moves.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn copy_panels_avx(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
+    copy_panels_body(src, rows, nc, dst, nr)
+}
+
+#[inline(always)]
+fn copy_panels_body(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
+    let kc = rows.len();
+    for t in 0..nc.div_ceil(nr) {
+        let (j0, cols) = (t * nr, nr.min(nc - t * nr));
+        let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
+        if cols == 16 {
+            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
+                let s: &[f32; 16] = src[r + j0..r + j0 + 16].try_into().unwrap();
+                let d: &mut [f32; 16] = (&mut d[..16]).try_into().unwrap();
+                *d = *s;
+            }
+        } else {
+            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
+                copy_short(&mut d[..cols], &src[r + j0..r + j0 + cols]);
+            }
+        }
     }
 }
 

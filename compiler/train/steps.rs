@@ -9,7 +9,7 @@
 //! This module owns the arithmetic of those steps; which steps a graph becomes, and where their tensors
 //! live, is decided by [`super::plan`].
 
-use super::gemm::{Copied, Gemm};
+use super::gemm::{copy_panels, Copied, Gemm};
 use super::mem::{Mem, View};
 use super::transpose::transpose;
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
@@ -455,7 +455,7 @@ type Run = (usize, usize, usize, usize);
 /// Copies a short run without a `memcpy` call (fixed-size chunks are inlined vector moves; the tail is
 /// written out so that no loop is turned back into a call).
 #[inline]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
+pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
     let n = dst.len();
     let (mut d8, mut s8) = (dst.chunks_exact_mut(8), src[..n].chunks_exact(8));
     for (d, s) in (&mut d8).zip(&mut s8) {
@@ -595,45 +595,6 @@ impl BSource for GridIm2col<'_> {
             }
         }
         copy_panels(g.x, &rows[..kc], nc, dst, nr);
-    }
-}
-
-/// Fills the micro-panels of a packed block whose row i, columns j < nc, is `src[rows[i] + j ..]`:
-/// panel by panel (each panel's rows written in order), every row piece one copy.
-fn copy_panels(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU has AVX (checked above); the body is safe code.
-        unsafe { copy_panels_avx(src, rows, nc, dst, nr) };
-        return;
-    }
-    copy_panels_body(src, rows, nc, dst, nr)
-}
-
-/// [`copy_panels_body`] compiled with 256-bit moves.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-unsafe fn copy_panels_avx(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
-    copy_panels_body(src, rows, nc, dst, nr)
-}
-
-#[inline(always)]
-fn copy_panels_body(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
-    let kc = rows.len();
-    for t in 0..nc.div_ceil(nr) {
-        let (j0, cols) = (t * nr, nr.min(nc - t * nr));
-        let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
-        if cols == 16 {
-            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
-                let s: &[f32; 16] = src[r + j0..r + j0 + 16].try_into().unwrap();
-                let d: &mut [f32; 16] = (&mut d[..16]).try_into().unwrap();
-                *d = *s;
-            }
-        } else {
-            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
-                copy_short(&mut d[..cols], &src[r + j0..r + j0 + cols]);
-            }
-        }
     }
 }
 
