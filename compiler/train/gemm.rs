@@ -2,9 +2,11 @@
 //! buffers kept from one step to the next.
 //!
 //! The runtime's general [`sgemm`](resin_runtime::kernels::gemm::sgemm) allocates its packed A and its
-//! scratch on every call; training multiplies at every step, so this module keeps them. Transposed
-//! operands (a_catᵀ δ, δ W_catᵀ, Δ colsᵀ) are packed by the runtime's own [`pack_a`] and [`MatB`], whose
-//! loops run over contiguous memory for either layout.
+//! scratch on every call; training multiplies at every step, so this module keeps them. A (either layout)
+//! is packed by the runtime's own [`pack_a`], its panels split between the installed pool's threads; B is
+//! always packed ([`Copied`]: row-major by fixed-size copies, transposed by the runtime's [`MatB`]), never
+//! read in place, because the 256-wide layers' 1 KiB row stride maps a micro-panel's rows into a few L1
+//! sets. `copy_panels` is the packed-block copier the convolutions' B sources use too.
 //!
 //! This module owns those buffers only; what is multiplied is the steps' business.
 

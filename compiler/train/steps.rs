@@ -96,10 +96,14 @@ pub struct Linear {
 /// cols_ng[(c,u,v), (i,j)] = x[n, g·C_g + c, i·s₀ + u·d₀ − p_t, j·s₁ + v·d₁ − p_l]  (0 in the padding)
 /// Y_ng = W_g cols_ng  (W_g: M_g × C_g·kh·kw),   y[n, m, i, j] = Y[m, (i,j)] + b[m]
 ///
-/// which is never materialized: the forward pass is the runtime's implicit-GEMM `conv2d`. Backward, with
-/// Δ_ng = ∂L/∂Y_ng: ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ (colsᵀ gathered straight into the product's tiles),
+/// which is never materialized: its blocks are copied straight into the product's tiles from a zero-padded
+/// copy of the image (implicit GEMM). With stride 1 the product runs on the padded grid (output pixel (i, j)
+/// at column i·W_p + j, so each im2col row of a block is one contiguous run; the kept columns are then
+/// compacted into y). Backward, with Δ_ng = ∂L/∂Y_ng: ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ (colsᵀ with its columns in
+/// (u, v, c) order, copied from a channels-last padded copy of the image, then reordered to W's layout),
 /// ∂L/∂b[m] = Σ Δ[·, m, ·], and ∂L/∂x: with stride 1 the convolution of Δ by the flipped, channel-swapped
-/// kernel (implicit GEMM again), otherwise ∂L/∂cols_ng = W_gᵀ Δ_ng scattered back (col2im, adding overlaps).
+/// kernel (on the padded grid again), otherwise ∂L/∂cols_ng = W_gᵀ Δ_ng scattered back (col2im, adding
+/// overlaps). The batch's images are split between the threads.
 #[derive(Clone, Debug)]
 pub struct Conv {
     pub x: usize,
