@@ -214,6 +214,19 @@ fn conv_gradients_with_stride_padding_groups_and_dilation() {
     grad_check("Conv (stride 2, pad 1, group 2; dilation 2)", &g.finish(y), 2, 0.0, false);
 }
 
+/// Stride-1 convolutions run on the padded grid (forward and ∂L/∂x) and take ∂L/∂W from a channels-last
+/// copy: a 3x3 with groups, then a 3x3 wider than the padded grid's micro-tiles, with dilation.
+#[test]
+fn conv_gradients_on_the_padded_grid() {
+    let (mut g, x) = G::new(&[4, 7, 9], 17);
+    let op = conv(&mut g, 4, 6, 3, 1, 1, 2, 1);
+    let c = g.op("conv_g2", op, &[x]);
+    let op = conv(&mut g, 6, 3, 3, 1, 2, 1, 2);
+    let c = g.op("conv_dil2", op, &[c]);
+    let y = flat(&mut g, c);
+    grad_check("Conv on the padded grid (stride 1, group 2; dilation 2)", &g.finish(y), 3, 0.0, false);
+}
+
 #[test]
 fn batchnorm_gradients_2d_and_4d() {
     let (mut g, x) = G::new(&[3, 2, 2], 14);

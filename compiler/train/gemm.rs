@@ -2,15 +2,80 @@
 //! buffers kept from one step to the next.
 //!
 //! The runtime's general [`sgemm`](resin_runtime::kernels::gemm::sgemm) allocates its packed A and its
-//! scratch on every call; training multiplies at every step, so this module keeps them. Transposed
-//! operands (a_catᵀ δ, δ W_catᵀ, Δ colsᵀ) are packed by the runtime's own [`pack_a`] and [`MatB`], whose
-//! loops run over contiguous memory for either layout.
+//! scratch on every call; training multiplies at every step, so this module keeps them. A (either layout)
+//! is packed by the runtime's own [`pack_a`], its panels split between the installed pool's threads; B is
+//! always packed ([`Copied`]: row-major by fixed-size copies, transposed by the runtime's [`MatB`]), never
+//! read in place, because the 256-wide layers' 1 KiB row stride maps a micro-panel's rows into a few L1
+//! sets. `copy_panels` is the packed-block copier the convolutions' B sources use too.
 //!
 //! This module owns those buffers only; what is multiplied is the steps' business.
 
+use super::steps::copy_short;
 use resin_runtime::kernels::gemm::{
-    gemm_packed, pack_a, packed_len, scratch_len, BSource, Epilogue, Isa, MatB, MatRef,
+    gemm_packed, pack_a, packed_len, scratch_len, BSource, Epilogue, Isa, MatB, MatRef, KC, MR,
 };
+
+/// B always packed into contiguous micro-panels, never read in place.
+///
+/// Read in place, a row-major B whose row stride is a multiple of 1 KiB (the MLPs' 256-wide layers)
+/// puts the rows of a micro-panel in a handful of L1 sets, so the panel keeps missing the L1 across the
+/// A panels that reuse it; packed, it is one contiguous block.
+pub struct Copied<'a>(pub MatB<'a>);
+
+impl BSource for Copied<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        let MatRef { data, ld, trans } = self.0 .0;
+        if trans {
+            return self.0.pack(k0, kc, n0, nc, dst, nr);
+        }
+        // Row-major: row i of the block is data[(k0 + i)·ld + n0 ..], copied in fixed-size pieces (the
+        // runtime's row packer calls memcpy for every 16-float piece).
+        let mut rows = [0usize; KC];
+        for (i, r) in rows[..kc].iter_mut().enumerate() {
+            *r = (k0 + i) * ld + n0;
+        }
+        copy_panels(data, &rows[..kc], nc, dst, nr);
+    }
+}
+
+/// Fills the micro-panels of a packed block whose row i, columns j < nc, is `src[rows[i] + j ..]`:
+/// panel by panel (each panel's rows written in order), every row piece one copy.
+pub(crate) fn copy_panels(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX (checked above); the body is safe code.
+        unsafe { copy_panels_avx(src, rows, nc, dst, nr) };
+        return;
+    }
+    copy_panels_body(src, rows, nc, dst, nr)
+}
+
+/// [`copy_panels_body`] compiled with 256-bit moves.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn copy_panels_avx(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
+    copy_panels_body(src, rows, nc, dst, nr)
+}
+
+#[inline(always)]
+fn copy_panels_body(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr: usize) {
+    let kc = rows.len();
+    for t in 0..nc.div_ceil(nr) {
+        let (j0, cols) = (t * nr, nr.min(nc - t * nr));
+        let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
+        if cols == 16 {
+            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
+                let s: &[f32; 16] = src[r + j0..r + j0 + 16].try_into().unwrap();
+                let d: &mut [f32; 16] = (&mut d[..16]).try_into().unwrap();
+                *d = *s;
+            }
+        } else {
+            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
+                copy_short(&mut d[..cols], &src[r + j0..r + j0 + cols]);
+            }
+        }
+    }
+}
 
 /// Packing buffers for one step's products (each step keeps its own, so nothing is shared between them).
 #[derive(Clone, Debug, Default)]
@@ -38,7 +103,20 @@ impl Gemm {
         if self.packed.len() < need {
             self.packed.resize(need, 0.0);
         }
-        pack_a(m, k, a, alpha, &mut self.packed);
+        // The panels are independent: on a pool, each thread packs a contiguous share of them.
+        let panels = m.div_ceil(MR);
+        let parts = if m * k >= 1 << 14 { resin_runtime::parallel::current_threads().min(panels) } else { 1 };
+        if parts <= 1 {
+            pack_a(m, k, a, alpha, &mut self.packed);
+            return;
+        }
+        let per = panels.div_ceil(parts);
+        resin_runtime::parallel::for_chunks_mut(&mut self.packed[..need], per * MR * k, |i, dst| {
+            let r0 = i * per * MR;
+            let rows = (m - r0).min(per * MR);
+            let off = if a.trans { r0 } else { r0 * a.ld };
+            pack_a(rows, k, MatRef { data: &a.data[off..], ..a }, alpha, dst);
+        });
     }
 
     /// C[m×n] (row stride `ldc`) = A · B (+ C when `accumulate`), A as last given to [`Gemm::pack`].
@@ -82,7 +160,7 @@ impl Gemm {
             return;
         }
         self.pack(m, k, a, alpha);
-        self.mul_packed(m, n, k, &MatB(b), beta != 0.0, c, ldc, threads);
+        self.mul_packed(m, n, k, &Copied(MatB(b)), beta != 0.0, c, ldc, threads);
     }
 }
 

@@ -35,6 +35,10 @@ pub struct Mem<'a> {
     _life: std::marker::PhantomData<&'a mut [Vec<f32>]>,
 }
 
+// SAFETY: a Mem is only storage addresses; steps that run on several threads at once write disjoint rows
+// (or disjoint channels) of their output views, and read only what no part writes (see `mat_mut`).
+unsafe impl Sync for Mem<'_> {}
+
 impl<'a> Mem<'a> {
     /// Takes the storages for the duration of a pass; every storage holds `rows · ld` elements.
     pub fn new(stores: &'a mut [Vec<f32>], rows: usize) -> Self {
@@ -89,11 +93,14 @@ impl<'a> Mem<'a> {
         unsafe { std::slice::from_raw_parts_mut(p, n) }
     }
 
-    /// The whole storage `s` (for zeroing).
+    /// Zeroes every storage, split between the installed pool's threads (the gradients of a large
+    /// batch are tens of MiB, and this runs before every backward pass).
     pub fn zero_all(&self) {
+        let threads = resin_runtime::parallel::current_threads();
         for &(p, len) in &self.ptrs {
             // SAFETY: the storage is exclusively borrowed by this Mem.
-            unsafe { std::slice::from_raw_parts_mut(p, len) }.fill(0.0);
+            let s = unsafe { std::slice::from_raw_parts_mut(p, len) };
+            resin_runtime::parallel::for_chunks_mut(s, len.div_ceil(threads).max(1 << 14), |_, c| c.fill(0.0));
         }
     }
 }

@@ -73,40 +73,102 @@ impl Optimizer {
         Optimizer { kind: OptimizerKind::Sgd { momentum: 0.0 }, lr, weight_decay: 0.0, state: vec![], t: 0 }
     }
 
-    /// Applies one update to every parameter from its `grad`.
+    /// Applies one update to every parameter from its `grad`. Large parameters are split into chunks
+    /// spread over the installed pool's threads (every element's update is independent).
     pub fn step(&mut self, params: &mut [Param]) {
         if self.state.len() != params.len() {
             self.state = params.iter().map(|p| (vec![0.0; p.data.len()], vec![0.0; p.data.len()])).collect();
             self.t = 0;
         }
         self.t += 1;
-        let (lr, wd) = (self.lr, self.weight_decay);
+        let rule = Rule::new(self.kind, self.lr, self.weight_decay, self.t);
+        let threads = resin_runtime::parallel::current_threads();
         for (p, (m, v)) in params.iter_mut().zip(&mut self.state) {
-            match self.kind {
-                OptimizerKind::Sgd { momentum: 0.0 } => {
-                    for (w, g) in p.data.iter_mut().zip(&p.grad) {
-                        *w -= lr * (g + wd * *w);
-                    }
+            let n = p.data.len();
+            if threads <= 1 || n < 1 << 14 {
+                rule.apply(&mut p.data, &p.grad, m, v);
+                continue;
+            }
+            let chunk = n.div_ceil(threads);
+            let mut jobs: Vec<_> = p
+                .data
+                .chunks_mut(chunk)
+                .zip(p.grad.chunks(chunk))
+                .zip(m.chunks_mut(chunk))
+                .zip(v.chunks_mut(chunk))
+                .map(|(((w, g), m), v)| (w, g, m, v))
+                .collect();
+            resin_runtime::parallel::for_chunks_mut(&mut jobs, 1, |_, job| {
+                for (w, g, m, v) in job.iter_mut() {
+                    rule.apply(w, g, m, v);
                 }
-                OptimizerKind::Sgd { momentum } => {
-                    let first = self.t == 1;
-                    for ((w, g), b) in p.data.iter_mut().zip(&p.grad).zip(m.iter_mut()) {
-                        let g = g + wd * *w;
-                        *b = if first { g } else { momentum * *b + g };
-                        *w -= lr * *b;
-                    }
+            });
+        }
+    }
+}
+
+/// One step's update rule with its constants (learning rate, decay, bias corrections) fixed.
+#[derive(Clone, Copy)]
+struct Rule {
+    kind: OptimizerKind,
+    lr: f32,
+    wd: f32,
+    first: bool,
+    /// Adam: η/(1−β₁ᵗ) and √(1−β₂ᵗ).
+    step: f32,
+    bc2s: f32,
+}
+
+impl Rule {
+    fn new(kind: OptimizerKind, lr: f32, wd: f32, t: i32) -> Self {
+        let (step, bc2s) = match kind {
+            OptimizerKind::Adam { beta1, beta2, .. } => (lr / (1.0 - beta1.powi(t)), (1.0 - beta2.powi(t)).sqrt()),
+            _ => (0.0, 0.0),
+        };
+        Rule { kind, lr, wd, first: t == 1, step, bc2s }
+    }
+
+    /// Updates `w` from `g` and the state `m`, `v` (same lengths), with 256-bit vectors where the CPU has
+    /// them (the same operations in the same order, so the same bits).
+    fn apply(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX (checked above); the body is safe code.
+            unsafe { self.apply_avx(w, g, m, v) };
+            return;
+        }
+        self.apply_body(w, g, m, v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    unsafe fn apply_avx(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        self.apply_body(w, g, m, v)
+    }
+
+    #[inline(always)]
+    fn apply_body(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let (lr, wd) = (self.lr, self.wd);
+        match self.kind {
+            OptimizerKind::Sgd { momentum: 0.0 } => {
+                for (w, g) in w.iter_mut().zip(g) {
+                    *w -= lr * (g + wd * *w);
                 }
-                OptimizerKind::Adam { beta1, beta2, eps } => {
-                    let bc1 = 1.0 - beta1.powi(self.t);
-                    let bc2 = 1.0 - beta2.powi(self.t);
-                    let step = lr / bc1;
-                    let bc2s = bc2.sqrt();
-                    for (((w, g), m), v) in p.data.iter_mut().zip(&p.grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-                        let g = g + wd * *w;
-                        *m = beta1 * *m + (1.0 - beta1) * g;
-                        *v = beta2 * *v + (1.0 - beta2) * g * g;
-                        *w -= step * *m / (v.sqrt() / bc2s + eps);
-                    }
+            }
+            OptimizerKind::Sgd { momentum } => {
+                for ((w, g), b) in w.iter_mut().zip(g).zip(m.iter_mut()) {
+                    let g = g + wd * *w;
+                    *b = if self.first { g } else { momentum * *b + g };
+                    *w -= lr * *b;
+                }
+            }
+            OptimizerKind::Adam { beta1, beta2, eps } => {
+                let (step, bc2s) = (self.step, self.bc2s);
+                for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let g = g + wd * *w;
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    *w -= step * *m / (v.sqrt() / bc2s + eps);
                 }
             }
         }

@@ -101,6 +101,16 @@ pub struct TrainPlan {
     pub arena_layers: usize,
 }
 
+/// Runs `f` with a pool of `threads` threads installed (the process-wide one of that size: its workers
+/// persist between steps), so that the steps' products and per-image splits run on every thread.
+pub fn with_pool<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    if threads > 1 {
+        resin_runtime::parallel::global(threads).install(f)
+    } else {
+        f()
+    }
+}
+
 /// The product of a shape's dims.
 fn numel(s: &[usize]) -> usize {
     s.iter().product()
@@ -903,9 +913,12 @@ impl TrainPlan {
             mem.row_mut(&iv, r).copy_from_slice(&x[r * cols..(r + 1) * cols]);
         }
         let mut cx = Ctx { views: &self.views, vals: &mem, params: &mut self.params, threads: self.threads, training };
-        for s in &mut self.steps {
-            s.forward(&mut cx);
-        }
+        let steps = &mut self.steps;
+        with_pool(self.threads, || {
+            for s in steps {
+                s.forward(&mut cx);
+            }
+        });
         let ov = self.views[self.output];
         Ok((0..self.batch).flat_map(|r| mem.row(&ov, r).to_vec()).collect())
     }
@@ -918,16 +931,19 @@ impl TrainPlan {
         }
         let vals = Mem::new(&mut self.vals, self.batch);
         let grads = Mem::new(&mut self.grads, self.batch);
-        grads.zero_all();
+        with_pool(self.threads, || grads.zero_all());
         let ov = self.views[self.output];
         for r in 0..self.batch {
             grads.row_mut(&ov, r).copy_from_slice(&dout[r * self.out_cols..(r + 1) * self.out_cols]);
         }
         let mut cx =
             BackCtx { views: &self.views, vals: &vals, grads: &grads, params: &mut self.params, threads: self.threads };
-        for s in self.steps.iter_mut().rev() {
-            s.backward(&mut cx);
-        }
+        let steps = &mut self.steps;
+        with_pool(self.threads, || {
+            for s in steps.iter_mut().rev() {
+                s.backward(&mut cx);
+            }
+        });
         Ok(())
     }
 

@@ -9,8 +9,9 @@
 //! This module owns the arithmetic of those steps; which steps a graph becomes, and where their tensors
 //! live, is decided by [`super::plan`].
 
-use super::gemm::Gemm;
+use super::gemm::{copy_panels, Copied, Gemm};
 use super::mem::{Mem, View};
+use super::transpose::transpose;
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
 
 /// A trainable tensor: its values, its gradient (same layout) and the name reports use.
@@ -95,10 +96,14 @@ pub struct Linear {
 /// cols_ng[(c,u,v), (i,j)] = x[n, g·C_g + c, i·s₀ + u·d₀ − p_t, j·s₁ + v·d₁ − p_l]  (0 in the padding)
 /// Y_ng = W_g cols_ng  (W_g: M_g × C_g·kh·kw),   y[n, m, i, j] = Y[m, (i,j)] + b[m]
 ///
-/// which is never materialized: the forward pass is the runtime's implicit-GEMM `conv2d`. Backward, with
-/// Δ_ng = ∂L/∂Y_ng: ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ (colsᵀ gathered straight into the product's tiles),
+/// which is never materialized: its blocks are copied straight into the product's tiles from a zero-padded
+/// copy of the image (implicit GEMM). With stride 1 the product runs on the padded grid (output pixel (i, j)
+/// at column i·W_p + j, so each im2col row of a block is one contiguous run; the kept columns are then
+/// compacted into y). Backward, with Δ_ng = ∂L/∂Y_ng: ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ (colsᵀ with its columns in
+/// (u, v, c) order, copied from a channels-last padded copy of the image, then reordered to W's layout),
 /// ∂L/∂b[m] = Σ Δ[·, m, ·], and ∂L/∂x: with stride 1 the convolution of Δ by the flipped, channel-swapped
-/// kernel (implicit GEMM again), otherwise ∂L/∂cols_ng = W_gᵀ Δ_ng scattered back (col2im, adding overlaps).
+/// kernel (on the padded grid again), otherwise ∂L/∂cols_ng = W_gᵀ Δ_ng scattered back (col2im, adding
+/// overlaps). The batch's images are split between the threads.
 #[derive(Clone, Debug)]
 pub struct Conv {
     pub x: usize,
@@ -393,10 +398,14 @@ pub struct Lane {
     dcols: Vec<f32>,
     /// This thread's share of ∂L/∂W.
     dw: Vec<f32>,
+    /// A stride-1 product's output on the padded grid, before it is compacted into y.
+    grid: Vec<f32>,
+    /// ∂L/∂W of one group with its columns in (u, v, c) order, summed over this thread's images.
+    dwt: Vec<f32>,
 }
 
 /// Runs `f(lane, images, part_of_y, gemm_threads)` over the `rows` images split into contiguous parts, one
-/// per thread (part 0 on the calling thread); `part_of_y` starts at the part's first image (row stride
+/// per thread of the installed pool (see [`super::plan::TrainPlan`]); `part_of_y` starts at the part's first image (row stride
 /// `yld`). With fewer images than threads, one part whose products use all the threads. Returns the number
 /// of parts (lanes used).
 fn split_images<F>(rows: usize, threads: usize, lanes: &mut Vec<Lane>, y: &mut [f32], yld: usize, f: F) -> usize
@@ -415,22 +424,18 @@ where
     let mut pieces = Vec::with_capacity(parts);
     let mut rest = y;
     let mut at = 0;
-    for i in 0..parts {
+    for (i, lane) in lanes.iter_mut().take(parts).enumerate() {
         let (lo, hi) = (i * rows / parts, (i + 1) * rows / parts);
         let end = if i + 1 == parts { rest.len() } else { (hi * yld - at).min(rest.len()) };
         let (head, tail) = rest.split_at_mut(end);
-        pieces.push((lo..hi, head));
+        pieces.push((lane, lo..hi, head));
         rest = tail;
         at += end;
     }
-    std::thread::scope(|s| {
-        let mut it = lanes.iter_mut().zip(pieces);
-        let (l0, (r0, y0)) = it.next().unwrap();
-        for (lane, (r, yp)) in it {
-            let f = &f;
-            s.spawn(move || f(lane, r, yp, 1));
-        }
-        f(l0, r0, y0, 1);
+    // On the plan's installed pool (persistent workers; no thread is spawned per step).
+    resin_runtime::parallel::for_chunks_mut(&mut pieces, 1, |_, p| {
+        let (lane, r, yp) = &mut p[0];
+        f(lane, r.clone(), yp, 1)
     });
     parts
 }
@@ -454,7 +459,7 @@ type Run = (usize, usize, usize, usize);
 /// Copies a short run without a `memcpy` call (fixed-size chunks are inlined vector moves; the tail is
 /// written out so that no loop is turned back into a call).
 #[inline]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
+pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
     let n = dst.len();
     let (mut d8, mut s8) = (dst.chunks_exact_mut(8), src[..n].chunks_exact(8));
     for (d, s) in (&mut d8).zip(&mut s8) {
@@ -567,33 +572,110 @@ impl BSource for Im2col<'_> {
     }
 }
 
-/// The im2col matrix of one image and group, transposed (B of ∂L/∂W = Δ colsᵀ: rows output pixels,
-/// columns (c,u,v)), gathered into the packed tiles: each micro-panel's columns are gathered as rows of a
-/// small buffer, then transposed into the panel.
-struct ColsT<'a>(Gather<'a>);
+/// The im2col matrix of one image and group on the padded grid (stride 1): row (c, u, v), column q (an
+/// output pixel (i, j) sits at q = i·W_p + j, W_p the padded width; the columns j ≥ W_o are garbage that
+/// nobody keeps) is `x_p[c, u·d₀·W_p + v·d₁ + q]`, so every row of a block is ONE contiguous run of the
+/// padded plane, whatever the image width.
+struct GridIm2col<'a>(Gather<'a>);
 
-impl BSource for ColsT<'_> {
+impl BSource for GridIm2col<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
-        const MAX_NR: usize = 48;
-        let mut tmp = [0f32; MAX_NR * resin_runtime::kernels::gemm::KC];
-        assert!(nr <= MAX_NR && kc <= resin_runtime::kernels::gemm::KC);
-        let mut runs = Vec::with_capacity(kc);
-        self.0.runs(k0, kc, &mut runs);
-        for t in 0..nc.div_ceil(nr) {
-            let cols = nr.min(nc - t * nr);
-            for jj in 0..cols {
-                let (c, u, v) = self.0.tap(n0 + t * nr + jj);
-                self.0.row(c, u, v, &runs, &mut tmp[jj * kc..(jj + 1) * kc]);
-            }
-            let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
-            for (i, row) in panel.chunks_exact_mut(nr).enumerate() {
-                for (jj, o) in row[..cols].iter_mut().enumerate() {
-                    // SAFETY: jj < cols ≤ nr and i < kc, so jj·kc + i < nr·kc ≤ tmp.len() (asserted).
-                    *o = unsafe { *tmp.get_unchecked(jj * kc + i) };
+        let g = &self.0;
+        let [h, w] = g.hw;
+        // Where each row of the block starts in the padded planes.
+        let mut rows = [0usize; resin_runtime::kernels::gemm::KC];
+        assert!(kc <= rows.len());
+        let (mut c, mut u, mut v) = g.tap(k0);
+        for r in rows[..kc].iter_mut() {
+            *r = c * h * w + u * g.d[0] * w + v * g.d[1] + n0;
+            v += 1;
+            if v == g.k[1] {
+                v = 0;
+                u += 1;
+                if u == g.k[0] {
+                    u = 0;
+                    c += 1;
                 }
             }
         }
+        copy_panels(g.x, &rows[..kc], nc, dst, nr);
     }
+}
+
+/// One image's (and group's) input, zero-padded as [`ConvDims::padded`] does but channels-last: channel c
+/// of padded pixel (r, col) at `(r·W_p + col)·C + c`.
+struct Nhwc<'a> {
+    x: &'a [f32],
+    c: usize,
+    wp: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    ow: usize,
+}
+
+/// The transposed im2col of one image and group as B of ∂L/∂W = Δ colsᵀ, with the columns in (u, v, c)
+/// order: element (p, (u, v, c)) = x_p[c, i·s₀ + u·d₀, j·s₁ + v·d₁] for output pixel p = (i, j). From the
+/// channels-last copy, a micro-panel's row is a run of consecutive channels of one padded pixel: one
+/// contiguous copy, no transpose (the image was transposed once, instead of every im2col element).
+struct ColsTNhwc<'a>(Nhwc<'a>);
+
+impl BSource for ColsTNhwc<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        let g = &self.0;
+        let cg = g.c;
+        // Where each row's pixel starts in the channels-last copy.
+        let mut rows = [0usize; resin_runtime::kernels::gemm::KC];
+        assert!(kc <= rows.len());
+        let (mut i0, mut j0) = (k0 / g.ow, k0 % g.ow);
+        for r in rows[..kc].iter_mut() {
+            *r = (i0 * g.s[0] * g.wp + j0 * g.s[1]) * cg;
+            j0 += 1;
+            if j0 == g.ow {
+                j0 = 0;
+                i0 += 1;
+            }
+        }
+        let tap_off = |col: usize| {
+            let (tap, c) = (col / cg, col % cg);
+            (u_v_off(tap / g.k[1], tap % g.k[1], g) * cg + c, cg - c)
+        };
+        if cg.is_multiple_of(nr) {
+            // Every panel lies within one tap: one contiguous run of nr channels per row. Offsetting the
+            // rows by the panel's tap and handing them to `copy_panels` one panel at a time.
+            let mut shifted = [0usize; resin_runtime::kernels::gemm::KC];
+            for t in 0..nc.div_ceil(nr) {
+                let cols = nr.min(nc - t * nr);
+                let (off, _) = tap_off(n0 + t * nr);
+                for (s, r) in shifted[..kc].iter_mut().zip(&rows[..kc]) {
+                    *s = r + off;
+                }
+                copy_panels(g.x, &shifted[..kc], cols, &mut dst[t * kc * nr..(t + 1) * kc * nr], nr);
+            }
+            return;
+        }
+        for t in 0..nc.div_ceil(nr) {
+            let cols = nr.min(nc - t * nr);
+            let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
+            // Columns of one tap (u, v) are consecutive channels: one run per tap within the panel.
+            let mut jj = 0;
+            while jj < cols {
+                let (off, left) = tap_off(n0 + t * nr + jj);
+                let len = left.min(cols - jj);
+                for (i, &r) in rows[..kc].iter().enumerate() {
+                    let at = r + off;
+                    copy_short(&mut panel[i * nr + jj..i * nr + jj + len], &g.x[at..at + len]);
+                }
+                jj += len;
+            }
+        }
+    }
+}
+
+/// Offset, in pixels of the padded grid, of kernel tap (u, v).
+#[inline]
+fn u_v_off(u: usize, v: usize, g: &Nhwc) -> usize {
+    u * g.d[0] * g.wp + v * g.d[1]
 }
 
 /// The shape of one convolution as the products see it (the forward one, or the backward one by the input).
@@ -648,6 +730,35 @@ impl ConvDims {
         Gather { x: buf, hw: [hp, wp], k: self.k, s: self.s, d: self.d, o: self.o }
     }
 
+    /// The channels-last version of [`ConvDims::padded`] (for the weight gradient's B): each input row
+    /// of every channel transposed into its padded row, only the padding zeroed.
+    fn padded_nhwc<'a>(&self, x: &[f32], buf: &'a mut Vec<f32>) -> Nhwc<'a> {
+        let cg = self.c / self.group;
+        let [h, w] = self.hw;
+        let [hp, wp] = self.padded_hw();
+        let [pt, pl] = self.pads;
+        buf.resize(hp * wp * cg, 0.0);
+        // Input columns that land inside the padded extent: iw < c1.
+        let c1 = w.min(wp.saturating_sub(pl));
+        for (r, row) in buf[..hp * wp * cg].chunks_exact_mut(wp * cg).enumerate() {
+            let ih = r as isize - pt as isize;
+            if ih < 0 || ih >= h as isize || c1 == 0 {
+                row.fill(0.0);
+                continue;
+            }
+            let ih = ih as usize;
+            row[..pl * cg].fill(0.0);
+            row[(pl + c1) * cg..].fill(0.0);
+            transpose(cg, c1, &x[ih * w..], h * w, &mut row[pl * cg..], cg);
+        }
+        Nhwc { x: buf, c: cg, wp, k: self.k, s: self.s, d: self.d, ow: self.o[1] }
+    }
+
+    /// Whether the products run on the padded grid ([`GridIm2col`]): stride 1 and not a plain 1x1.
+    fn on_grid(&self) -> bool {
+        self.s == [1, 1] && !(self.k == [1, 1] && self.pads == [0, 0] && self.o == self.hw)
+    }
+
     /// Packs `[M, C/G·kh·kw]` weights group by group as the products' A.
     fn pack(&self, w: &[f32], dst: &mut Vec<f32>) {
         let (mg, ckk) = (self.m / self.group, self.ckk());
@@ -681,6 +792,7 @@ impl ConvDims {
         let ohw = self.o[0] * self.o[1];
         let wlen = packed_len(mg, ckk);
         let pointwise = self.k == [1, 1] && self.s == [1, 1] && self.pads == [0, 0] && self.o == self.hw;
+        let grid = self.on_grid();
         split_images(rows, threads, lanes, y, yld, |lane, images, y, threads| {
             lane.scratch.resize(resin_runtime::kernels::gemm::scratch_len(isa, threads), 0.0);
             let first = images.start;
@@ -694,6 +806,25 @@ impl ConvDims {
                     if pointwise {
                         let b = MatB(MatRef::new(xg, h * w));
                         gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, &mut lane.scratch);
+                    } else if grid {
+                        // On the padded grid, then the kept columns (j < W_o) moved (or added) into y.
+                        let [oh, ow] = self.o;
+                        let wp = self.padded_hw()[1];
+                        let ng = (oh - 1) * wp + ow;
+                        lane.grid.resize(mg * ng, 0.0);
+                        let b = GridIm2col(self.padded(xg, &mut lane.pad));
+                        let epi = Epilogue { accumulate: false, ..epi };
+                        gemm_packed(isa, mg, ng, ckk, a, &b, &mut lane.grid, ng, &epi, threads, &mut lane.scratch);
+                        for (m, ym) in yg.chunks_exact_mut(ohw).enumerate() {
+                            for (i, yr) in ym.chunks_exact_mut(ow).enumerate() {
+                                let src = &lane.grid[m * ng + i * wp..m * ng + i * wp + ow];
+                                if accumulate {
+                                    yr.iter_mut().zip(src).for_each(|(y, s)| *y += s);
+                                } else {
+                                    yr.copy_from_slice(src);
+                                }
+                            }
+                        }
                     } else {
                         let b = Im2col(self.padded(xg, &mut lane.pad));
                         gemm_packed(isa, mg, ohw, ckk, a, &b, yg, ohw, &epi, threads, &mut lane.scratch);
@@ -774,19 +905,29 @@ impl Conv {
                 }
             }
         }
-        // ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ, one product per image with the transposed im2col gathered as B; each
-        // thread sums its images, then the threads' sums are added in order.
+        // ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ, one product per image with the transposed im2col (columns in (u, v, c)
+        // order, from a channels-last copy of the image) as B; each thread sums its images and reorders the
+        // columns to W's (c, u, v), then the threads' sums are added in order.
+        let taps = self.k[0] * self.k[1];
         let parts = split_images(rows, cx.threads, &mut self.bufs.lanes, &mut [], 0, |lane, images, _, threads| {
             lane.dw.resize(self.group * mg * ckk, 0.0);
+            lane.dwt.resize(mg * ckk, 0.0);
             let first = images.start;
             for g in 0..self.group {
                 for n in images.clone() {
                     let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
                     lane.gw.pack(mg, ohw, d, 1.0);
                     let xg = &x[n * xv.ld + g * cg * h * w..n * xv.ld + (g + 1) * cg * h * w];
-                    let b = ColsT(dims.padded(xg, &mut lane.pad));
-                    let gw = &mut lane.dw[g * mg * ckk..(g + 1) * mg * ckk];
-                    lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, gw, ckk, threads);
+                    let b = ColsTNhwc(dims.padded_nhwc(xg, &mut lane.pad));
+                    lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, &mut lane.dwt, ckk, threads);
+                }
+                for (m, src) in lane.dwt.chunks_exact(ckk).enumerate() {
+                    let dst = &mut lane.dw[(g * mg + m) * ckk..(g * mg + m + 1) * ckk];
+                    for (tap, run) in src.chunks_exact(cg).enumerate() {
+                        for (c, v) in run.iter().enumerate() {
+                            dst[c * taps + tap] = *v;
+                        }
+                    }
                 }
             }
         });
@@ -827,7 +968,7 @@ impl Conv {
                 lane.gx.pack(ckk, mg, wgt, 1.0);
                 for n in images.clone() {
                     let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
-                    lane.gx.mul_packed(ckk, ohw, mg, &MatB(d), false, &mut lane.dcols, ohw, threads);
+                    lane.gx.mul_packed(ckk, ohw, mg, &Copied(MatB(d)), false, &mut lane.dcols, ohw, threads);
                     let xo = (n - first) * xv.ld;
                     for cl in 0..cg {
                         let plane = &mut dx[xo + (g * cg + cl) * h * w..xo + (g * cg + cl + 1) * h * w];
@@ -903,39 +1044,48 @@ impl BatchNorm {
         let (c, s) = (self.c, self.s);
         let gamma = &cx.params[self.scale].data;
         let beta = &cx.params[self.bias].data;
+        let vals = cx.vals;
         self.inv_std.resize(c, 0.0);
         if !cx.training {
-            for ch in 0..c {
-                let inv = 1.0 / (self.running_var[ch] + self.eps).sqrt();
-                let (k, t) = (gamma[ch] * inv, beta[ch] - gamma[ch] * self.running_mean[ch] * inv);
-                for r in 0..rows {
-                    let x = &cx.vals.row(&xv, r)[ch * s..(ch + 1) * s];
-                    let y = &mut cx.vals.row_mut(&ov, r)[ch * s..(ch + 1) * s];
-                    for (y, x) in y.iter_mut().zip(x) {
+            let kt: Vec<(f32, f32)> = (0..c)
+                .map(|ch| {
+                    let inv = 1.0 / (self.running_var[ch] + self.eps).sqrt();
+                    (gamma[ch] * inv, beta[ch] - gamma[ch] * self.running_mean[ch] * inv)
+                })
+                .collect();
+            par_rows(rows, rows * c * s, cx.threads, |r| {
+                let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
+                for (ch, &(k, t)) in kt.iter().enumerate() {
+                    for (y, x) in y[ch * s..(ch + 1) * s].iter_mut().zip(&x[ch * s..(ch + 1) * s]) {
                         *y = k * x + t;
                     }
                 }
-            }
+            });
             return;
         }
         self.xhat.resize(rows * c * s, 0.0);
         let n = (rows * s) as f64;
-        // Sums in float32 lanes within a row's plane, float64 across planes; two passes (mean, then the
-        // squared deviations), as accurate as PyTorch's Welford and vectorized.
-        for ch in 0..c {
+        // Per channel (channels split between the threads): sums in float32 lanes within a row's plane,
+        // float64 across planes; two passes (mean, then the squared deviations), as accurate as PyTorch's
+        // Welford and vectorized. Returns (mean, Σ(x − μ32)², Σ(x − μ32)) with μ32 the rounded mean.
+        let mut stats = vec![(0.0f64, 0.0f64, 0.0f64); c];
+        par_channels(&mut stats, rows * c * s, cx.threads, |ch, st| {
             let mut sum = 0.0f64;
             for r in 0..rows {
-                sum += lanes_sum(&cx.vals.row(&xv, r)[ch * s..(ch + 1) * s], |v| v);
+                sum += lanes_sum(&vals.row(&xv, r)[ch * s..(ch + 1) * s], |v| v);
             }
             let mean = sum / n;
             let m32 = mean as f32;
-            let mut sq = 0.0f64;
-            let mut dev = 0.0f64;
+            let (mut sq, mut dev) = (0.0f64, 0.0f64);
             for r in 0..rows {
-                let x = &cx.vals.row(&xv, r)[ch * s..(ch + 1) * s];
+                let x = &vals.row(&xv, r)[ch * s..(ch + 1) * s];
                 sq += lanes_sum(x, |v| (v - m32) * (v - m32));
                 dev += lanes_sum(x, |v| v - m32);
             }
+            *st = (mean, sq, dev);
+        });
+        let mut coef = Vec::with_capacity(c);
+        for (ch, &(mean, sq, dev)) in stats.iter().enumerate() {
             // Σ(x − μ)² from deviations about the rounded μ32: Σ(x − μ32)² − (Σ(x − μ32))²/n.
             let var = ((sq - dev * dev / n) / n).max(0.0);
             let inv = 1.0 / (var + self.eps as f64).sqrt();
@@ -945,18 +1095,19 @@ impl BatchNorm {
             self.running_mean[ch] = (1.0 - m) * self.running_mean[ch] + m * mean as f32;
             let unbiased = if n > 1.0 { var * n / (n - 1.0) } else { var };
             self.running_var[ch] = (1.0 - m) * self.running_var[ch] + m * unbiased as f32;
-            let (mu, inv) = (mean as f32, inv as f32);
-            let (g, b) = (gamma[ch], beta[ch]);
-            for r in 0..rows {
-                let x = &cx.vals.row(&xv, r)[ch * s..(ch + 1) * s];
-                let xh = &mut self.xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
-                let y = &mut cx.vals.row_mut(&ov, r)[ch * s..(ch + 1) * s];
-                for ((y, x), xh) in y.iter_mut().zip(x).zip(xh.iter_mut()) {
+            coef.push((mean as f32, inv as f32, gamma[ch], beta[ch]));
+        }
+        // x̂ and y, rows split between the threads.
+        par_row_chunks(&mut self.xhat[..rows * c * s], c * s, cx.threads, |r, xhr| {
+            let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
+            for (ch, &(mu, inv, g, b)) in coef.iter().enumerate() {
+                let span = ch * s..(ch + 1) * s;
+                for ((y, x), xh) in y[span.clone()].iter_mut().zip(&x[span.clone()]).zip(&mut xhr[span]) {
                     *xh = (x - mu) * inv;
                     *y = g * *xh + b;
                 }
             }
-        }
+        });
     }
 
     fn backward(&mut self, cx: &mut BackCtx) {
@@ -964,29 +1115,81 @@ impl BatchNorm {
         let (xv, ov) = (cx.views[self.x], cx.views[self.out]);
         let (c, s) = (self.c, self.s);
         let n = (rows * s) as f32;
-        for ch in 0..c {
+        let (grads, xhat) = (cx.grads, &self.xhat);
+        // Σδ and Σδx̂ per channel (channels split between the threads).
+        let mut sums = vec![(0.0f64, 0.0f64); c];
+        par_channels(&mut sums, rows * c * s, cx.threads, |ch, st| {
             let (mut sd, mut sdx) = (0.0f64, 0.0f64);
             for r in 0..rows {
-                let d = &cx.grads.row(&ov, r)[ch * s..(ch + 1) * s];
-                let xh = &self.xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
+                let d = &grads.row(&ov, r)[ch * s..(ch + 1) * s];
+                let xh = &xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
                 sd += lanes_sum(d, |v| v);
                 sdx += lanes_dot(d, xh);
             }
+            *st = (sd, sdx);
+        });
+        let mut coef = Vec::with_capacity(c);
+        for (ch, &(sd, sdx)) in sums.iter().enumerate() {
             cx.params[self.scale].grad[ch] = sdx as f32;
             cx.params[self.bias].grad[ch] = sd as f32;
             // ∂L/∂x = γ/(n√(σ²+ε)) · (n δ − Σδ − x̂ Σδx̂) = a·δ − b − e·x̂.
             let k = cx.params[self.scale].data[ch] as f64 * self.inv_std[ch] as f64 / n as f64;
-            let (a, b, e) = ((k * n as f64) as f32, (k * sd) as f32, (k * sdx) as f32);
-            for r in 0..rows {
-                let d = &cx.grads.row(&ov, r)[ch * s..(ch + 1) * s];
-                let xh = &self.xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
-                let dx = &mut cx.grads.row_mut(&xv, r)[ch * s..(ch + 1) * s];
-                for ((dx, d), xh) in dx.iter_mut().zip(d).zip(xh) {
+            coef.push(((k * n as f64) as f32, (k * sd) as f32, (k * sdx) as f32));
+        }
+        par_rows(rows, rows * c * s, cx.threads, |r| {
+            let (d, dx) = (grads.row(&ov, r), grads.row_mut(&xv, r));
+            let xh = &xhat[r * c * s..(r + 1) * c * s];
+            for (ch, &(a, b, e)) in coef.iter().enumerate() {
+                let span = ch * s..(ch + 1) * s;
+                for ((dx, d), xh) in dx[span.clone()].iter_mut().zip(&d[span.clone()]).zip(&xh[span]) {
                     *dx += a * d - b - e * xh;
                 }
             }
-        }
+        });
     }
+}
+
+/// Elementwise work below this many elements stays on one thread (a dispatch costs a few microseconds).
+const PAR_MIN: usize = 1 << 14;
+
+/// How many parts `units` independent pieces of `elems` elements in all are split into.
+fn parts_for(units: usize, elems: usize, threads: usize) -> usize {
+    if elems >= PAR_MIN {
+        threads.min(units).max(1)
+    } else {
+        1
+    }
+}
+
+/// Runs `f(r)` for every row r < `rows`, the rows split into contiguous ranges, one per thread of the
+/// installed pool. `f` must write only row r of the tensors it writes (so the parts write disjoint rows).
+fn par_rows(rows: usize, elems: usize, threads: usize, f: impl Fn(usize) + Sync) {
+    let parts = parts_for(rows, elems, threads);
+    resin_runtime::parallel::run(parts, &|p| (p * rows / parts..(p + 1) * rows / parts).for_each(&f));
+}
+
+/// [`par_rows`] with row r of `buf` (rows of `ld` elements) handed to `f` as well.
+fn par_row_chunks(buf: &mut [f32], ld: usize, threads: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows = buf.len() / ld.max(1);
+    let parts = parts_for(rows, buf.len(), threads);
+    let per = rows.div_ceil(parts.max(1)).max(1);
+    resin_runtime::parallel::for_chunks_mut(buf, per * ld.max(1), |i, chunk| {
+        for (j, row) in chunk.chunks_exact_mut(ld.max(1)).enumerate() {
+            f(i * per + j, row);
+        }
+    });
+}
+
+/// Runs `f(ch, &mut out[ch])` for every channel, the channels split between the threads when the step
+/// touches `elems` elements in all.
+fn par_channels<T: Send>(out: &mut [T], elems: usize, threads: usize, f: impl Fn(usize, &mut T) + Sync) {
+    let parts = parts_for(out.len(), elems, threads);
+    let per = out.len().div_ceil(parts.max(1)).max(1);
+    resin_runtime::parallel::for_chunks_mut(out, per, |i, chunk| {
+        for (j, t) in chunk.iter_mut().enumerate() {
+            f(i * per + j, t);
+        }
+    });
 }
 
 impl Pool {
@@ -1097,50 +1300,50 @@ impl Step {
             StepKind::BatchNorm(b) => b.forward(cx),
             StepKind::Pool(p) => p.forward(cx),
             StepKind::GlobalAvgPool { x, out, c, s } => {
-                let (xv, ov) = (cx.views[*x], cx.views[*out]);
-                for r in 0..rows {
-                    let xr = cx.vals.row(&xv, r);
-                    for (ch, y) in cx.vals.row_mut(&ov, r).iter_mut().enumerate() {
-                        *y = xr[ch * *s..(ch + 1) * *s].iter().sum::<f32>() / *s as f32;
+                let (xv, ov, vals, s) = (cx.views[*x], cx.views[*out], cx.vals, *s);
+                par_rows(rows, rows * *c * s, cx.threads, |r| {
+                    let xr = vals.row(&xv, r);
+                    for (ch, y) in vals.row_mut(&ov, r).iter_mut().enumerate() {
+                        *y = xr[ch * s..(ch + 1) * s].iter().sum::<f32>() / s as f32;
                     }
-                    debug_assert_eq!(cx.vals.row(&ov, r).len(), *c);
-                }
+                });
             }
             StepKind::Unary { op, x, out } => {
-                let (xv, ov) = (cx.views[*x], cx.views[*out]);
-                for r in 0..rows {
-                    let xr = cx.vals.row(&xv, r);
-                    let y = cx.vals.row_mut(&ov, r);
-                    match *op {
+                let (op, xv, ov, vals) = (*op, cx.views[*x], cx.views[*out], cx.vals);
+                par_rows(rows, rows * ov.cols, cx.threads, |r| {
+                    let xr = vals.row(&xv, r);
+                    let y = vals.row_mut(&ov, r);
+                    match op {
                         Unary::Relu => y.iter_mut().zip(xr).for_each(|(y, x)| *y = x.max(0.0)),
                         Unary::Sigmoid => y.iter_mut().zip(xr).for_each(|(y, x)| *y = sigmoid(*x)),
                         Unary::Clip { min, max } => y.iter_mut().zip(xr).for_each(|(y, x)| *y = x.max(min).min(max)),
                         Unary::Copy => y.copy_from_slice(xr),
                     }
-                }
+                });
             }
             StepKind::Binary { op, a, b, out } => {
-                let ov = cx.views[*out];
-                for r in 0..rows {
-                    let (ar, br) = (operand_row(a, cx.vals, cx.views, r), operand_row(b, cx.vals, cx.views, r));
-                    let it = cx.vals.row_mut(&ov, r).iter_mut().zip(ar).zip(br);
+                let (op, ov, vals, views) = (*op, cx.views[*out], cx.vals, cx.views);
+                let (a, b) = (&*a, &*b);
+                par_rows(rows, rows * ov.cols, cx.threads, |r| {
+                    let (ar, br) = (operand_row(a, vals, views, r), operand_row(b, vals, views, r));
+                    let it = vals.row_mut(&ov, r).iter_mut().zip(ar).zip(br);
                     match op {
                         Binary::Add => it.for_each(|((y, a), b)| *y = a + b),
                         Binary::Sub => it.for_each(|((y, a), b)| *y = a - b),
                         Binary::Mul => it.for_each(|((y, a), b)| *y = a * b),
                         Binary::Div => it.for_each(|((y, a), b)| *y = a / b),
                     }
-                }
+                });
             }
             StepKind::Sum { xs, out } => {
-                let ov = cx.views[*out];
-                for r in 0..rows {
-                    let y = cx.vals.row_mut(&ov, r);
-                    y.copy_from_slice(cx.vals.row(&cx.views[xs[0]], r));
+                let (ov, vals, views, xs) = (cx.views[*out], cx.vals, cx.views, &*xs);
+                par_rows(rows, rows * ov.cols * xs.len(), cx.threads, |r| {
+                    let y = vals.row_mut(&ov, r);
+                    y.copy_from_slice(vals.row(&views[xs[0]], r));
                     for x in &xs[1..] {
-                        y.iter_mut().zip(cx.vals.row(&cx.views[*x], r)).for_each(|(y, x)| *y += x);
+                        y.iter_mut().zip(vals.row(&views[*x], r)).for_each(|(y, x)| *y += x);
                     }
-                }
+                });
             }
             StepKind::Concat { xs, out, outer } => {
                 let ov = cx.views[*out];
@@ -1169,24 +1372,24 @@ impl Step {
             StepKind::Conv(c) => c.backward(cx),
             StepKind::BatchNorm(b) => b.backward(cx),
             StepKind::Pool(p) => p.backward(cx),
-            StepKind::GlobalAvgPool { x, out, c: _, s } => {
-                let (xv, ov) = (cx.views[*x], cx.views[*out]);
-                for r in 0..rows {
-                    let dy = cx.grads.row(&ov, r);
-                    let dx = cx.grads.row_mut(&xv, r);
+            StepKind::GlobalAvgPool { x, out, c, s } => {
+                let (xv, ov, grads, s) = (cx.views[*x], cx.views[*out], cx.grads, *s);
+                par_rows(rows, rows * *c * s, cx.threads, |r| {
+                    let dy = grads.row(&ov, r);
+                    let dx = grads.row_mut(&xv, r);
                     for (ch, d) in dy.iter().enumerate() {
-                        dx[ch * *s..(ch + 1) * *s].iter_mut().for_each(|g| *g += d / *s as f32);
+                        dx[ch * s..(ch + 1) * s].iter_mut().for_each(|g| *g += d / s as f32);
                     }
-                }
+                });
             }
             StepKind::Unary { op, x, out } => {
-                let (xv, ov) = (cx.views[*x], cx.views[*out]);
-                for r in 0..rows {
-                    let (dy, y, xr) = (cx.grads.row(&ov, r), cx.vals.row(&ov, r), cx.vals.row(&xv, r));
-                    let dx = cx.grads.row_mut(&xv, r);
+                let (op, xv, ov, vals, grads) = (*op, cx.views[*x], cx.views[*out], cx.vals, cx.grads);
+                par_rows(rows, rows * ov.cols, cx.threads, |r| {
+                    let (dy, y, xr) = (grads.row(&ov, r), vals.row(&ov, r), vals.row(&xv, r));
+                    let dx = grads.row_mut(&xv, r);
                     let n = dx.len();
                     let (dy, y, xr) = (&dy[..n], &y[..n], &xr[..n]);
-                    match *op {
+                    match op {
                         Unary::Relu => {
                             // δ where y > 0, else +0: a bit mask, so that the loop vectorizes.
                             for ((dx, d), y) in dx.iter_mut().zip(dy).zip(y) {
@@ -1206,15 +1409,16 @@ impl Step {
                         }
                         Unary::Copy => dx.iter_mut().zip(dy).for_each(|(dx, d)| *dx += d),
                     }
-                }
+                });
             }
             StepKind::Binary { op, a, b, out } => {
-                let ov = cx.views[*out];
-                for r in 0..rows {
-                    let dy = cx.grads.row(&ov, r);
-                    let (ar, br) = (operand_row(a, cx.vals, cx.views, r), operand_row(b, cx.vals, cx.views, r));
-                    if let Operand::Value(av) = &*a {
-                        let da = cx.grads.row_mut(&cx.views[*av], r);
+                let (op, ov, vals, grads, views) = (*op, cx.views[*out], cx.vals, cx.grads, cx.views);
+                let (a, b) = (&*a, &*b);
+                par_rows(rows, rows * ov.cols, cx.threads, |r| {
+                    let dy = grads.row(&ov, r);
+                    let (ar, br) = (operand_row(a, vals, views, r), operand_row(b, vals, views, r));
+                    if let Operand::Value(av) = a {
+                        let da = grads.row_mut(&views[*av], r);
                         let it = da.iter_mut().zip(dy).zip(br);
                         match op {
                             Binary::Add | Binary::Sub => it.for_each(|((g, d), _)| *g += d),
@@ -1222,8 +1426,8 @@ impl Step {
                             Binary::Div => it.for_each(|((g, d), b)| *g += d / b),
                         }
                     }
-                    if let Operand::Value(bv) = &*b {
-                        let db = cx.grads.row_mut(&cx.views[*bv], r);
+                    if let Operand::Value(bv) = b {
+                        let db = grads.row_mut(&views[*bv], r);
                         let it = db.iter_mut().zip(dy).zip(ar).zip(br);
                         match op {
                             Binary::Add => it.for_each(|(((g, d), _), _)| *g += d),
@@ -1232,16 +1436,16 @@ impl Step {
                             Binary::Div => it.for_each(|(((g, d), a), b)| *g += -d * a / (b * b)),
                         }
                     }
-                }
+                });
             }
             StepKind::Sum { xs, out } => {
-                let ov = cx.views[*out];
-                for r in 0..rows {
-                    let dy = cx.grads.row(&ov, r);
+                let (ov, grads, views, xs) = (cx.views[*out], cx.grads, cx.views, &*xs);
+                par_rows(rows, rows * ov.cols * xs.len(), cx.threads, |r| {
+                    let dy = grads.row(&ov, r);
                     for x in xs.iter() {
-                        cx.grads.row_mut(&cx.views[*x], r).iter_mut().zip(dy).for_each(|(g, d)| *g += d);
+                        grads.row_mut(&views[*x], r).iter_mut().zip(dy).for_each(|(g, d)| *g += d);
                     }
-                }
+                });
             }
             StepKind::Concat { xs, out, outer } => {
                 let ov = cx.views[*out];

@@ -98,7 +98,7 @@ pub fn train_step(
         bail!("the loss is {l}: training diverged (lower the learning rate)");
     }
     plan.backward(&dz)?;
-    opt.step(&mut plan.params);
+    super::plan::with_pool(plan.threads, || opt.step(&mut plan.params));
     let correct = match targets {
         Targets::Labels(y) => argmax_rows(&z, cols).iter().zip(y).filter(|(a, b)| a == b).count(),
         Targets::Values(_) => 0,
