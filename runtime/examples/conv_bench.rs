@@ -1,8 +1,8 @@
 //! Per-layer convolution speed on ResNet-50's shapes at batch 1: GFLOP/s of `conv2d` for 1 and 2
 //! threads (fastest of 15 runs, robust on a shared machine), with the FMA peak for scale, and the
 //! Winograd F(2×2, 3×3) time of each 3x3 layer next to its GEMM time. `cargo run --release -p resin-runtime --example conv_bench`
-//! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel; `RESIN_CONV=gather` makes stride-1 convolutions
-//! gather GEMM tiles instead of reading their padded input in place).
+//! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel; `RESIN_CONV=gather` makes convolutions with
+//! small weights gather GEMM tiles instead of reading their padded input in place).
 
 use resin_runtime::kernels::conv::{conv2d, Conv2d};
 use resin_runtime::kernels::gemm::{fma_peak_gflops, Isa};

@@ -175,7 +175,7 @@ pub enum StepOp {
 
 impl StepOp {
     /// Kernel scratch (floats) the step needs with `threads` threads, given its output shape: GEMM tile
-    /// packing for convolutions, plus the packed activations for a Gemm.
+    /// packing or the zero-padded input for convolutions, plus the packed activations for a Gemm.
     pub fn scratch_len(&self, out_shape: &[usize], threads: usize) -> usize {
         crate::exec::step_scratch(self, out_shape, threads)
     }

@@ -381,6 +381,10 @@ fn conv_shifted(
     isa: Isa,
     threads: usize,
 ) {
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    assert!(scratch.len() >= p.scratch_len(oh, ow, 1), "conv2d: scratch is too small for the padded input");
     let cin_g = p.cin / p.group;
     let [s0, s1] = p.strides;
     let hp = p.padded_dims(oh, ow).0;
@@ -406,6 +410,9 @@ fn conv_shifted(
                     let hi = (left + w).saturating_sub(b).div_ceil(s1).clamp(lo, wq);
                     row[..lo].fill(0.0);
                     row[hi..].fill(0.0);
+                    if lo == hi {
+                        continue; // this phase's columns all fall in the padding (a stride wider than the row)
+                    }
                     let inner = &mut row[lo..hi];
                     let first = lo * s1 + b - left;
                     if s1 == 1 {
@@ -484,6 +491,72 @@ mod tests {
             }
         }
         y
+    }
+
+    /// Strides wider than the input: some phase planes get no input column at all.
+    #[test]
+    fn in_place_with_strides_wider_than_the_input() {
+        let cases = [
+            (
+                Conv2d { cin: 2, cout: 3, kernel: [1, 1], strides: [4, 4], pads: [0; 4], dilations: [1, 1], group: 1 },
+                2,
+                2,
+            ),
+            (
+                Conv2d { cin: 2, cout: 3, kernel: [3, 3], strides: [3, 3], pads: [1; 4], dilations: [1, 1], group: 1 },
+                1,
+                1,
+            ),
+            (
+                Conv2d {
+                    cin: 1,
+                    cout: 2,
+                    kernel: [2, 2],
+                    strides: [5, 5],
+                    pads: [3, 3, 0, 0],
+                    dilations: [1, 1],
+                    group: 1,
+                },
+                3,
+                3,
+            ),
+        ];
+        for (p, h, w) in cases {
+            let oh = (h + p.pads[0] + p.pads[2] - p.dilations[0] * (p.kernel[0] - 1) - 1) / p.strides[0] + 1;
+            let ow = (w + p.pads[1] + p.pads[3] - p.dilations[1] * (p.kernel[1] - 1) - 1) / p.strides[1] + 1;
+            assert!(p.reads_in_place(ow));
+            let x: Vec<f32> = (0..p.cin * h * w).map(|i| i as f32 - 1.5).collect();
+            let wt: Vec<f32> = (0..p.cout * p.k()).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+            let b: Vec<f32> = (0..p.cout).map(|i| i as f32).collect();
+            let want = naive(&x, 1, h, w, &p, &wt, &b, oh, ow);
+            let mut y = vec![f32::NAN; want.len()];
+            let mut scratch = vec![0.0; p.scratch_len(oh, ow, 1)];
+            let packed = p.pack_weights(&wt);
+            let (xs, ys) = (p.cin * h * w, p.cout * oh * ow);
+            conv2d_as(
+                true,
+                &x,
+                xs,
+                1,
+                h,
+                w,
+                &p,
+                &packed,
+                Some(&b),
+                None,
+                false,
+                None,
+                oh,
+                ow,
+                &mut y,
+                ys,
+                &mut scratch,
+                1,
+            );
+            for (a, e) in y.iter().zip(&want) {
+                assert!((a - e).abs() <= 1e-5, "{p:?}: {a} vs {e}");
+            }
+        }
     }
 
     #[test]

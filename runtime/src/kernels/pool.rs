@@ -172,7 +172,8 @@ pub fn avg_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: 
     if p.kernel == [2, 2] && p.strides == [2, 2] && p.pads == [0; 4] && (dh, dw) == (1, 1) && 2 * oh <= h && 2 * ow <= w
     {
         // DenseNet's transitions: every window whole, four taps summed in the general path's order
-        // ((x00 + x01) + x10) + x11, in loops over rows the compiler vectorizes.
+        // ((x00 + x01) + x10) + x11 (the same values, but for the sign of an all-(-0.0) window), in loops
+        // over rows the compiler vectorizes.
         for_each_plane(x, h * w, y, oh * ow, taps, |xp, yp| {
             for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
                 let (r0, r1) = (&xp[2 * i * w..][..2 * ow], &xp[(2 * i + 1) * w..][..2 * ow]);

@@ -391,7 +391,8 @@ unsafe fn run_part(
     }
 }
 
-/// B as shifted views of one array, read in place (a stride-1 convolution over its zero-padded input):
+/// B as shifted views of one array, read in place (a convolution over its zero-padded input, or over its
+/// phase planes when strided):
 /// B(p, j) = `data[offs[p] + (j / width)·stride + j % width]` for p < k = `offs.len()` and
 /// j < `rows · width`. Column j is output pixel (j / width, j % width); row p is the input pixel under
 /// kernel tap p, `offs[p]` from the output pixel's own position in the padded input.
@@ -403,13 +404,14 @@ pub struct ShiftedB<'a> {
     pub width: usize,
     /// Grid rows (the output height).
     pub rows: usize,
-    /// Distance in `data` between grid rows (the padded input width).
+    /// Distance in `data` between grid rows (the padded input's width, or a phase plane's).
     pub stride: usize,
 }
 
 /// `C[m × rows·width]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B read in
-/// place through [`ShiftedB`]: no packing, no scratch. Micro-tiles run along grid rows (a tile never
-/// spans two), each over every A panel; threads split the tiles. Each element sums its k blocks in the
+/// place through [`ShiftedB`]: no packing, no scratch. Micro-tiles run along grid rows (only on an 8-wide
+/// grid does one tile take two rows, on AVX2 and scalar kernels), each over every A panel; threads split
+/// the tiles. Each element sums its k blocks in the
 /// same order whatever the thread count.
 ///
 /// Panics if an operand is too small: `data` must hold every row's reads, whole 16-float vectors
@@ -446,7 +448,7 @@ pub fn gemm_shifted(
     // An 8-wide grid (a CIFAR ResNet's last stage) would fill half of each 16-column AVX2 tile; instead
     // one tile takes two grid rows, its second vector of B read one grid row further (`b_hi`) and its C
     // contiguous (rows of C are 8 apart).
-    let pair = b.width == 8 && nr == 16;
+    let pair = b.width == 8 && matches!(isa, Isa::Avx2 | Isa::Scalar);
     let per_row = if pair { 1 } else { b.width.div_ceil(nr) };
     let units = if pair { b.rows.div_ceil(2) } else { b.rows * per_row };
     let parts = if m * n * k >= 1 << 16 { threads.max(1).min(units) } else { 1 };

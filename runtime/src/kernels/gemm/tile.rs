@@ -44,8 +44,9 @@ pub(super) struct Tile {
 /// # Safety
 /// `isa` must be available on this CPU; `t.a` must hold `t.k · MR` floats, every row p < k of B must
 /// hold `t.cols` rounded up to `isa`'s vector width (8 or 16) readable floats where it starts (see
-/// [`Tile::b_offs`]; `b_offs`, if not null, holds `t.k` offsets), C must hold `t.cols` floats at
-/// `t.c + r·t.ldc` for r < rows, and `t.bias` (if not null) `t.rows` floats.
+/// [`Tile::b_offs`]; `b_offs`, if not null, holds `t.k` offsets) — or, with `b_hi != 8`, 8 floats there
+/// and `t.cols - 8` rounded up to 8 at `b_hi` further —, C must hold `t.cols` floats at `t.c + r·t.ldc`
+/// for r < rows, and `t.bias` (if not null) `t.rows` floats.
 pub(super) unsafe fn run(isa: Isa, t: &Tile) {
     debug_assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= isa.nr());
     match isa {
@@ -100,7 +101,8 @@ fn scalar(t: &Tile) {
             (
                 std::slice::from_raw_parts(t.a.add(p * MR), MR),
                 std::slice::from_raw_parts(row, t.cols.min(8)),
-                std::slice::from_raw_parts(row.add(t.b_hi), t.cols.saturating_sub(8)),
+                // Only formed when the tile has columns past 8: `row + b_hi` may lie past B otherwise.
+                if t.cols > 8 { std::slice::from_raw_parts(row.add(t.b_hi), t.cols - 8) } else { &[] },
             )
         };
         for (r, row) in acc.iter_mut().enumerate().take(t.rows) {
@@ -140,7 +142,7 @@ mod x86 {
     }
 
     unsafe fn avx512_of<const OFFS: bool>(t: &Tile) {
-        debug_assert_eq!(t.b_hi, 8, "AVX-512 tiles read rows of B contiguously");
+        assert_eq!(t.b_hi, 8, "AVX-512 tiles read rows of B contiguously");
         let nv = t.cols.div_ceil(16);
         macro_rules! by_nv {
             ($r:literal) => {
