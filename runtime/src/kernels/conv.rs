@@ -331,26 +331,16 @@ pub(crate) fn conv2d_as(
         let xi = &x[img * x_stride..img * x_stride + p.cin * h * w];
         let yi = &mut y[img * y_stride..img * y_stride + p.cout * ohw];
         for g in 0..p.group {
-            if in_place {
-                let xg = &xi[g * cin_g * h * w..(g + 1) * cin_g * h * w];
-                let epi = Epilogue { accumulate, bias: bias.map(|b| &b[g * cout_g..(g + 1) * cout_g]), act };
-                let yg = &mut yi[g * cout_g * ohw..(g + 1) * cout_g * ohw];
-                let wg = &weight[g * wlen..(g + 1) * wlen];
-                let pre = pre.map(|f| (f, g * cin_g));
-                conv_shifted(xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
-                continue;
-            }
-            let src = ConvB {
-                x: &xi[g * cin_g * h * w..(g + 1) * cin_g * h * w],
-                h,
-                w,
-                p,
-                ow,
-                pre: pre.map(|f| (f, g * cin_g)),
-            };
+            let xg = &xi[g * cin_g * h * w..(g + 1) * cin_g * h * w];
             let epi = Epilogue { accumulate, bias: bias.map(|b| &b[g * cout_g..(g + 1) * cout_g]), act };
             let yg = &mut yi[g * cout_g * ohw..(g + 1) * cout_g * ohw];
             let wg = &weight[g * wlen..(g + 1) * wlen];
+            let pre = pre.map(|f| (f, g * cin_g));
+            if in_place {
+                conv_shifted(xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
+                continue;
+            }
+            let src = ConvB { x: xg, h, w, p, ow, pre };
             gemm_packed(isa, cout_g, ohw, k, wg, &src, yg, ohw, &epi, threads, scratch);
         }
     }

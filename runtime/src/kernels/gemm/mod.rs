@@ -604,6 +604,15 @@ mod tests {
         c
     }
 
+    /// The epilogue activations the tests use, in plain Rust.
+    fn activate(act: Option<UnaryOp>, e: f32) -> f32 {
+        match act {
+            Some(UnaryOp::Relu) => e.max(0.0),
+            Some(UnaryOp::Sigmoid) => 1.0 / (1.0 + (-e).exp()),
+            _ => e,
+        }
+    }
+
     #[test]
     fn matches_naive_with_transposes_and_beta_on_every_isa() {
         let shapes = [
@@ -674,12 +683,7 @@ mod tests {
                         });
                         for i in 0..m {
                             for j in 0..n {
-                                let mut e = want[i * n + j] + skip[i * ldc + j] + bias[i];
-                                e = match act {
-                                    Some(UnaryOp::Relu) => e.max(0.0),
-                                    Some(UnaryOp::Sigmoid) => 1.0 / (1.0 + (-e).exp()),
-                                    _ => e,
-                                };
+                                let e = activate(act, want[i * n + j] + skip[i * ldc + j] + bias[i]);
                                 let x = c[i * ldc + j];
                                 assert!(
                                     (x - e).abs() <= 1e-3 + 1e-4 * e.abs(),
@@ -715,6 +719,7 @@ mod tests {
                 (13, 300, 2, 37, 40),
                 (6, 600, 5, 8, 10),
                 (20, 4, 1, 50, 50),
+                (7, 20, 1, 8, 8),
             ] {
                 // Row p of B starts at offs[p]: taps spread over `data` like a 3-wide kernel over planes.
                 let offs: Vec<u32> = (0..k).map(|p| ((p / 3) * (rows + 2) * stride + p % 3) as u32).collect();
@@ -740,12 +745,7 @@ mod tests {
                                 let col = (j / width) * stride + j % width;
                                 let dot: f64 =
                                     (0..k).map(|p| a[i * k + p] as f64 * data[offs[p] as usize + col] as f64).sum();
-                                let mut e = dot as f32 + old[i * ldc + j] + bias[i];
-                                e = match act {
-                                    Some(UnaryOp::Relu) => e.max(0.0),
-                                    Some(UnaryOp::Sigmoid) => 1.0 / (1.0 + (-e).exp()),
-                                    _ => e,
-                                };
+                                let e = activate(act, dot as f32 + old[i * ldc + j] + bias[i]);
                                 let x = c[i * ldc + j];
                                 assert!(
                                     (x - e).abs() <= 1e-3 + 1e-4 * e.abs(),

@@ -68,9 +68,9 @@ pub(super) unsafe fn run(isa: Isa, t: &Tile) {
 unsafe fn b_row(t: &Tile, p: usize) -> *const f32 {
     unsafe {
         if t.b_offs.is_null() {
-            t.b.add(p * t.ldb)
+            b_row_of::<false>(t, p)
         } else {
-            t.b.add(*t.b_offs.add(p) as usize)
+            b_row_of::<true>(t, p)
         }
     }
 }
