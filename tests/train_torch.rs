@@ -67,6 +67,11 @@ fn check_on(name: &str, runs: &[&str], threads: usize) -> f64 {
     for &run in runs {
         let mut g = resin::onnx::load(&dir().join(format!("{name}.onnx")), &Default::default()).unwrap();
         let mut plan = TrainPlan::new(&g, &PlanOptions { threads, ..Default::default() }).unwrap();
+        if name.starts_with("mlp") {
+            // Every MLP layer's Relu (and the gates' Sigmoid) runs in its product's epilogue, so these
+            // fixtures check the fused forward and backward, arena-resident outputs included.
+            assert!(plan.fused_activations > 0, "{name}: {}", plan.describe());
+        }
         let adam = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
         let (mut opt, steps) = match run {
             "sgd" => (Optimizer::sgd(0.1), 1),

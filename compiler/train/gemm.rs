@@ -11,6 +11,7 @@
 //! This module owns those buffers only; what is multiplied is the steps' business.
 
 use super::steps::copy_short;
+use resin_runtime::kernels::elementwise::UnaryOp;
 use resin_runtime::kernels::gemm::{
     gemm_packed, pack_a, packed_len, scratch_len, BSource, Epilogue, Isa, MatB, MatRef, KC, MR,
 };
@@ -134,8 +135,26 @@ impl Gemm {
         ldc: usize,
         threads: usize,
     ) {
+        self.mul_packed_act(m, n, k, b, accumulate, None, c, ldc, threads)
+    }
+
+    /// [`Gemm::mul_packed`] with `act` applied to every element of C as the product's tiles are stored:
+    /// C = act(A · B (+ C)), in the same pass.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mul_packed_act(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        b: &dyn BSource,
+        accumulate: bool,
+        act: Option<UnaryOp>,
+        c: &mut [f32],
+        ldc: usize,
+        threads: usize,
+    ) {
         let isa = Isa::detect();
-        let epi = Epilogue { accumulate, ..Default::default() };
+        let epi = Epilogue { accumulate, bias: None, act };
         let packed = std::mem::take(&mut self.packed);
         gemm_packed(isa, m, n, k, &packed, b, c, ldc, &epi, threads, self.scratch(threads));
         self.packed = packed;
@@ -157,12 +176,32 @@ impl Gemm {
         ldc: usize,
         threads: usize,
     ) {
+        self.mul_act(m, n, k, alpha, a, b, beta, None, c, ldc, threads)
+    }
+
+    /// [`Gemm::mul`] followed by `act` on every element of C, fused into the product's epilogue:
+    /// C = act(alpha · A · B + beta · C).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mul_act(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: MatRef,
+        b: MatRef,
+        beta: f32,
+        act: Option<UnaryOp>,
+        c: &mut [f32],
+        ldc: usize,
+        threads: usize,
+    ) {
         debug_assert!(beta == 0.0 || beta == 1.0);
         if m == 0 || n == 0 {
             return;
         }
         self.pack(m, k, a, alpha);
-        self.mul_packed(m, n, k, &Copied(MatB(b)), beta != 0.0, c, ldc, threads);
+        self.mul_packed_act(m, n, k, &Copied(MatB(b)), beta != 0.0, act, c, ldc, threads);
     }
 }
 

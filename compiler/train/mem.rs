@@ -8,8 +8,9 @@
 //! Gradients mirror the values: the gradient of a tensor has the same view in the gradient storages.
 //!
 //! This module owns that layout and the raw access to it. Steps borrow rows or whole strided matrices
-//! through [`Mem`]; the plan builder guarantees that the views one step writes never share a storage with
-//! the views it reads as a whole matrix (see [`Mem::mat_mut`]).
+//! through [`Mem`]. A whole matrix borrowed to write ([`Mem::mat_mut`]) may share a storage with what the
+//! step reads (a layer writing its output into the feature arena it reads its inputs from), so a step
+//! finishes reading any view that overlaps that storage (a product packs its A first) before it borrows it.
 
 /// A tensor's place: storage, column offset and row stride, `cols` elements per row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,8 +85,9 @@ impl<'a> Mem<'a> {
         unsafe { std::slice::from_raw_parts(p, n) }
     }
 
-    /// The whole strided matrix of `v`, to write. The plan guarantees that no view read by the same
-    /// product lies in the same storage, so this slice overlaps no live shared borrow.
+    /// The whole strided matrix of `v`, to write. The slice spans the rows of `v` and whatever lies between
+    /// them in the storage, so the caller must hold no other borrow of that storage while it uses it:
+    /// a product packs its A before it borrows its C, and its B is never in C's storage.
     #[allow(clippy::mut_from_ref)]
     pub fn mat_mut(&self, v: &View) -> &mut [f32] {
         let (p, n) = self.span(v);
@@ -93,14 +95,22 @@ impl<'a> Mem<'a> {
         unsafe { std::slice::from_raw_parts_mut(p, n) }
     }
 
-    /// Zeroes every storage, split between the installed pool's threads (the gradients of a large
-    /// batch are tens of MiB, and this runs before every backward pass).
-    pub fn zero_all(&self) {
+    /// Zeroes the rows of `v`, split between the installed pool's threads when it is large.
+    pub fn zero_view(&self, v: &View) {
         let threads = resin_runtime::parallel::current_threads();
-        for &(p, len) in &self.ptrs {
-            // SAFETY: the storage is exclusively borrowed by this Mem.
-            let s = unsafe { std::slice::from_raw_parts_mut(p, len) };
-            resin_runtime::parallel::for_chunks_mut(s, len.div_ceil(threads).max(1 << 14), |_, c| c.fill(0.0));
+        if v.contiguous() {
+            return resin_runtime::parallel::for_chunks_mut(
+                self.mat_mut(v),
+                (self.rows * v.cols).div_ceil(threads).max(1 << 14),
+                |_, c| c.fill(0.0),
+            );
         }
+        let per = self.rows.div_ceil(threads).max((1 << 14) / v.cols.max(1)).max(1);
+        let rows = self.rows;
+        resin_runtime::parallel::run(rows.div_ceil(per), &|p| {
+            for r in p * per..((p + 1) * per).min(rows) {
+                self.row_mut(v, r).fill(0.0);
+            }
+        });
     }
 }

@@ -12,6 +12,7 @@
 use super::gemm::{copy_panels, Copied, Gemm};
 use super::mem::{Mem, View};
 use super::transpose::transpose;
+use resin_runtime::kernels::elementwise::UnaryOp;
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
 
 /// A trainable tensor: its values, its gradient (same layout) and the name reports use.
@@ -50,6 +51,49 @@ pub enum Unary {
     Copy,
 }
 
+impl Unary {
+    /// The runtime's epilogue activation computing the same function (Copy has none: it is no activation).
+    pub fn runtime_op(self) -> Option<UnaryOp> {
+        match self {
+            Unary::Relu => Some(UnaryOp::Relu),
+            Unary::Sigmoid => Some(UnaryOp::Sigmoid),
+            Unary::Clip { min, max } => Some(UnaryOp::Clip { min, max }),
+            Unary::Copy => None,
+        }
+    }
+
+    /// Whether the derivative is a function of the output a, so that a fused layer can keep a only.
+    pub fn fusable(self) -> bool {
+        matches!(self, Unary::Relu | Unary::Sigmoid)
+    }
+
+    /// y ← act(y).
+    fn apply_inplace(self, y: &mut [f32]) {
+        match self {
+            Unary::Relu => y.iter_mut().for_each(|y| *y = y.max(0.0)),
+            Unary::Sigmoid => y.iter_mut().for_each(|y| *y = sigmoid(*y)),
+            Unary::Clip { min, max } => y.iter_mut().for_each(|y| *y = y.max(min).min(max)),
+            Unary::Copy => {}
+        }
+    }
+
+    /// δ ← δ ⊙ act'(z) given a = act(z), for a [`fusable`](Self::fusable) activation: Relu δ·[a > 0],
+    /// Sigmoid δ·a(1 − a).
+    fn through(self, a: &[f32], d: &mut [f32]) {
+        let a = &a[..d.len()];
+        match self {
+            Unary::Relu => {
+                for (d, a) in d.iter_mut().zip(a) {
+                    let keep = 0u32.wrapping_sub((*a > 0.0) as u32);
+                    *d = f32::from_bits(d.to_bits() & keep);
+                }
+            }
+            Unary::Sigmoid => d.iter_mut().zip(a).for_each(|(d, a)| *d *= a * (1.0 - a)),
+            Unary::Clip { .. } | Unary::Copy => unreachable!("only Relu and Sigmoid are fused into a layer"),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Binary {
     Add,
@@ -86,6 +130,11 @@ pub struct Linear {
     pub out: usize,
     pub n: usize,
     pub merged: bool,
+    /// The activation that follows the layer, fused by the plan when z has no other reader: the step's
+    /// `out` is then a = act(z), computed in the product's epilogue, and backward first turns δa into
+    /// δz = δa ⊙ act'(z) in place (Relu: [a > 0]; Sigmoid: a(1 − a)). Only Relu and Sigmoid, whose
+    /// derivatives are functions of a.
+    pub act: Option<Unary>,
     pub(crate) gathered: Vec<f32>,
     pub(crate) dgathered: Vec<f32>,
     pub(crate) gemm: Gemm,
@@ -206,6 +255,29 @@ pub enum StepKind {
     },
 }
 
+impl StepKind {
+    /// The values the step reads, whose gradients its backward adds to.
+    pub fn reads(&self) -> Vec<usize> {
+        match self {
+            StepKind::Linear(l) => l.terms.iter().chain(&l.addends).copied().collect(),
+            StepKind::Conv(Conv { x, .. })
+            | StepKind::BatchNorm(BatchNorm { x, .. })
+            | StepKind::Pool(Pool { x, .. })
+            | StepKind::GlobalAvgPool { x, .. }
+            | StepKind::Unary { x, .. } => vec![*x],
+            StepKind::Binary { a, b, .. } => [a, b]
+                .into_iter()
+                .filter_map(|o| match o {
+                    Operand::Value(v) => Some(*v),
+                    Operand::Const(_) => None,
+                })
+                .collect(),
+            StepKind::Sum { xs, .. } => xs.clone(),
+            StepKind::Concat { xs, .. } => xs.iter().map(|x| x.0).collect(),
+        }
+    }
+}
+
 /// A named step.
 #[derive(Clone, Debug)]
 pub struct Step {
@@ -255,7 +327,9 @@ impl Linear {
         }
         let ktot: usize = self.widths.iter().sum();
         let w = &cx.params[self.w].data;
-        let y = cx.vals.mat_mut(&out);
+        // Each product packs its A (the inputs) before C is borrowed: a fused layer may write a into the
+        // feature arena its inputs lie in (disjoint columns), so the two slices must never be live at once.
+        let n = self.n;
         if self.merged {
             let a = match &self.cat {
                 Some(v) => MatRef::new(cx.vals.mat(v), v.ld),
@@ -272,32 +346,36 @@ impl Linear {
                     MatRef::new(&self.gathered, ktot)
                 }
             };
-            self.gemm.mul(rows, self.n, ktot, self.alpha, a, MatRef::new(w, self.n), 1.0, y, out.ld, cx.threads);
+            self.gemm.pack(rows, ktot, a, self.alpha);
+            // Relu runs in the micro-kernel's store; Sigmoid in a pass of its own below (the epilogue's
+            // per-tile calls measured slower than one vectorizable pass over the rows).
+            let epi = self.act.filter(|a| *a == Unary::Relu).and_then(Unary::runtime_op);
+            let b = Copied(MatB(MatRef::new(w, n)));
+            self.gemm.mul_packed_act(rows, n, ktot, &b, true, epi, cx.vals.mat_mut(&out), out.ld, cx.threads);
         } else {
             let mut off = 0;
             for (&t, &k) in self.terms.iter().zip(&self.widths) {
                 let v = cx.views[t];
-                let wi = MatRef::new(&w[off * self.n..(off + k) * self.n], self.n);
-                self.gemm.mul(
-                    rows,
-                    self.n,
-                    k,
-                    self.alpha,
-                    MatRef::new(cx.vals.mat(&v), v.ld),
-                    wi,
-                    1.0,
-                    y,
-                    out.ld,
-                    cx.threads,
-                );
+                self.gemm.pack(rows, k, MatRef::new(cx.vals.mat(&v), v.ld), self.alpha);
+                let b = Copied(MatB(MatRef::new(&w[off * n..(off + k) * n], n)));
+                self.gemm.mul_packed(rows, n, k, &b, true, cx.vals.mat_mut(&out), out.ld, cx.threads);
                 off += k;
             }
+        }
+        if let Some(op) = self.act.filter(|a| !self.merged || *a != Unary::Relu) {
+            let vals = cx.vals;
+            par_rows(rows, rows * out.cols, cx.threads, |r| op.apply_inplace(vals.row_mut(&out, r)));
         }
     }
 
     fn backward(&mut self, cx: &mut BackCtx) {
         let rows = cx.vals.rows();
         let dv = cx.views[self.out];
+        if let Some(op) = self.act {
+            // δz = δa ⊙ act'(z), in place: this step is the only reader of δa.
+            let (vals, grads) = (cx.vals, cx.grads);
+            par_rows(rows, rows * dv.cols, cx.threads, |r| op.through(vals.row(&dv, r), grads.row_mut(&dv, r)));
+        }
         let d = MatRef::new(cx.grads.mat(&dv), dv.ld);
         let n = self.n;
         let ktot: usize = self.widths.iter().sum();
@@ -342,10 +420,15 @@ impl Linear {
                 cx.threads,
             );
             // ∂L/∂a_cat += α δ W_catᵀ: one product, straight into the arena's gradient when a_cat is a view.
-            let wt = MatRef { data: wp, ld: n, trans: true };
+            let wt = Copied(MatB(MatRef { data: wp, ld: n, trans: true }));
             match &self.cat {
-                Some(v) => self.gemm.mul(rows, ktot, n, self.alpha, d, wt, 1.0, cx.grads.mat_mut(v), v.ld, cx.threads),
+                Some(v) => {
+                    // δ is packed before the arena's gradient is borrowed (δ of a fused layer may lie in it).
+                    self.gemm.pack(rows, n, d, self.alpha);
+                    self.gemm.mul_packed(rows, ktot, n, &wt, true, cx.grads.mat_mut(v), v.ld, cx.threads);
+                }
                 None => {
+                    let wt = wt.0 .0;
                     self.dgathered.resize(rows * ktot, 0.0);
                     self.gemm.mul(rows, ktot, n, self.alpha, d, wt, 0.0, &mut self.dgathered, ktot, cx.threads);
                     let mut off = 0;
@@ -366,8 +449,9 @@ impl Linear {
                 let v = cx.views[t];
                 let a = MatRef { data: cx.vals.mat(&v), ld: v.ld, trans: true };
                 self.gemm.mul(k, n, rows, self.alpha, a, d, 0.0, &mut gp[off * n..(off + k) * n], n, cx.threads);
-                let wt = MatRef { data: &wp[off * n..(off + k) * n], ld: n, trans: true };
-                self.gemm.mul(rows, k, n, self.alpha, d, wt, 1.0, cx.grads.mat_mut(&v), v.ld, cx.threads);
+                let wt = Copied(MatB(MatRef { data: &wp[off * n..(off + k) * n], ld: n, trans: true }));
+                self.gemm.pack(rows, n, d, self.alpha);
+                self.gemm.mul_packed(rows, k, n, &wt, true, cx.grads.mat_mut(&v), v.ld, cx.threads);
                 off += k;
             }
         }
