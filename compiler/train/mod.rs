@@ -20,7 +20,6 @@ pub mod optim;
 pub mod plan;
 pub mod steps;
 pub mod trainer;
-pub mod transpose;
 
 pub use data::{Dataset, Rng};
 pub use loss::{Loss, Targets};

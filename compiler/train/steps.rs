@@ -11,9 +11,9 @@
 
 use super::gemm::{copy_panels, Copied, Gemm};
 use super::mem::{Mem, View};
-use super::transpose::transpose;
 use resin_runtime::kernels::elementwise::UnaryOp;
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
+use resin_runtime::kernels::transpose::transpose;
 
 /// A trainable tensor: its values, its gradient (same layout) and the name reports use.
 #[derive(Clone, Debug)]

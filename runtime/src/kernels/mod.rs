@@ -11,4 +11,5 @@ pub mod matmul;
 pub mod pad;
 pub mod pool;
 pub mod softmax;
+pub mod transpose;
 pub mod winograd;

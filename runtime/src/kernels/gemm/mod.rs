@@ -26,6 +26,7 @@ pub use isa::Isa;
 pub use peak::fma_peak_gflops;
 
 use super::elementwise::{unary_inplace, UnaryOp};
+use super::transpose;
 use tile::Tile;
 
 /// Rows of A in one packed panel (and of C in one micro-tile), for every instruction set: 6 fills
@@ -89,20 +90,23 @@ pub fn pack_a(m: usize, k: usize, a: MatRef, alpha: f32, dst: &mut [f32]) {
         if a.trans {
             // A(i, q) = data[q·ld + i]: the panel's rows at one q are contiguous.
             for (q, d) in panel.chunks_exact_mut(MR).enumerate() {
-                let src = &a.data[q * a.ld + p * MR..q * a.ld + p * MR + rows];
-                for (d, s) in d.iter_mut().zip(src) {
+                let at = q * a.ld + p * MR;
+                if rows == MR {
+                    // Fixed-size, so the six products are two vector multiplies, not a counted loop.
+                    let (s, d): (&[f32; MR], &mut [f32; MR]) =
+                        (a.data[at..at + MR].try_into().expect("MR floats"), d.try_into().expect("MR floats"));
+                    *d = std::array::from_fn(|r| alpha * s[r]);
+                    continue;
+                }
+                for (d, s) in d.iter_mut().zip(&a.data[at..at + rows]) {
                     *d = alpha * s;
                 }
                 d[rows..].fill(0.0);
             }
         } else if rows == MR {
-            // A full panel: for each q, the MR rows' elements (gathered loads) make one contiguous store.
-            let srcs: [&[f32]; MR] = std::array::from_fn(|r| &a.data[(p * MR + r) * a.ld..(p * MR + r) * a.ld + k]);
-            for (q, d) in panel.chunks_exact_mut(MR).enumerate() {
-                for (d, src) in d.iter_mut().zip(&srcs) {
-                    *d = alpha * src[q];
-                }
-            }
+            // A full panel: the MR rows transposed into k groups of MR, 8 × 8 blocks at a time.
+            const _: () = assert!(MR == 6, "pack_a's full panels use transpose::rows6");
+            transpose::rows6(k, &a.data[p * MR * a.ld..], a.ld, alpha, panel);
         } else {
             for r in 0..MR {
                 let i = p * MR + r;
@@ -163,27 +167,12 @@ impl BSource for MatB<'_> {
             }
             return;
         }
-        // B(i, j) = data[j·ld + i]: column j of the block is a contiguous source row.
+        // B(i, j) = data[j·ld + i]: column j of the block is a contiguous source row, so each micro-panel
+        // is the transpose of `cols` source rows (8 × 8 register blocks, not a gather per element).
         for t in 0..nc.div_ceil(nr) {
             let cols = nr.min(nc - t * nr);
             let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
-            let src = |j: usize| &data[(n0 + t * nr + j) * ld + k0..(n0 + t * nr + j) * ld + k0 + kc];
-            if cols == 16 && nr == 16 {
-                // Row i of the micro-panel is element i of 16 source rows: gathered loads, one contiguous
-                // store (scattered stores, a cache line each, were the slow way round).
-                let srcs: [&[f32]; 16] = std::array::from_fn(src);
-                for (i, row) in panel.chunks_exact_mut(16).enumerate() {
-                    for (d, s) in row.iter_mut().zip(&srcs) {
-                        *d = s[i];
-                    }
-                }
-            } else {
-                for j in 0..cols {
-                    for (i, &v) in src(j).iter().enumerate() {
-                        panel[i * nr + j] = v;
-                    }
-                }
-            }
+            transpose::transpose(cols, kc, &data[(n0 + t * nr) * ld + k0..], ld, panel, nr);
         }
     }
     fn direct(&self) -> Option<(&[f32], usize)> {
