@@ -304,7 +304,26 @@ fn elementwise_gradients_gate_mul_add_sub_div_sum() {
     let d = g.op("den", Op::Add, &[t, two]);
     let q = g.op("div", Op::Div, &[s, d]);
     let sum = g.op("sum", Op::Sum, &[q, s, a]);
-    grad_check("Mul (gate), Sub, Add, Div, Sum", &g.finish(sum), 3, 0.0, false);
+    let fused = g.finish(sum);
+    let steps = TrainPlan::new(&fused, &PlanOptions::default()).unwrap().describe();
+    assert!(steps.contains("gate 1"), "the carry is one gate step: {steps}");
+    grad_check("highway carry (one gate step), Add, Div, Sum", &fused, 3, 0.0, false);
+
+    // The same carry with 1 − t read twice: not fusable, so Mul, Sub and Add run as steps of their own.
+    let (mut g, x) = G::new(&[4], 18);
+    let a = g.gemm("a", x, 4, 4, true);
+    let t = g.gemm("t", x, 4, 4, true);
+    let t = g.op("gate", Op::Sigmoid, &[t]);
+    let one = g.konst("one", Tensor::f32(vec![1], vec![1.0]));
+    let carry = g.op("one_minus_t", Op::Sub, &[one, t]);
+    let h = g.op("h_t", Op::Mul, &[a, t]);
+    let c = g.op("x_carry", Op::Mul, &[x, carry]);
+    let s = g.op("highway", Op::Add, &[h, c]);
+    let sum = g.op("sum", Op::Sum, &[s, carry]);
+    let unfused = g.finish(sum);
+    let steps = TrainPlan::new(&unfused, &PlanOptions::default()).unwrap().describe();
+    assert!(!steps.contains("gate") && steps.contains("binary 4"), "{steps}");
+    grad_check("Mul (gate), Sub, Add, Sum", &unfused, 3, 0.0, false);
 }
 
 #[test]

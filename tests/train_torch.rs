@@ -72,6 +72,11 @@ fn check_on(name: &str, runs: &[&str], threads: usize) -> f64 {
             // fixtures check the fused forward and backward, arena-resident outputs included.
             assert!(plan.fused_activations > 0, "{name}: {}", plan.describe());
         }
+        if name == "mlp_gated" {
+            // Each carry h·t + x·(1 − t) is one gate step: the fixture checks its forward and backward.
+            let d = plan.describe();
+            assert!(d.contains("gate ") && !d.contains("binary"), "{name}: {d}");
+        }
         let adam = OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
         let (mut opt, steps) = match run {
             "sgd" => (Optimizer::sgd(0.1), 1),

@@ -154,6 +154,75 @@ fn first_writes(steps: &[Step], views: &[View], store_ld: &[usize], output: usiz
     out
 }
 
+/// Fuses each highway carry y = h ⊙ t + x ⊙ (1 − t), exported as m1 = Mul(h, t), s = Sub(1, t),
+/// m2 = Mul(x, s), y = Add(m1, m2) (operands of Mul and Add in either order), into one
+/// [`StepKind::Gate`] at the Add's place, when m1, s and m2 are read by the next step of the pattern only,
+/// none is the output, and h, t, x are three distinct tensors.
+fn fuse_gates(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, nvals: usize, output: usize) {
+    let mut readers = vec![0usize; nvals];
+    let mut producer = vec![usize::MAX; nvals];
+    for (i, s) in steps.iter().enumerate() {
+        for v in s.kind.reads() {
+            readers[v] += 1;
+        }
+        producer[s.kind.output()] = i;
+    }
+    let value = |o: &Operand| match o {
+        Operand::Value(v) => Some(*v),
+        Operand::Const(_) => None,
+    };
+    // The step producing `v` when it is a Binary `op`, read only once and not the output.
+    let binary = |steps: &[Step], v: usize, op: Binary| -> Option<usize> {
+        let i = producer[v];
+        let ok = i != usize::MAX && readers[v] == 1 && v != output;
+        ok.then_some(i).filter(|&i| matches!(&steps[i].kind, StepKind::Binary { op: o, .. } if *o == op))
+    };
+    let mut drop = vec![false; steps.len()];
+    for j in 0..steps.len() {
+        let StepKind::Binary { op: Binary::Add, a: Operand::Value(p), b: Operand::Value(q), out } = &steps[j].kind
+        else {
+            continue;
+        };
+        let (p, q, out) = (*p, *q, *out);
+        let found = [(p, q), (q, p)].into_iter().find_map(|(m1, m2)| {
+            let (i1, i2) = (binary(steps, m1, Binary::Mul)?, binary(steps, m2, Binary::Mul)?);
+            let (StepKind::Binary { a: a1, b: b1, .. }, StepKind::Binary { a: a2, b: b2, .. }) =
+                (&steps[i1].kind, &steps[i2].kind)
+            else {
+                return None;
+            };
+            let (a1, b1, a2, b2) = (value(a1)?, value(b1)?, value(a2)?, value(b2)?);
+            // m2 = Mul(x, s) with s = Sub(1, t); m1 = Mul(h, t).
+            [(a2, b2), (b2, a2)].into_iter().find_map(|(x, sv)| {
+                let i3 = binary(steps, sv, Binary::Sub)?;
+                let StepKind::Binary { a: Operand::Const(one), b: Operand::Value(t), .. } = &steps[i3].kind else {
+                    return None;
+                };
+                let h = if a1 == *t {
+                    b1
+                } else if b1 == *t {
+                    a1
+                } else {
+                    return None;
+                };
+                let distinct = h != *t && h != x && *t != x;
+                (distinct && one.iter().all(|&c| c == 1.0)).then_some((h, *t, x, [i1, i2, i3]))
+            })
+        });
+        if let Some((h, t, x, gone)) = found {
+            if gone.iter().any(|&i| drop[i] || i > j) {
+                continue;
+            }
+            gone.iter().for_each(|&i| drop[i] = true);
+            steps[j].kind = StepKind::Gate { h, t, x, out };
+        }
+    }
+    let mut k = drop.iter();
+    steps.retain(|_| !*k.next().unwrap());
+    let mut k = drop.iter();
+    step_nodes.retain(|_| !*k.next().unwrap());
+}
+
 /// Fuses a Relu or Sigmoid into the layer before it (see [`steps::Linear::act`]) when the layer's output z
 /// is read by that activation only and is not the plan's output: the layer then writes a = act(z) in its
 /// product's epilogue, and z is never stored nor swept again. a may lie in the feature arena the layer's
@@ -908,6 +977,7 @@ impl TrainPlan {
         let mut k = keep.iter();
         b.step_nodes.retain(|_| *k.next().unwrap());
         let fused_activations = fuse_activations(&mut b.steps, &mut b.step_nodes, &views, output);
+        fuse_gates(&mut b.steps, &mut b.step_nodes, views.len(), output);
         let (mut merged_layers, mut arena_layers) = (aliased, aliased);
         for s in &mut b.steps {
             if let StepKind::Linear(l) = &mut s.kind {
@@ -1062,6 +1132,7 @@ impl TrainPlan {
                 StepKind::GlobalAvgPool { .. } => "globalavgpool",
                 StepKind::Unary { .. } => "unary",
                 StepKind::Binary { .. } => "binary",
+                StepKind::Gate { .. } => "gate",
                 StepKind::Sum { .. } => "sum",
                 StepKind::Concat { .. } => "concat",
             };

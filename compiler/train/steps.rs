@@ -241,6 +241,16 @@ pub enum StepKind {
         b: Operand,
         out: usize,
     },
+    /// A highway layer's carry, y = h ⊙ t + x ⊙ (1 − t) (h the transform, t the gate, x the carried
+    /// input), fused by the plan from the Mul, Sub, Mul and Add it is exported as, and computed in that
+    /// order, so the values are the same bits. Backward: δh += δy ⊙ t, δx += δy ⊙ (1 − t),
+    /// δt += δy ⊙ h − δy ⊙ x (the gate's gradient), one pass where the four steps took seven.
+    Gate {
+        h: usize,
+        t: usize,
+        x: usize,
+        out: usize,
+    },
     /// y = Σ x_i; δx_i = δy.
     Sum {
         xs: Vec<usize>,
@@ -256,6 +266,22 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// The value the step writes.
+    pub fn output(&self) -> usize {
+        match self {
+            StepKind::Linear(Linear { out, .. })
+            | StepKind::Conv(Conv { out, .. })
+            | StepKind::BatchNorm(BatchNorm { out, .. })
+            | StepKind::Pool(Pool { out, .. })
+            | StepKind::GlobalAvgPool { out, .. }
+            | StepKind::Unary { out, .. }
+            | StepKind::Binary { out, .. }
+            | StepKind::Gate { out, .. }
+            | StepKind::Sum { out, .. }
+            | StepKind::Concat { out, .. } => *out,
+        }
+    }
+
     /// The values the step reads, whose gradients its backward adds to.
     pub fn reads(&self) -> Vec<usize> {
         match self {
@@ -272,6 +298,7 @@ impl StepKind {
                     Operand::Const(_) => None,
                 })
                 .collect(),
+            StepKind::Gate { h, t, x, .. } => vec![*h, *t, *x],
             StepKind::Sum { xs, .. } => xs.clone(),
             StepKind::Concat { xs, .. } => xs.iter().map(|x| x.0).collect(),
         }
@@ -1419,6 +1446,16 @@ impl Step {
                     }
                 });
             }
+            StepKind::Gate { h, t, x, out } => {
+                let (vals, views) = (cx.vals, cx.views);
+                let [hv, tv, xv, ov] = [*h, *t, *x, *out].map(|v| views[v]);
+                par_rows(rows, rows * ov.cols * 3, cx.threads, |r| {
+                    let (h, t, x) = (vals.row(&hv, r), vals.row(&tv, r), vals.row(&xv, r));
+                    for (((y, h), t), x) in vals.row_mut(&ov, r).iter_mut().zip(h).zip(t).zip(x) {
+                        *y = h * t + x * (1.0 - t);
+                    }
+                });
+            }
             StepKind::Sum { xs, out } => {
                 let (ov, vals, views, xs) = (cx.views[*out], cx.vals, cx.views, &*xs);
                 par_rows(rows, rows * ov.cols * xs.len(), cx.threads, |r| {
@@ -1519,6 +1556,23 @@ impl Step {
                             Binary::Mul => it.for_each(|(((g, d), a), _)| *g += d * a),
                             Binary::Div => it.for_each(|(((g, d), a), b)| *g += -d * a / (b * b)),
                         }
+                    }
+                });
+            }
+            StepKind::Gate { h, t, x, out } => {
+                let (vals, grads, views) = (cx.vals, cx.grads, cx.views);
+                let [hv, tv, xv, ov] = [*h, *t, *x, *out].map(|v| views[v]);
+                par_rows(rows, rows * ov.cols * 4, cx.threads, |r| {
+                    let (dy, h, t, x) = (grads.row(&ov, r), vals.row(&hv, r), vals.row(&tv, r), vals.row(&xv, r));
+                    // h, t and x are distinct tensors (the plan fuses only then), so their rows are too.
+                    let (dh, dt, dx) = (grads.row_mut(&hv, r), grads.row_mut(&tv, r), grads.row_mut(&xv, r));
+                    let n = dy.len();
+                    let (h, t, x, dh, dt, dx) = (&h[..n], &t[..n], &x[..n], &mut dh[..n], &mut dt[..n], &mut dx[..n]);
+                    for i in 0..n {
+                        let d = dy[i];
+                        dx[i] += d * (1.0 - t[i]);
+                        dt[i] = (dt[i] - d * x[i]) + d * h[i];
+                        dh[i] += d * t[i];
                     }
                 });
             }
