@@ -11,7 +11,7 @@
 
 use super::gemm::{copy_panels, Copied, Gemm};
 use super::mem::{Mem, View};
-use resin_runtime::kernels::elementwise::UnaryOp;
+use resin_runtime::kernels::elementwise::{unary, unary_inplace, UnaryOp};
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
 use resin_runtime::kernels::transpose::transpose;
 
@@ -71,7 +71,7 @@ impl Unary {
     fn apply_inplace(self, y: &mut [f32]) {
         match self {
             Unary::Relu => y.iter_mut().for_each(|y| *y = y.max(0.0)),
-            Unary::Sigmoid => y.iter_mut().for_each(|y| *y = sigmoid(*y)),
+            Unary::Sigmoid => unary_inplace(UnaryOp::Sigmoid, y),
             Unary::Clip { min, max } => y.iter_mut().for_each(|y| *y = y.max(min).min(max)),
             Unary::Copy => {}
         }
@@ -328,10 +328,6 @@ pub struct BackCtx<'a, 'b> {
     pub grads: &'a Mem<'b>,
     pub params: &'a mut [Param],
     pub threads: usize,
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 impl Linear {
@@ -1426,7 +1422,7 @@ impl Step {
                     let y = vals.row_mut(&ov, r);
                     match op {
                         Unary::Relu => y.iter_mut().zip(xr).for_each(|(y, x)| *y = x.max(0.0)),
-                        Unary::Sigmoid => y.iter_mut().zip(xr).for_each(|(y, x)| *y = sigmoid(*x)),
+                        Unary::Sigmoid => unary(UnaryOp::Sigmoid, xr, y),
                         Unary::Clip { min, max } => y.iter_mut().zip(xr).for_each(|(y, x)| *y = x.max(min).min(max)),
                         Unary::Copy => y.copy_from_slice(xr),
                     }
