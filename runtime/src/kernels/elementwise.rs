@@ -45,7 +45,7 @@ fn exp_nonpositive(z: f32) -> f32 {
     let r = (z - n * 0.693_359_4) - n * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let er = p * (r * r) + r + 1.0;
     // f's bits are those of 1.5·2²³ plus n (|n| < 2²²): n + 127, shifted into the exponent, is 2ⁿ.
     let scale = f32::from_bits(f.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
