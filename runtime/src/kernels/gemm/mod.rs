@@ -709,6 +709,9 @@ mod tests {
                 (6, 600, 5, 8, 10),
                 (20, 4, 1, 50, 50),
                 (7, 20, 1, 8, 8),
+                // One-column tiles at the end of each grid row (a 7 × 7 output is 3 tiles of 16 and 1).
+                (9, 300, 2, 49, 51),
+                (6, 27, 3, 17, 19),
             ] {
                 // Row p of B starts at offs[p]: taps spread over `data` like a 3-wide kernel over planes.
                 let offs: Vec<u32> = (0..k).map(|p| ((p / 3) * (rows + 2) * stride + p % 3) as u32).collect();

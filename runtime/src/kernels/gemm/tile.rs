@@ -231,6 +231,9 @@ mod x86 {
             if t.rows == MR && nv == 2 {
                 return k256_6x2::<OFFS>(t);
             }
+            if t.cols == 1 {
+                return k256_col1::<OFFS>(t);
+            }
             match t.rows {
                 1 => by_nv!(1),
                 2 => by_nv!(2),
@@ -280,6 +283,54 @@ mod x86 {
                 a = a.add(MR);
             }
             store256(t, [[c00, c01], [c10, c11], [c20, c21], [c30, c31], [c40, c41], [c50, c51]]);
+        }
+    }
+
+    /// A one-column tile (the 49th pixel of a 7 × 7 output), vectorized along the panel's rows instead of
+    /// the columns: one load of A (its 6 rows at step p, plus 2 floats of step p + 1 that are ignored)
+    /// times a broadcast of B[p] is one FMA per step, where the column-vector kernels spend 6 FMAs with 1
+    /// useful lane of 8, in chains too few to cover the FMA latency. Four accumulators over interleaved
+    /// steps cover it here. The last step loads under a 6-lane mask, so nothing past the panel is read.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn k256_col1<const OFFS: bool>(t: &Tile) {
+        let zero = _mm256_setzero_ps();
+        let mut acc = [zero; 4];
+        unsafe {
+            let b = |p: usize| _mm256_broadcast_ss(&*b_row_of::<OFFS>(t, p));
+            let a = |p: usize| _mm256_loadu_ps(t.a.add(p * MR));
+            // Unmasked loads reach 2 floats into step p + 1, so they stop before the last step.
+            let full = t.k.saturating_sub(1);
+            let mut p = 0;
+            while p + 4 <= full {
+                for (u, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(a(p + u), b(p + u), *acc);
+                }
+                p += 4;
+            }
+            while p < full {
+                acc[0] = _mm256_fmadd_ps(a(p), b(p), acc[0]);
+                p += 1;
+            }
+            if t.k > 0 {
+                let six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+                let last = _mm256_maskload_ps(t.a.add((t.k - 1) * MR), six);
+                acc[1] = _mm256_fmadd_ps(last, b(t.k - 1), acc[1]);
+            }
+            let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            let mut v = [0f32; 8];
+            _mm256_storeu_ps(v.as_mut_ptr(), sum);
+            for (r, &x) in v.iter().enumerate().take(t.rows) {
+                let c = t.c.add(r * t.ldc);
+                let mut x = if t.accumulate { x + *c } else { x };
+                if !t.bias.is_null() {
+                    x += *t.bias.add(r);
+                }
+                // As `_mm256_max_ps(0, x)` in `store256`: NaN and −0 pass through.
+                if t.relu && 0.0 > x {
+                    x = 0.0;
+                }
+                *c = x;
+            }
         }
     }
 
