@@ -6,8 +6,9 @@
 
 Each model is built in PyTorch, exported to ONNX (the file resin trains), and timed in both: one SGD step
 (forward, cross-entropy, backward, update) on a fixed random batch, the median over --steps steps after
-warm-up; resin and PyTorch runs alternate --rounds times per row and the medians are compared. Prints a
-Markdown table: model, batch, threads, resin samples/s, PyTorch samples/s, resin/PyTorch. The MLPs are those of tests/fixtures/train/make_fixtures.py at a bigger
+warm-up; resin and PyTorch runs alternate --rounds times per row. Prints a Markdown table: model, batch,
+threads, the median resin and PyTorch samples/s, and resin/PyTorch as the median of the rounds' paired
+ratios (each round's two runs back to back, so the machine's drift between rounds cancels). The MLPs are those of tests/fixtures/train/make_fixtures.py at a bigger
 size (input 64, width 256, 8 layers); ResNet-20 is the CIFAR ResNet (3x32x32 input, batch --conv-batch).
 Run it with nothing else busy (e.g. under `flock /tmp/resin-cpu.lock`).
 """
@@ -139,7 +140,11 @@ def main():
                     pts.append(torch_rate(m, shape, batch, a.steps))
                     rss.append(resin_rate(path, batch, t, a.steps, a.exe))
                 pt, rs = statistics.median(pts), statistics.median(rss)
-                print(f"| {name} | {batch} | {t} | {rs:.0f} | {pt:.0f} | {rs / pt:.2f} |", flush=True)
+                # The ratio is the median of each round's resin/PyTorch pair, run back to back: on a shared
+                # machine whose speed drifts between rounds, pairs cancel the drift that a ratio of the two
+                # medians would keep.
+                ratio = statistics.median(r / p for r, p in zip(rss, pts))
+                print(f"| {name} | {batch} | {t} | {rs:.0f} | {pt:.0f} | {ratio:.2f} |", flush=True)
             if a.merge and name in ("highway-mlp", "dense-mlp"):
                 merged[name] = (batch, path)
         if merged:
