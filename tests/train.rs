@@ -275,6 +275,17 @@ fn batchnorm_gradients_2d_and_4d() {
     let op = bn(&mut g, 3);
     let y = g.op("bn", op, &[x]);
     grad_check("BatchNormalization 2-D", &g.finish(y), 4, 0.0, false);
+    // BatchNorm then Sigmoid: the plan fuses the activation into the BatchNorm step (smooth, so the
+    // finite differences see no kink; the conv ResNet fixture checks the fused Relu against PyTorch).
+    let (mut g, x) = G::new(&[3, 2, 2], 16);
+    let op = bn(&mut g, 3);
+    let b = g.op("bn", op, &[x]);
+    let a = g.op("act", Op::Sigmoid, &[b]);
+    let y = flat(&mut g, a);
+    let fused = g.finish(y);
+    let steps = TrainPlan::new(&fused, &PlanOptions::default()).unwrap().describe();
+    assert!(steps.contains("1 with a fused activation") && !steps.contains("unary 2"), "{steps}");
+    grad_check("BatchNormalization + Sigmoid (fused)", &fused, 3, 0.0, false);
 }
 
 #[test]

@@ -99,7 +99,7 @@ pub struct TrainPlan {
     /// how many of those read `a_cat` straight from a feature arena (no copy).
     pub merged_layers: usize,
     pub arena_layers: usize,
-    /// Layers whose Relu or Sigmoid runs in their product's epilogue ([`steps::Linear::act`]).
+    /// Layers and BatchNorms whose Relu or Sigmoid runs inside them ([`steps::Linear::act`]).
     pub fused_activations: usize,
     /// Per step, the gradient columns zeroed just before its backward: those it is the first to add to
     /// (see [`first_writes`]).
@@ -223,9 +223,10 @@ fn fuse_gates(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, nvals: usize,
     step_nodes.retain(|_| !*k.next().unwrap());
 }
 
-/// Fuses a Relu or Sigmoid into the layer before it (see [`steps::Linear::act`]) when the layer's output z
-/// is read by that activation only and is not the plan's output: the layer then writes a = act(z) in its
-/// product's epilogue, and z is never stored nor swept again. a may lie in the feature arena the layer's
+/// Fuses a Relu or Sigmoid into the layer or BatchNorm before it (see [`steps::Linear::act`]) when that
+/// step's output z is read by the activation only and is not the plan's output: the step then writes
+/// a = act(z) itself (a layer in its product's epilogue, a BatchNorm as it writes each row), and z is
+/// never stored nor swept again. a may lie in the feature arena the layer's
 /// inputs lie in (a dense or highway MLP): the layer packs its inputs before it borrows its output.
 fn fuse_activations(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, views: &[View], output: usize) -> usize {
     let mut readers = vec![0usize; views.len()];
@@ -240,15 +241,17 @@ fn fuse_activations(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, views: 
         if !op.fusable() || readers[x] != 1 || x == output {
             continue;
         }
-        let Some(i) = steps[..j].iter().position(|s| matches!(&s.kind, StepKind::Linear(l) if l.out == x)) else {
-            continue;
+        let Some(i) = steps[..j].iter().position(|s| s.kind.output() == x) else { continue };
+        let (act, producer_out) = match &mut steps[i].kind {
+            StepKind::Linear(l) => (&mut l.act, &mut l.out),
+            StepKind::BatchNorm(b) => (&mut b.act, &mut b.out),
+            _ => continue,
         };
-        let StepKind::Linear(l) = &mut steps[i].kind else { unreachable!() };
-        if l.act.is_some() {
+        if act.is_some() {
             continue;
         }
-        l.act = Some(op);
-        l.out = out;
+        *act = Some(op);
+        *producer_out = out;
         keep[j] = false;
     }
     let mut k = keep.iter();
@@ -782,6 +785,7 @@ impl<'g> Builder<'g> {
                     running_var: var,
                     xhat: vec![],
                     inv_std: vec![],
+                    act: None,
                 })
             }
             Op::Pool(p) => {

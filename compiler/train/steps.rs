@@ -192,6 +192,9 @@ pub struct BatchNorm {
     pub running_var: Vec<f32>,
     pub(crate) xhat: Vec<f32>,
     pub(crate) inv_std: Vec<f32>,
+    /// A Relu or Sigmoid fused by the plan, as [`Linear::act`]: `out` holds a = act(BN(x)), and backward
+    /// first turns δa into δ of the normalized output, in place.
+    pub act: Option<Unary>,
 }
 
 /// Max or average pooling (2-D). Max: y = x at the window's arg-max (first one on ties), and δ goes
@@ -1160,12 +1163,16 @@ impl BatchNorm {
                     (gamma[ch] * inv, beta[ch] - gamma[ch] * self.running_mean[ch] * inv)
                 })
                 .collect();
+            let act = self.act;
             par_rows(rows, rows * c * s, cx.threads, |r| {
                 let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
                 for (ch, &(k, t)) in kt.iter().enumerate() {
                     for (y, x) in y[ch * s..(ch + 1) * s].iter_mut().zip(&x[ch * s..(ch + 1) * s]) {
                         *y = k * x + t;
                     }
+                }
+                if let Some(op) = act {
+                    op.apply_inplace(y);
                 }
             });
             return;
@@ -1205,6 +1212,7 @@ impl BatchNorm {
             coef.push((mean as f32, inv as f32, gamma[ch], beta[ch]));
         }
         // x̂ and y, rows split between the threads.
+        let act = self.act;
         par_row_chunks(&mut self.xhat[..rows * c * s], c * s, cx.threads, |r, xhr| {
             let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
             for (ch, &(mu, inv, g, b)) in coef.iter().enumerate() {
@@ -1213,6 +1221,9 @@ impl BatchNorm {
                     *xh = (x - mu) * inv;
                     *y = g * *xh + b;
                 }
+            }
+            if let Some(op) = act {
+                op.apply_inplace(y);
             }
         });
     }
@@ -1223,6 +1234,11 @@ impl BatchNorm {
         let (c, s) = (self.c, self.s);
         let n = (rows * s) as f32;
         let (grads, xhat) = (cx.grads, &self.xhat);
+        if let Some(op) = self.act {
+            // δ of BN's output = δa ⊙ act'(·), in place: this step is the only reader of δa.
+            let vals = cx.vals;
+            par_rows(rows, rows * c * s, cx.threads, |r| op.through(vals.row(&ov, r), grads.row_mut(&ov, r)));
+        }
         // Σδ and Σδx̂ per channel (channels split between the threads).
         let mut sums = vec![(0.0f64, 0.0f64); c];
         par_channels(&mut sums, rows * c * s, cx.threads, |ch, st| {
