@@ -154,6 +154,27 @@ fn first_writes(steps: &[Step], views: &[View], store_ld: &[usize], output: usiz
     out
 }
 
+/// Lets a layer whose ∂L/∂a_cat product is the first write to every column of `cat` overwrite them
+/// ([`steps::Linear::dx_overwrites`]) instead of adding into zeroed columns: those columns leave the
+/// layer's zeroing list. Not when an addend's gradient lies in `cat` (the layer adds δ into it before
+/// the product).
+fn overwrite_first_products(steps: &mut [Step], views: &[View], zero_before: &mut [Vec<View>]) {
+    for (s, zs) in steps.iter_mut().zip(zero_before.iter_mut()) {
+        let StepKind::Linear(l) = &mut s.kind else { continue };
+        let Some(cat) = l.cat.filter(|_| l.merged) else { continue };
+        let inside = |z: &View| z.store == cat.store && z.off >= cat.off && z.off + z.cols <= cat.off + cat.cols;
+        let covered: usize = zs.iter().filter(|z| inside(z)).map(|z| z.cols).sum();
+        let addend_in_cat = l.addends.iter().any(|&a| {
+            let v = views[a];
+            v.store == cat.store && v.off < cat.off + cat.cols && cat.off < v.off + v.cols
+        });
+        if covered == cat.cols && !addend_in_cat {
+            l.dx_overwrites = true;
+            zs.retain(|z| !inside(z));
+        }
+    }
+}
+
 /// Fuses each highway carry y = h ⊙ t + x ⊙ (1 − t), exported as m1 = Mul(h, t), s = Sub(1, t),
 /// m2 = Mul(x, s), y = Add(m1, m2) (operands of Mul and Add in either order), into one
 /// [`StepKind::Gate`] at the Add's place, when m1, s and m2 are read by the next step of the pattern only,
@@ -608,6 +629,7 @@ impl<'g> Builder<'g> {
             n,
             merged: self.opts.merge,
             act: None,
+            dx_overwrites: false,
             gathered: Vec::new(),
             dgathered: Vec::new(),
             gemm: Default::default(),
@@ -1033,6 +1055,7 @@ impl TrainPlan {
             zero_before: vec![],
         };
         plan.zero_before = first_writes(&plan.steps, &plan.views, &plan.store_ld, plan.output);
+        overwrite_first_products(&mut plan.steps, &plan.views, &mut plan.zero_before);
         plan.set_batch(1);
         Ok(plan)
     }

@@ -135,6 +135,10 @@ pub struct Linear {
     /// δz = δa ⊙ act'(z) in place (Relu: [a > 0]; Sigmoid: a(1 − a)). Only Relu and Sigmoid, whose
     /// derivatives are functions of a.
     pub act: Option<Unary>,
+    /// Set by the plan when this step is the first to write every column of `cat`'s gradient and no
+    /// addend lies among them: the ∂L/∂a_cat product then overwrites instead of adding, and those
+    /// columns are not zeroed first (see `plan::first_writes`).
+    pub dx_overwrites: bool,
     pub(crate) gathered: Vec<f32>,
     pub(crate) dgathered: Vec<f32>,
     pub(crate) gemm: Gemm,
@@ -451,7 +455,8 @@ impl Linear {
                 Some(v) => {
                     // δ is packed before the arena's gradient is borrowed (δ of a fused layer may lie in it).
                     self.gemm.pack(rows, n, d, self.alpha);
-                    self.gemm.mul_packed(rows, ktot, n, &wt, true, cx.grads.mat_mut(v), v.ld, cx.threads);
+                    let acc = !self.dx_overwrites;
+                    self.gemm.mul_packed(rows, ktot, n, &wt, acc, cx.grads.mat_mut(v), v.ld, cx.threads);
                 }
                 None => {
                     let wt = wt.0 .0;
