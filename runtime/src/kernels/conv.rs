@@ -73,13 +73,17 @@ impl Conv2d {
     /// in place against 26-38 gathered, DenseNet's 128→32 at 14 px 48-60 against 26-39; but 512→512 at
     /// 7 px (2.4 M weights) 17-19 against 41-43.
     ///
-    /// `RESIN_CONV=gather` in the environment turns this off (read once), so that benchmarks can time the
-    /// two strategies on the same binary.
+    /// `RESIN_CONV=gather` in the environment turns this off and `RESIN_CONV=in-place` ignores the weight
+    /// limit (read once), so that benchmarks can time the strategies on the same binary.
     pub fn reads_in_place(&self, ow: usize) -> bool {
-        static GATHER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let gather = *GATHER.get_or_init(|| std::env::var("RESIN_CONV").is_ok_and(|v| v == "gather"));
+        static FORCE: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+        let force = *FORCE.get_or_init(|| match std::env::var("RESIN_CONV").as_deref() {
+            Ok("gather") => Some(false),
+            Ok("in-place") => Some(true),
+            _ => None,
+        });
         let weights = self.cout / self.group * self.k();
-        !self.is_pointwise() && ow > 0 && weights <= IN_PLACE_MAX_WEIGHTS && !gather
+        !self.is_pointwise() && ow > 0 && force.unwrap_or(weights <= IN_PLACE_MAX_WEIGHTS)
     }
     /// The part of the zero-padded input an `oh × ow` output reads: (oh − 1)·s + (k − 1)·d + 1 per axis.
     fn padded_dims(&self, oh: usize, ow: usize) -> (usize, usize) {

@@ -35,6 +35,10 @@ use tile::Tile;
 pub const MR: usize = 6;
 /// Rows of B (the k extent) in one packed block.
 pub const KC: usize = 256;
+
+/// Rows of A per block of [`gemm_shifted`]: 240 × [`KC`] floats = 240 KiB, half of this machine's L2.
+pub const MC: usize = 240;
+
 /// Micro-tiles of B packed together: a block is `NB · isa.nr()` columns, so gathering a convolution's
 /// input runs along whole output rows instead of one micro-tile's width.
 pub const NB: usize = 8;
@@ -445,52 +449,59 @@ pub fn gemm_shifted(
     let other_act = epi.act.filter(|_| !relu);
     let panels = m.div_ceil(MR);
     let shared = crate::parallel::SendPtr(c.as_mut_ptr());
+    // Loop nest: k blocks, then blocks of A's panels, then this part's tiles, then the block's panels. An
+    // A block (at most `MC` rows × `KC`) stays in L2 while every tile of the part passes over it; with
+    // tiles outermost, each 16-pixel tile streamed all of A, which is why large weights gathered instead.
+    let mc_panels = (MC / MR).max(1);
     crate::parallel::run(parts, &|part| {
-        for u in part * units / parts..(part + 1) * units / parts {
-            let (oy, t) = if pair { (2 * u, 0) } else { (u / per_row, u % per_row) };
-            let (ox, cols) = match pair {
-                true => (0, if oy + 1 < b.rows { 16 } else { 8 }),
-                false => (t * nr, nr.min(b.width - t * nr)),
-            };
-            let (bp, n0) = (b.data[oy * b.stride + ox..].as_ptr(), oy * b.width + ox);
-            let b_hi = if pair { b.stride } else { 8 };
-            let mut k0 = 0;
-            while k0 < k {
-                let kc = KC.min(k - k0);
-                let last = k0 + kc == k;
-                for p in 0..panels {
-                    let (m0, rows) = (p * MR, MR.min(m - p * MR));
-                    let tile = Tile {
-                        k: kc,
-                        a: a[(p * k + k0) * MR..].as_ptr(),
-                        b: bp,
-                        ldb: 0,
-                        b_offs: b.offs[k0..].as_ptr(),
-                        b_hi,
-                        // SAFETY (this and the kernel call): bounds asserted above; parts own disjoint
-                        // tiles of C.
-                        c: unsafe { shared.get().add(m0 * ldc + n0) },
-                        ldc,
-                        rows,
-                        cols,
-                        accumulate: epi.accumulate || k0 > 0,
-                        bias: match epi.bias {
-                            Some(bias) if last => bias[m0..].as_ptr(),
-                            _ => std::ptr::null(),
-                        },
-                        relu: relu && last,
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = KC.min(k - k0);
+            let last = k0 + kc == k;
+            for p_block in (0..panels).step_by(mc_panels) {
+                for u in part * units / parts..(part + 1) * units / parts {
+                    let (oy, t) = if pair { (2 * u, 0) } else { (u / per_row, u % per_row) };
+                    let (ox, cols) = match pair {
+                        true => (0, if oy + 1 < b.rows { 16 } else { 8 }),
+                        false => (t * nr, nr.min(b.width - t * nr)),
                     };
-                    unsafe { tile::run(isa, &tile) };
-                    if let (Some(act), true) = (other_act, last) {
-                        for r in 0..rows {
-                            let row =
-                                unsafe { std::slice::from_raw_parts_mut(shared.get().add((m0 + r) * ldc + n0), cols) };
-                            unary_inplace(act, row);
+                    let (bp, n0) = (b.data[oy * b.stride + ox..].as_ptr(), oy * b.width + ox);
+                    let b_hi = if pair { b.stride } else { 8 };
+                    for p in p_block..(p_block + mc_panels).min(panels) {
+                        let (m0, rows) = (p * MR, MR.min(m - p * MR));
+                        let tile = Tile {
+                            k: kc,
+                            a: a[(p * k + k0) * MR..].as_ptr(),
+                            b: bp,
+                            ldb: 0,
+                            b_offs: b.offs[k0..].as_ptr(),
+                            b_hi,
+                            // SAFETY (this and the kernel call): bounds asserted above; parts own disjoint
+                            // tiles of C.
+                            c: unsafe { shared.get().add(m0 * ldc + n0) },
+                            ldc,
+                            rows,
+                            cols,
+                            accumulate: epi.accumulate || k0 > 0,
+                            bias: match epi.bias {
+                                Some(bias) if last => bias[m0..].as_ptr(),
+                                _ => std::ptr::null(),
+                            },
+                            relu: relu && last,
+                        };
+                        unsafe { tile::run(isa, &tile) };
+                        if let (Some(act), true) = (other_act, last) {
+                            for r in 0..rows {
+                                let row = unsafe {
+                                    std::slice::from_raw_parts_mut(shared.get().add((m0 + r) * ldc + n0), cols)
+                                };
+                                unary_inplace(act, row);
+                            }
                         }
                     }
                 }
-                k0 += kc;
             }
+            k0 += kc;
         }
     });
 }
@@ -712,6 +723,8 @@ mod tests {
                 // One-column tiles at the end of each grid row (a 7 × 7 output is 3 tiles of 16 and 1).
                 (9, 300, 2, 49, 51),
                 (6, 27, 3, 17, 19),
+                // More rows than one block of A (MC): blocks of panels, the last one ragged.
+                (250, 300, 2, 20, 22),
             ] {
                 // Row p of B starts at offs[p]: taps spread over `data` like a 3-wide kernel over planes.
                 let offs: Vec<u32> = (0..k).map(|p| ((p / 3) * (rows + 2) * stride + p % 3) as u32).collect();
