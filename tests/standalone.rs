@@ -81,8 +81,20 @@ fn alone(name: &str) -> (TempDir, PathBuf) {
     (dir, exe)
 }
 
+/// Runs a freshly written executable. Another test thread may fork while this one still holds the file
+/// open for writing (the child keeps a copy of the descriptor until it execs), and exec then fails with
+/// ETXTBSY ("Text file busy") for a moment: that is retried, anything else is an error.
 fn run(exe: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new(exe).args(args).current_dir(dir).output().unwrap()
+    const ETXTBSY: i32 = 26;
+    for _ in 0..100 {
+        match Command::new(exe).args(args).current_dir(dir).output() {
+            Err(e) if cfg!(target_os = "linux") && e.raw_os_error() == Some(ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("{} stayed busy (ETXTBSY) for 2 s", exe.display())
 }
 
 fn text(b: &[u8]) -> String {
