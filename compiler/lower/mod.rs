@@ -154,11 +154,15 @@ fn lower_steps(g: &Graph, opts: &LowerOptions) -> Result<Plan> {
                     group: c.group,
                 };
                 let raw = f32s(&c.weight, name)?;
-                let winograd = l.winograd && winograd::applies(&geom);
-                let weight = if winograd {
-                    l.push_weights(&winograd::transform_weights(&geom, raw))
-                } else {
-                    l.push_weights(&geom.pack_weights(raw))
+                // The output's spatial size picks the variant (ragged tiles); unknown sizes get none.
+                let os = &node.ty.shape;
+                let winograd = match (os.get(2).and_then(|d| d.fixed()), os.get(3).and_then(|d| d.fixed())) {
+                    (Some(oh), Some(ow)) if l.winograd => winograd::choose(&geom, oh, ow),
+                    _ => None,
+                };
+                let weight = match winograd {
+                    Some(v) => l.push_weights(&winograd::transform_weights(&geom, v, raw)),
+                    None => l.push_weights(&geom.pack_weights(raw)),
                 };
                 let bias = match &c.bias {
                     Some(b) => Some(l.push_weights(f32s(b, name)?)),
