@@ -233,13 +233,14 @@ fn conv3x3_on(
         let xi = &x[img * x_stride..img * x_stride + c * h * w];
         // Input transform, channel by channel, into V laid out [ch][ξ][t]: the product for ξ reads rows
         // of its [C × T] matrix at stride (n+2)²·T.
+        // (Each transform is instantiated with and without the prologue: no test per input value.)
         for_chunks_mut(vv, np * t, |ch, vc| {
             let plane = &xi[ch * h * w..(ch + 1) * h * w];
-            let pre = pre.as_ref();
-            let f = |x| pre.map_or(x, |f| f.apply(ch, x));
-            match v {
-                Variant::F2 => input_transform(plane, h, w, top, left, th, tw, f, vc),
-                Variant::F4 => input_transform_f4(plane, h, w, top, left, th, tw, f, vc),
+            match (v, pre.as_ref()) {
+                (Variant::F2, None) => input_transform(plane, h, w, top, left, th, tw, |x| x, vc),
+                (Variant::F2, Some(f)) => input_transform(plane, h, w, top, left, th, tw, |x| f.apply(ch, x), vc),
+                (Variant::F4, None) => input_transform_f4(plane, h, w, top, left, th, tw, |x| x, vc),
+                (Variant::F4, Some(f)) => input_transform_f4(plane, h, w, top, left, th, tw, |x| f.apply(ch, x), vc),
             }
         });
         // The products M_ξ = U_ξ · V_ξ, written to M laid out [m][ξ][t].
@@ -419,12 +420,30 @@ fn output_transform(
     }
 }
 
-/// V = Bᵀ d B for every 6×6 input tile d of one channel's plane, for F(4×4, 3×3): as [`input_transform`]
-/// (same layout, ξ = 6i + j), with a row's values split into its four phases q_k[t] = x[4t + k − left],
-/// so tile t's row is `q0[t] q1[t] q2[t] q3[t] q0[t+1] q1[t+1]` and the row product d·B is, with
-/// d = that row,
+/// The tiles `t0..t0 + nb` (flat index t = ti·tw + tj, across rows of tiles) as runs within one row of
+/// tiles: (offset in the chunk, ti, first tj, count).
+fn segments(t0: usize, nb: usize, tw: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        (i < nb).then(|| {
+            let (ti, tj) = ((t0 + i) / tw, (t0 + i) % tw);
+            let len = (tw - tj).min(nb - i);
+            let seg = (i, ti, tj, len);
+            i += len;
+            seg
+        })
+    })
+}
+
+/// V = Bᵀ d B for every 6×6 input tile d of one channel's plane, for F(4×4, 3×3), into `vc[ξ·T + t]`
+/// (ξ = 6i + j) as [`input_transform`] does, but over chunks of [`TB`] tiles of the flat index t (across
+/// rows of tiles: maps of 7 to 14 tiles a side would otherwise leave short loops).
+///
+/// For each row a of the tiles, the six values d0..d5 of every tile's row are gathered into six
+/// contiguous arrays, then the row product d·B is, element-wise over the tiles,
 /// `[4d0 − 5d2 + d4, (d3 + d4) − 4(d1 + d2), 4(d1 − d2) + (d4 − d3), 2(d3 − d1) + (d4 − d2),
-/// 2(d1 − d3) + (d4 − d2), 4d1 − 5d3 + d5]`, contiguous in t; the column product combines rows alike.
+/// 2(d1 − d3) + (d4 − d2), 4d1 − 5d3 + d5]`; the column product Bᵀ(d·B) combines the six rows' results
+/// by the same formulas.
 #[allow(clippy::too_many_arguments)]
 fn input_transform_f4(
     plane: &[f32],
@@ -439,71 +458,72 @@ fn input_transform_f4(
 ) {
     let t = th * tw;
     // Set up once (see `input_transform`); every element read is written first for the current chunk.
-    let mut rt = [[[0f32; TB]; 6]; 6]; // [row a][j][tile]
-    let mut q = [[0f32; TB + 1]; 4];
-    for ti in 0..th {
-        let mut tj0 = 0;
-        while tj0 < tw {
-            let nb = TB.min(tw - tj0);
-            for (a, rta) in rt.iter_mut().enumerate() {
+    let mut rt = [[[0f32; TB]; 6]; 6]; // [j][row a][tile]
+    let mut d = [[0f32; TB]; 6];
+    let mut t0 = 0;
+    while t0 < t {
+        let nb = TB.min(t - t0);
+        for a in 0..6 {
+            for (off, ti, tj, len) in segments(t0, nb, tw) {
                 let r = 4 * ti as isize - top + a as isize;
                 if r < 0 || r >= h as isize {
-                    q.iter_mut().for_each(|qk| qk[..=nb].fill(0.0));
-                } else {
-                    let row = &plane[r as usize * w..(r as usize + 1) * w];
-                    let c0 = 4 * tj0 as isize - left;
-                    if c0 >= 0 && c0 + 4 * nb as isize + 2 <= w as isize {
-                        let src = &row[c0 as usize..c0 as usize + 4 * nb + 2];
-                        for (i, quad) in src.chunks_exact(4).enumerate() {
-                            q[0][i] = f(quad[0]);
-                            q[1][i] = f(quad[1]);
-                            q[2][i] = f(quad[2]);
-                            q[3][i] = f(quad[3]);
-                        }
-                        q[0][nb] = f(src[4 * nb]);
-                        q[1][nb] = f(src[4 * nb + 1]);
-                    } else {
-                        let at = |c: isize| if c >= 0 && c < w as isize { f(row[c as usize]) } else { 0.0 };
-                        for i in 0..=nb {
-                            for (k, qk) in q.iter_mut().enumerate() {
-                                qk[i] = at(c0 + 4 * i as isize + k as isize);
-                            }
+                    d.iter_mut().for_each(|dk| dk[off..off + len].fill(0.0));
+                    continue;
+                }
+                let row = &plane[r as usize * w..(r as usize + 1) * w];
+                // Tile i of the run reads columns c0 + 4i .. c0 + 4i + 5: tiles lo..hi lie inside the
+                // row, the few at either end (padding) are read value by value.
+                let c0 = 4 * tj as isize - left;
+                let lo = if c0 >= 0 { 0 } else { ((3 - c0) / 4) as usize }.min(len);
+                let room = w as isize - 6 - c0;
+                let hi = if room < 0 { 0 } else { (room / 4 + 1) as usize }.clamp(lo, len);
+                if hi > lo {
+                    // Phase k: every 4th value from column c0 + 4·lo + k, one simple loop each.
+                    let start = (c0 + 4 * lo as isize) as usize;
+                    let src = &row[start..start + 4 * (hi - lo) + 2];
+                    for (k, dk) in d.iter_mut().enumerate() {
+                        for (o, &v) in dk[off + lo..off + hi].iter_mut().zip(src[k..].iter().step_by(4)) {
+                            *o = f(v);
                         }
                     }
                 }
-                let [q0, q1, q2, q3] = &q;
-                let [e0, e1, e2, e3, e4, e5] = rta;
-                for i in 0..nb {
-                    let (d0, d1, d2, d3, d4, d5) = (q0[i], q1[i], q2[i], q3[i], q0[i + 1], q1[i + 1]);
-                    e0[i] = 4.0 * d0 - 5.0 * d2 + d4;
-                    e1[i] = (d3 + d4) - 4.0 * (d1 + d2);
-                    e2[i] = 4.0 * (d1 - d2) + (d4 - d3);
-                    e3[i] = 2.0 * (d3 - d1) + (d4 - d2);
-                    e4[i] = 2.0 * (d1 - d3) + (d4 - d2);
-                    e5[i] = 4.0 * d1 - 5.0 * d3 + d5;
+                let at = |c: isize| if c >= 0 && c < w as isize { f(row[c as usize]) } else { 0.0 };
+                for i in (0..lo).chain(hi..len) {
+                    for (k, dk) in d.iter_mut().enumerate() {
+                        dk[off + i] = at(c0 + 4 * i as isize + k as isize);
+                    }
                 }
             }
-            let base = ti * tw + tj0;
-            for j in 0..6 {
-                let d: [&[f32; TB]; 6] = std::array::from_fn(|a| &rt[a][j]);
-                let [d0, d1, d2, d3, d4, d5] = d;
-                let out = |i6: usize| (i6 * 6 + j) * t + base..(i6 * 6 + j) * t + base + nb;
-                vc[out(0)].iter_mut().enumerate().for_each(|(i, o)| *o = 4.0 * d0[i] - 5.0 * d2[i] + d4[i]);
-                vc[out(1)].iter_mut().enumerate().for_each(|(i, o)| *o = (d3[i] + d4[i]) - 4.0 * (d1[i] + d2[i]));
-                vc[out(2)].iter_mut().enumerate().for_each(|(i, o)| *o = 4.0 * (d1[i] - d2[i]) + (d4[i] - d3[i]));
-                vc[out(3)].iter_mut().enumerate().for_each(|(i, o)| *o = 2.0 * (d3[i] - d1[i]) + (d4[i] - d2[i]));
-                vc[out(4)].iter_mut().enumerate().for_each(|(i, o)| *o = 2.0 * (d1[i] - d3[i]) + (d4[i] - d2[i]));
-                vc[out(5)].iter_mut().enumerate().for_each(|(i, o)| *o = 4.0 * d1[i] - 5.0 * d3[i] + d5[i]);
+            let [d0, d1, d2, d3, d4, d5] = &d;
+            let [e0, e1, e2, e3, e4, e5] = &mut rt;
+            let (e0, e1, e2, e3, e4, e5) = (&mut e0[a], &mut e1[a], &mut e2[a], &mut e3[a], &mut e4[a], &mut e5[a]);
+            for i in 0..nb {
+                e0[i] = 4.0 * d0[i] - 5.0 * d2[i] + d4[i];
+                e1[i] = (d3[i] + d4[i]) - 4.0 * (d1[i] + d2[i]);
+                e2[i] = 4.0 * (d1[i] - d2[i]) + (d4[i] - d3[i]);
+                e3[i] = 2.0 * (d3[i] - d1[i]) + (d4[i] - d2[i]);
+                e4[i] = 2.0 * (d1[i] - d3[i]) + (d4[i] - d2[i]);
+                e5[i] = 4.0 * d1[i] - 5.0 * d3[i] + d5[i];
             }
-            tj0 += nb;
         }
+        for (j, [d0, d1, d2, d3, d4, d5]) in rt.iter().enumerate() {
+            let out = |i6: usize| (i6 * 6 + j) * t + t0..(i6 * 6 + j) * t + t0 + nb;
+            vc[out(0)].iter_mut().enumerate().for_each(|(i, o)| *o = 4.0 * d0[i] - 5.0 * d2[i] + d4[i]);
+            vc[out(1)].iter_mut().enumerate().for_each(|(i, o)| *o = (d3[i] + d4[i]) - 4.0 * (d1[i] + d2[i]));
+            vc[out(2)].iter_mut().enumerate().for_each(|(i, o)| *o = 4.0 * (d1[i] - d2[i]) + (d4[i] - d3[i]));
+            vc[out(3)].iter_mut().enumerate().for_each(|(i, o)| *o = 2.0 * (d3[i] - d1[i]) + (d4[i] - d2[i]));
+            vc[out(4)].iter_mut().enumerate().for_each(|(i, o)| *o = 2.0 * (d1[i] - d3[i]) + (d4[i] - d2[i]));
+            vc[out(5)].iter_mut().enumerate().for_each(|(i, o)| *o = 4.0 * d1[i] - 5.0 * d3[i] + d5[i]);
+        }
+        t0 += nb;
     }
 }
 
 /// Y = Aᵀ M A (+ bias, + the old Y when `accumulate`) for every 4×4 output tile of one output channel,
-/// for F(4×4, 3×3), from `mk[ξ·T + t]` (ξ = 6i + j). Along a row of tiles: first the rows of Aᵀ M,
-/// s_r = Aᵀ[r]·M (r < 4), then for each r the 4 outputs of s_r A land at columns 4t .. 4t+3. Both
-/// steps compute, from m0..m5, with a = m1 + m2, b = m1 − m2, c = m3 + m4, d = m3 − m4:
+/// for F(4×4, 3×3), from `mk[ξ·T + t]` (ξ = 6i + j), over chunks of [`TB`] tiles of the flat index t as
+/// [`input_transform_f4`]. Element-wise over the tiles: first the rows of Aᵀ M, s_r = Aᵀ[r]·M (r < 4),
+/// then the 4 outputs of each s_r A, which land at row 4ti + r, columns 4tj .. 4tj + 3 (clipped to the
+/// map). Both steps compute, from m0..m5, with a = m1 + m2, b = m1 − m2, c = m3 + m4, d = m3 − m4:
 /// `[m0 + a + c, b + 2d, a + 4c, b + 8d + m5]`.
 #[allow(clippy::too_many_arguments)]
 fn output_transform_f4(
@@ -519,56 +539,49 @@ fn output_transform_f4(
     let t = th * tw;
     // Set up once (see `input_transform`); every element read is written first for the current chunk.
     let mut s = [[[0f32; TB]; 6]; 4]; // [r][j][tile]
-    let mut o = [[0f32; TB]; 4];
-    for ti in 0..th {
-        let mut tj0 = 0;
-        while tj0 < tw {
-            let nb = TB.min(tw - tj0);
-            let base = ti * tw + tj0;
-            let q = |xi_: usize| &mk[xi_ * t + base..xi_ * t + base + nb];
-            let [s0, s1, s2, s3] = &mut s;
-            for j in 0..6 {
-                let (m0, m1, m2, m3, m4, m5) = (q(j), q(6 + j), q(12 + j), q(18 + j), q(24 + j), q(30 + j));
-                for i in 0..nb {
-                    let (a, bb, c, d) = (m1[i] + m2[i], m1[i] - m2[i], m3[i] + m4[i], m3[i] - m4[i]);
-                    s0[j][i] = m0[i] + a + c;
-                    s1[j][i] = bb + 2.0 * d;
-                    s2[j][i] = a + 4.0 * c;
-                    s3[j][i] = bb + 8.0 * d + m5[i];
-                }
+    let mut o = [[[0f32; TB]; 4]; 4]; // [r][column k][tile]
+    let mut t0 = 0;
+    while t0 < t {
+        let nb = TB.min(t - t0);
+        let q = |xi_: usize| &mk[xi_ * t + t0..xi_ * t + t0 + nb];
+        let [s0, s1, s2, s3] = &mut s;
+        for j in 0..6 {
+            let (m0, m1, m2, m3, m4, m5) = (q(j), q(6 + j), q(12 + j), q(18 + j), q(24 + j), q(30 + j));
+            let (s0, s1, s2, s3) = (&mut s0[j], &mut s1[j], &mut s2[j], &mut s3[j]);
+            for i in 0..nb {
+                let (a, bb, c, d) = (m1[i] + m2[i], m1[i] - m2[i], m3[i] + m4[i], m3[i] - m4[i]);
+                s0[i] = m0[i] + a + c;
+                s1[i] = bb + 2.0 * d;
+                s2[i] = a + 4.0 * c;
+                s3[i] = bb + 8.0 * d + m5[i];
             }
-            for (r, sr) in s.iter().enumerate() {
+        }
+        for ([m0, m1, m2, m3, m4, m5], [o0, o1, o2, o3]) in s.iter().zip(o.iter_mut()) {
+            for i in 0..nb {
+                let (a, bb, c, d) = (m1[i] + m2[i], m1[i] - m2[i], m3[i] + m4[i], m3[i] - m4[i]);
+                o0[i] = m0[i] + a + c + b;
+                o1[i] = bb + 2.0 * d + b;
+                o2[i] = a + 4.0 * c + b;
+                o3[i] = bb + 8.0 * d + m5[i] + b;
+            }
+        }
+        for (off, ti, tj, len) in segments(t0, nb, tw) {
+            for (r, or) in o.iter().enumerate() {
                 let oi = 4 * ti + r;
                 if oi >= oh {
-                    continue;
+                    break;
                 }
-                let [m0, m1, m2, m3, m4, m5] = sr;
-                let [o0, o1, o2, o3] = &mut o;
-                for i in 0..nb {
-                    let (a, bb, c, d) = (m1[i] + m2[i], m1[i] - m2[i], m3[i] + m4[i], m3[i] - m4[i]);
-                    o0[i] = m0[i] + a + c + b;
-                    o1[i] = bb + 2.0 * d + b;
-                    o2[i] = a + 4.0 * c + b;
-                    o3[i] = bb + 8.0 * d + m5[i] + b;
-                }
-                let c0 = 4 * tj0;
-                let row = &mut plane[oi * ow + c0..oi * ow + ow.min(c0 + 4 * nb)];
-                if accumulate {
-                    for (i, quad) in row.chunks_mut(4).enumerate() {
-                        for (k, y) in quad.iter_mut().enumerate() {
-                            *y += o[k][i];
-                        }
-                    }
-                } else {
-                    for (i, quad) in row.chunks_mut(4).enumerate() {
-                        for (k, y) in quad.iter_mut().enumerate() {
-                            *y = o[k][i];
-                        }
+                let c0 = 4 * tj;
+                let row = &mut plane[oi * ow + c0..oi * ow + ow.min(c0 + 4 * len)];
+                for (i, quad) in row.chunks_mut(4).enumerate() {
+                    for (k, y) in quad.iter_mut().enumerate() {
+                        let v = or[k][off + i];
+                        *y = if accumulate { *y + v } else { v };
                     }
                 }
             }
-            tj0 += nb;
         }
+        t0 += nb;
     }
 }
 
@@ -610,6 +623,8 @@ mod tests {
             (136, 128, 14, 14, [2, 1, 0, 2], true),
             (16, 8, 11, 70, [1, 2, 2, 1], true),
             (8, 16, 3, 3, [1, 1, 1, 1], false),
+            // 100 tiles of 4 (10 × 10): a chunk of 64 ends inside a row of tiles.
+            (8, 16, 40, 37, [1, 0, 1, 2], true),
         ] {
             let p = Conv2d { cin, cout, kernel: [3, 3], strides: [1, 1], pads, dilations: [1, 1], group: 1 };
             assert!(fits(&p));
