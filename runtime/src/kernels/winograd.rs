@@ -92,33 +92,34 @@ pub fn fits(p: &Conv2d) -> bool {
 /// The algorithm for a convolution with an `oh × ow` output: a Winograd variant, or `None` for the
 /// GEMM convolution.
 ///
-/// Measured with `examples/conv_bench.rs` (2026-11-28, AVX2+FMA EPYC, fastest of 15, batch 1; speedup of
-/// F(2×2) / F(4×4) over the GEMM path at 1 thread, then 2 threads):
+/// Measured with `examples/conv_bench.rs` (2026-11-28, AVX2+FMA EPYC, batch 1, best of 6 runs of
+/// fastest-of-15; speedup of F(2×2) / F(4×4) over the GEMM path at 1 thread, then 2 threads):
 ///
-/// | layer (C→M, map) | tiles of 4 | F(2×2) | F(4×4) |
-/// |---|---|---|---|
-/// | 64→64, 56 px (ResNet stage 1) | 196 | 0.94 / 1.04 | 1.65 / 1.64 |
-/// | 128→128, 28 px | 49 | 1.52 / 1.25 | 1.72 / 1.54 |
-/// | 256→256, 14 px (3.5 tiles a side) | 16 | 1.27 / 1.39 | 1.52 / 1.82 |
-/// | 512→512, 7 px (1.75 tiles a side) | 4 | 1.00 / 1.64 | 0.39 / 0.53 |
-/// | 128→32, 56 px (DenseNet growth) | 196 | 0.65 / 0.77 | 1.54 / 1.34 |
-/// | 128→32, 28 px | 49 | 0.93 / 0.82 | 1.16 / 0.92 |
-/// | 128→32, 14 px and 7 px | 16, 4 | ≤ 0.81 | ≤ 0.91 |
-/// | 16→16 32 px, 32→32 16 px, 64→64 8 px (CIFAR) | 64, 16, 4 | ≤ 0.77 | ≤ 0.63 |
+/// | layer (C→M, map) | tiles of 4 | M·C·T₄ | F(2×2) | F(4×4) |
+/// |---|---|---|---|---|
+/// | 64→64, 56 px (ResNet stage 1) | 196 | 803K | 1.22 / 1.27 | 1.85 / 1.77 |
+/// | 128→128, 28 px | 49 | 803K | 1.66 / 1.64 | 2.38 / 2.10 |
+/// | 256→256, 14 px (3.5 tiles a side) | 16 | 1M | 1.68 / 1.39 | 2.27 / 1.92 |
+/// | 512→512, 7 px (1.75 tiles a side) | 4 | 1M | 1.43 / 1.89 | 0.56 / 0.84 |
+/// | 128→32, 56 px (DenseNet growth) | 196 | 803K | 0.86 / 0.94 | 1.36 / 1.30 |
+/// | 128→32, 28 px | 49 | 200K | 1.00 / 1.03 | 1.43 / 1.51 |
+/// | 128→32, 14 px | 16 | 66K | 0.84 / 0.89 | 0.96 / 1.06 |
+/// | 128→32, 7 px | 4 | 16K | 0.81 / 1.03 | 0.60 / 0.82 |
+/// | 16→16 32 px, 32→32 16 px, 64→64 8 px (CIFAR) | 64, 16, 4 | ≤ 16K | ≤ 0.76 / ≤ 0.91 | ≤ 0.81 / ≤ 0.68 |
 ///
-/// F(4×4) needs 1/4 of the direct multiplies against F(2×2)'s 4/9, and wins wherever each of its 36
-/// products is big: M·C·T ≥ 2¹⁹ multiply-adds (T tiles), with at least 16 tiles. Its waste on ragged maps
-/// (14 px computes 16×16 outputs, 1.31x) does not change that at 14 px. At 7 px there are only 4 tiles,
-/// so each product is 4 columns wide in a 16-column micro-kernel (4x wasted) and the transforms dominate:
-/// 0.4-0.5x. There F(2×2) (16 tiles, same 8×8 padded output) still pays at ≥ 128 channels, 1.0-1.6x;
-/// smaller products (CIFAR's, DenseNet's 32-channel growth below 56 px) stay on the GEMM path, where the
-/// transforms' O((C + M)·T) cost is not repaid.
+/// F(4×4) needs 1/4 of the direct multiplies against F(2×2)'s 4/9, and wins wherever its products are
+/// big enough to repay the transforms' O((C + M)·T) work: M·C·T₄ ≥ 2¹⁷ multiply-adds per product, with at
+/// least 16 tiles. Its waste on ragged maps (14 px computes 16×16 outputs, 1.31x) does not change that at
+/// 14 px. At 7 px there are only 4 tiles, so each product is 4 columns wide in a 16-column micro-kernel
+/// (4x wasted) and F(4×4) loses; F(2×2) (16 tiles, the same 8×8 padded output) still pays at ≥ 128
+/// channels both ways. Smaller products (CIFAR's, DenseNet's 32-channel growth at 14 and 7 px) stay on
+/// the GEMM path.
 pub fn choose(p: &Conv2d, oh: usize, ow: usize) -> Option<Variant> {
     if !fits(p) {
         return None;
     }
     let tiles4 = oh.div_ceil(4) * ow.div_ceil(4);
-    if tiles4 >= 16 && p.cin * p.cout * tiles4 >= 1 << 19 {
+    if tiles4 >= 16 && p.cin * p.cout * tiles4 >= 1 << 17 {
         Some(Variant::F4)
     } else if p.cin >= 128 && p.cout >= 128 {
         Some(Variant::F2)
