@@ -27,15 +27,16 @@ struct Lowering {
     plan: Plan,
     batch: Option<String>,
     buffer_of: HashMap<NodeId, usize>,
-    /// Lower eligible 3x3 convolutions to Winograd F(2×2, 3×3).
+    /// Lower eligible 3x3 convolutions to Winograd F(2×2, 3×3) or F(4×4, 3×3).
     winograd: bool,
 }
 
 /// Choices lowering makes that a user may override.
 #[derive(Clone, Copy, Debug)]
 pub struct LowerOptions {
-    /// 3x3, stride-1 convolutions with at least 16 channels in and out run as Winograd F(2×2, 3×3):
-    /// 4/9 of the multiplies, results within a few ulps (`--disable winograd` turns it off).
+    /// 3x3, stride-1 convolutions run as Winograd F(4×4, 3×3) (1/4 of the multiplies) or F(2×2, 3×3)
+    /// (4/9) where `winograd::choose` measured it faster than the GEMM path (`--disable winograd` turns
+    /// it off).
     pub winograd: bool,
 }
 
