@@ -80,7 +80,7 @@ pub enum Command {
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
         /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, merge_dense_skips,
-        /// identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as F(2×2,3×3)).
+        /// identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as Winograd F(4×4,3×3) or F(2×2,3×3)).
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,
         /// Print what each pass changed, the plan's steps by kind and its memory against a naive plan.
@@ -169,7 +169,7 @@ pub enum Command {
         #[arg(long, value_name = "K", requires = "profile")]
         steps: Option<usize>,
         /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, merge_dense_skips,
-        /// identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as F(2×2,3×3)).
+        /// identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as Winograd F(4×4,3×3) or F(2×2,3×3)).
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,
     },

@@ -5,6 +5,7 @@ use crate::lower::{self, memory::MemoryReport};
 use crate::passes::{self, PassReport};
 use anyhow::Result;
 use resin_ir::Graph;
+use resin_runtime::kernels::winograd::Variant;
 use resin_runtime::plan::{Plan, StepOp};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -33,7 +34,8 @@ pub fn compile(mut graph: Graph, disabled: &[String]) -> Result<Compiled> {
 /// A step's kind with its epilogues, e.g. `conv+add+relu`.
 pub fn step_label(op: &StepOp) -> String {
     let (base, residual, act) = match op {
-        StepOp::Conv(c) if c.winograd => ("conv3x3(winograd)", c.residual, c.act),
+        StepOp::Conv(c) if c.winograd == Some(Variant::F2) => ("conv3x3(winograd2)", c.residual, c.act),
+        StepOp::Conv(c) if c.winograd == Some(Variant::F4) => ("conv3x3(winograd4)", c.residual, c.act),
         StepOp::Conv(c) => ("conv", c.residual, c.act),
         StepOp::Gemm(g) => ("gemm", g.residual, g.act),
         other => return other.name().to_string(),

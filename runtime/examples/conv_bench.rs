@@ -1,6 +1,7 @@
 //! Per-layer convolution speed on ResNet-50's shapes at batch 1: GFLOP/s of `conv2d` for 1 and 2
 //! threads (fastest of 15 runs, robust on a shared machine), with the FMA peak for scale, and the
-//! Winograd F(2×2, 3×3) time of each 3x3 layer next to its GEMM time. `cargo run --release -p resin-runtime --example conv_bench`
+//! Winograd F(2×2, 3×3) and F(4×4, 3×3) times of each 3x3 stride-1 layer next to its GEMM time (speedup
+//! over GEMM in parentheses) and what `winograd::choose` picks. `cargo run --release -p resin-runtime --example conv_bench`
 //! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel; `RESIN_CONV=gather` makes convolutions with
 //! small weights gather GEMM tiles instead of reading their padded input in place).
 
@@ -86,16 +87,23 @@ fn main() {
                 flops / gemm / 1e9
             );
             if winograd::fits(&p) {
-                let u = winograd::transform_weights(&p, &w);
-                let mut ws = vec![0.0; winograd::scratch_len(&p, oh, oh, threads)];
-                let wt = time(&mut || {
-                    pool.install(|| {
-                        winograd::conv3x3(
-                            &x, 0, 1, h, h, &p, &u, None, None, false, None, oh, oh, &mut y, 0, &mut ws, threads,
-                        )
-                    })
-                });
-                line += &format!("  winograd {:>7.3} ms ({:.2}x)", wt * 1e3, gemm / wt);
+                for v in [winograd::Variant::F2, winograd::Variant::F4] {
+                    let u = winograd::transform_weights(&p, v, &w);
+                    let mut ws = vec![0.0; winograd::scratch_len(&p, v, oh, oh, threads)];
+                    let wt = time(&mut || {
+                        pool.install(|| {
+                            winograd::conv3x3(
+                                v, &x, 0, 1, h, h, &p, &u, None, None, false, None, oh, oh, &mut y, 0, &mut ws, threads,
+                            )
+                        })
+                    });
+                    line += &format!("  F{} {:>7.3} ms ({:.2}x)", v.tile(), wt * 1e3, gemm / wt);
+                }
+                let pick = match winograd::choose(&p, oh, oh) {
+                    Some(v) => format!("F{}", v.tile()),
+                    None => "gemm".into(),
+                };
+                line += &format!("  chosen: {pick}");
             }
             println!("{line}");
         }

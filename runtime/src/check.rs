@@ -147,8 +147,11 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
                     && g.strides.iter().all(|&s| s > 0)
                     && g.dilations.iter().all(|&d| d > 0)
                     && c.weight.len
-                        == if c.winograd { crate::kernels::winograd::weights_len(g) } else { g.packed_weight_len() }
-                    && (!c.winograd || crate::kernels::winograd::fits(g))
+                        == match c.winograd {
+                            Some(v) => crate::kernels::winograd::weights_len(g, v),
+                            None => g.packed_weight_len(),
+                        }
+                    && (c.winograd.is_none() || crate::kernels::winograd::fits(g))
                     && rank_is(in_shape, 4)
                     && rank_is(out_shape, 4)
                     && in_shape[1] == Dim::Fixed(g.cin)

@@ -9,7 +9,7 @@
 
 use crate::kernels::gemm::{self, MatRef};
 use crate::kernels::{concat, conv, elementwise, matmul, pad, pool, softmax, winograd};
-use crate::plan::{StepOp, WeightRange};
+use crate::plan::{ConvStep, StepOp, WeightRange};
 use smallvec::SmallVec;
 
 /// A step's operand list: inline up to 8, so a step does not allocate for it.
@@ -95,30 +95,22 @@ pub fn exec(
             if c.residual {
                 load_skip(ins, out.data, y_stride, ys);
             }
-            let f = if c.winograd { winograd::conv3x3 } else { conv::conv2d };
-            f(
-                x.data,
-                x_stride,
-                xs[0],
-                xs[2],
-                xs[3],
-                &c.geom,
-                w(weights, c.weight),
-                c.bias.map(|b| w(weights, b)),
-                c.act,
-                c.residual,
-                c.pre.as_ref().map(|p| conv::Pre {
-                    scale: w(weights, p.scale),
-                    shift: w(weights, p.shift),
-                    act: p.act,
-                }),
-                ys[2],
-                ys[3],
-                out.data,
-                y_stride,
-                scratch,
-                threads,
-            );
+            let (u, bias) = (w(weights, c.weight), c.bias.map(|b| w(weights, b)));
+            let pre = c.pre.as_ref().map(|p| conv::Pre {
+                scale: w(weights, p.scale),
+                shift: w(weights, p.shift),
+                act: p.act,
+            });
+            let (n, h, wd, oh, ow) = (xs[0], xs[2], xs[3], ys[2], ys[3]);
+            let (g, act, acc, y) = (&c.geom, c.act, c.residual, out.data);
+            match c.winograd {
+                Some(v) => winograd::conv3x3(
+                    v, x.data, x_stride, n, h, wd, g, u, bias, act, acc, pre, oh, ow, y, y_stride, scratch, threads,
+                ),
+                None => conv::conv2d(
+                    x.data, x_stride, n, h, wd, g, u, bias, act, acc, pre, oh, ow, y, y_stride, scratch, threads,
+                ),
+            }
         }
         StepOp::Gemm(g) => gemm(g, ins, out, weights, scratch, temps, threads),
         StepOp::ChannelAffine { scale, shift } => {
@@ -215,7 +207,9 @@ fn gemm(
 /// Scratch floats step `op` needs with `threads` threads, given its output shape.
 pub fn step_scratch(op: &StepOp, out_shape: &[usize], threads: usize) -> usize {
     match op {
-        StepOp::Conv(c) if c.winograd => winograd::scratch_len(&c.geom, out_shape[2], out_shape[3], threads),
+        StepOp::Conv(ConvStep { winograd: Some(v), geom, .. }) => {
+            winograd::scratch_len(geom, *v, out_shape[2], out_shape[3], threads)
+        }
         StepOp::Conv(c) => c.geom.scratch_len(out_shape[2], out_shape[3], threads),
         StepOp::Gemm(g) => gemm::packed_len(out_shape[0], g.k) + gemm::scratch_len(gemm::Isa::detect(), threads),
         _ => 0,

@@ -38,6 +38,7 @@ use crate::kernels::conv::Conv2d;
 use crate::kernels::elementwise::{BinaryOp, UnaryOp};
 use crate::kernels::pad::PadMode;
 use crate::kernels::pool::Pool2d;
+use crate::kernels::winograd::Variant;
 use crate::plan::{self, Buffer, BufferKind, ConvStep, GemmStep, Io, Plan, Step, StepOp, WeightRange, Weights};
 use crate::session::Model;
 use prost::Message;
@@ -240,9 +241,15 @@ pub mod proto {
         /// The input prologue (a BatchNorm before the convolution).
         #[prost(message, optional, tag = "12")]
         pub pre: Option<Pre>,
-        /// Weights transformed for Winograd F(2×2, 3×3).
+        /// Weights transformed for Winograd (`winograd_tile` says which variant).
         #[prost(bool, tag = "13")]
         pub winograd: bool,
+        /// The Winograd output tile n of F(n×n, 3×3) when `winograd`: 4, or 2 (also when absent: files
+        /// written before F(4×4) existed). A new tag rather than a new format version: every older file
+        /// still reads, and an older resin that ignores the tag refuses an F(4×4) file at the plan check
+        /// (its transformed weights are 36, not 16, packed matrices) instead of misreading it.
+        #[prost(uint64, tag = "14")]
+        pub winograd_tile: u64,
     }
 
     /// A convolution's input prologue: x' = act(scale[c]·x + shift[c]).
@@ -435,7 +442,11 @@ fn op_msg(op: &StepOp) -> proto::step::Op {
                 shift: Some(range_msg(p.shift)),
                 act: p.act.map(unary_msg),
             }),
-            winograd: c.winograd,
+            winograd: c.winograd.is_some(),
+            winograd_tile: match c.winograd {
+                Some(Variant::F4) => 4,
+                _ => 0,
+            },
         }),
         StepOp::Gemm(g) => Op::Gemm(proto::Gemm {
             k: n64(g.k),
@@ -625,7 +636,13 @@ impl Reader {
                         })
                     })
                     .transpose()?,
-                winograd: c.winograd,
+                winograd: match (c.winograd, c.winograd_tile) {
+                    (false, 0) => None,
+                    (true, 0 | 2) => Some(Variant::F2),
+                    (true, 4) => Some(Variant::F4),
+                    (true, n) => return Err(format!("{what}: Winograd tile {n} is not 2 or 4")),
+                    (false, n) => return Err(format!("{what}: a Winograd tile ({n}) without Winograd")),
+                },
             }),
             Op::Gemm(g) => StepOp::Gemm(GemmStep {
                 k: num(g.k, &format!("{what}: k"))?,

@@ -113,8 +113,9 @@ pub struct ConvStep {
     pub residual: bool,
     /// The input prologue x' = act(scale[c]·x + shift[c]) (a BatchNorm before the convolution).
     pub pre: Option<PreStep>,
-    /// Run as Winograd F(2×2, 3×3) (`kernels::winograd`); `weight` then holds the transformed weights.
-    pub winograd: bool,
+    /// Run as Winograd F(2×2, 3×3) or F(4×4, 3×3) (`kernels::winograd`); `weight` then holds the weights
+    /// transformed for that variant. `None`: the GEMM convolution, `weight` packed by `Conv2d::pack_weights`.
+    pub winograd: Option<crate::kernels::winograd::Variant>,
 }
 
 /// A per-input-channel prologue of a convolution.

@@ -90,7 +90,7 @@ fn every_op_plan() -> Plan {
             act: Some(UnaryOp::Relu),
             residual: false,
             pre: None,
-            winograd: false,
+            winograd: None,
         }),
         vec![padded],
         vec![Batch, Fixed(3), Fixed(4), Fixed(4)],
@@ -110,7 +110,7 @@ fn every_op_plan() -> Plan {
             act: Some(UnaryOp::Clip { min: -1.0, max: 6.0 }),
             residual: true,
             pre: Some(PreStep { scale: pre_scale, shift: pre_shift, act: Some(UnaryOp::Relu) }),
-            winograd: false,
+            winograd: None,
         }),
         vec![bn, conv],
         vec![Batch, Fixed(3), Fixed(4), Fixed(4)],
@@ -262,7 +262,10 @@ fn round_trip_keeps_every_field_value() {
                 act: Some(UnaryOp::Sigmoid),
                 bias: None,
                 residual: !c.residual,
-                winograd: !c.winograd,
+                winograd: match c.winograd {
+                    None => Some(Variant::F4),
+                    Some(_) => None,
+                },
                 ..c.clone()
             }),
             StepOp::Gemm(g) => StepOp::Gemm(GemmStep {
