@@ -190,6 +190,9 @@ fn backward_twice_gives_the_same_gradients_on_the_fixtures_and_a_concat_arena() 
     ));
     for (name, g) in &graphs {
         let mut plan = TrainPlan::new(g, &PlanOptions::default()).unwrap();
+        if name.starts_with("zoo") {
+            assert!(plan.arena_layers > 0 && !plan.describe().contains("concat"), "{}", plan.describe());
+        }
         let per: usize = plan.input_shape().iter().product();
         let x = inputs(3 * per, 1, 0.01, false);
         let y = plan.forward(&x, true).unwrap();
@@ -319,6 +322,43 @@ fn elementwise_gradients_gate_mul_add_sub_div_sum() {
     let steps = TrainPlan::new(&fused, &PlanOptions::default()).unwrap().describe();
     assert!(steps.contains("gate 1"), "the carry is one gate step: {steps}");
     grad_check("highway carry (one gate step), Add, Div, Sum", &fused, 3, 0.0, false);
+
+    // The carry written with every operand order swapped (t·h, (1 − t)·x, m2 + m1): the same gate step.
+    let (mut g, x) = G::new(&[4], 19);
+    let a = g.gemm("a", x, 4, 4, true);
+    let t = g.gemm("t", x, 4, 4, true);
+    let t = g.op("gate", Op::Sigmoid, &[t]);
+    let one = g.konst("one", Tensor::f32(vec![1], vec![1.0]));
+    let carry = g.op("one_minus_t", Op::Sub, &[one, t]);
+    let h = g.op("t_h", Op::Mul, &[t, a]);
+    let c = g.op("carry_x", Op::Mul, &[carry, x]);
+    let s = g.op("highway", Op::Add, &[c, h]);
+    let swapped = g.finish(s);
+    let steps = TrainPlan::new(&swapped, &PlanOptions::default()).unwrap().describe();
+    assert!(steps.contains("gate 1") && !steps.contains("binary"), "operands swapped: {steps}");
+    grad_check("highway carry, operands swapped (one gate step)", &swapped, 3, 0.0, false);
+
+    // The carry's products also read through a Concat that becomes an arena window (no step, so no
+    // counted reader): they must stay steps of their own, or the layer reading the window reads zeros.
+    let (mut g, x) = G::new(&[4], 20);
+    let a = g.gemm("a", x, 4, 4, true);
+    let t = g.gemm("t", x, 4, 4, true);
+    let t = g.op("gate", Op::Sigmoid, &[t]);
+    let one = g.konst("one", Tensor::f32(vec![1], vec![1.0]));
+    let carry = g.op("one_minus_t", Op::Sub, &[one, t]);
+    let h = g.op("h_t", Op::Mul, &[a, t]);
+    let c = g.op("x_carry", Op::Mul, &[x, carry]);
+    let s = g.op("highway", Op::Add, &[h, c]);
+    let both = g.op("both", Op::Concat { axis: 1 }, &[h, c]);
+    let z = g.gemm("z", both, 8, 4, true);
+    // A Sigmoid between the carry and the last Add keeps the carry's Add a step of its own (an Add into
+    // a layer's output becomes the layer's addend).
+    let s = g.op("squash", Op::Sigmoid, &[s]);
+    let y = g.op("y", Op::Add, &[s, z]);
+    let windowed = g.finish(y);
+    let steps = TrainPlan::new(&windowed, &PlanOptions::default()).unwrap().describe();
+    assert!(!steps.contains("gate") && !steps.contains("concat"), "{steps}");
+    grad_check("highway carry whose products are also read through a Concat window", &windowed, 3, 0.0, false);
 
     // The same carry with 1 − t read twice: not fusable, so Mul, Sub and Add run as steps of their own.
     let (mut g, x) = G::new(&[4], 18);

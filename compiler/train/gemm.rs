@@ -176,32 +176,12 @@ impl Gemm {
         ldc: usize,
         threads: usize,
     ) {
-        self.mul_act(m, n, k, alpha, a, b, beta, None, c, ldc, threads)
-    }
-
-    /// [`Gemm::mul`] followed by `act` on every element of C, fused into the product's epilogue:
-    /// C = act(alpha · A · B + beta · C).
-    #[allow(clippy::too_many_arguments)]
-    pub fn mul_act(
-        &mut self,
-        m: usize,
-        n: usize,
-        k: usize,
-        alpha: f32,
-        a: MatRef,
-        b: MatRef,
-        beta: f32,
-        act: Option<UnaryOp>,
-        c: &mut [f32],
-        ldc: usize,
-        threads: usize,
-    ) {
         debug_assert!(beta == 0.0 || beta == 1.0);
         if m == 0 || n == 0 {
             return;
         }
         self.pack(m, k, a, alpha);
-        self.mul_packed_act(m, n, k, &Copied(MatB(b)), beta != 0.0, act, c, ldc, threads);
+        self.mul_packed(m, n, k, &Copied(MatB(b)), beta != 0.0, c, ldc, threads);
     }
 }
 

@@ -124,8 +124,9 @@ fn padded_ld(cols: usize) -> usize {
 /// memory (tens of MiB for a conv net at batch 32) through DRAM once more per step.
 ///
 /// Tracked per storage column, because views alias: a Concat over side-by-side arena tensors is a window
-/// over them, so a layer reading it writes their gradients too. Columns no step writes are never zeroed:
-/// they are zero from allocation and nothing writes them. The output's columns belong to the loss, which
+/// over them, so a layer reading it writes their gradients too. A step's output that no step reads is
+/// zeroed before the step itself (its backward reads that δ, and a fused activation rewrites it in place).
+/// Other columns no step writes are never zeroed: they are zero from allocation and nothing writes them. The output's columns belong to the loss, which
 /// copies ∂L/∂output into them before the backward pass.
 fn first_writes(steps: &[Step], views: &[View], store_ld: &[usize], output: usize) -> Vec<Vec<View>> {
     let mut claimed: Vec<Vec<bool>> = store_ld.iter().map(|&ld| vec![false; ld]).collect();
@@ -133,7 +134,10 @@ fn first_writes(steps: &[Step], views: &[View], store_ld: &[usize], output: usiz
     claimed[o.store][o.off..o.off + o.cols].fill(true);
     let mut out = vec![vec![]; steps.len()];
     for (i, s) in steps.iter().enumerate().rev() {
-        for v in s.kind.reads() {
+        // The step's own output first: unclaimed here means no step reads it (a dead output), and its
+        // backward still reads δ of it, which a fused activation rewrites in place (a NaN activation would
+        // otherwise leave a NaN there for good).
+        for v in std::iter::once(s.kind.output()).chain(s.kind.reads()) {
             let v = views[v];
             let cols = &mut claimed[v.store];
             let mut c = v.off;
@@ -164,10 +168,7 @@ fn overwrite_first_products(steps: &mut [Step], views: &[View], zero_before: &mu
         let Some(cat) = l.cat.filter(|_| l.merged) else { continue };
         let inside = |z: &View| z.store == cat.store && z.off >= cat.off && z.off + z.cols <= cat.off + cat.cols;
         let covered: usize = zs.iter().filter(|z| inside(z)).map(|z| z.cols).sum();
-        let addend_in_cat = l.addends.iter().any(|&a| {
-            let v = views[a];
-            v.store == cat.store && v.off < cat.off + cat.cols && cat.off < v.off + v.cols
-        });
+        let addend_in_cat = l.addends.iter().any(|&a| overlap(&views[a], &cat));
         if covered == cat.cols && !addend_in_cat {
             l.dx_overwrites = true;
             zs.retain(|z| !inside(z));
@@ -179,23 +180,22 @@ fn overwrite_first_products(steps: &mut [Step], views: &[View], zero_before: &mu
 /// m2 = Mul(x, s), y = Add(m1, m2) (operands of Mul and Add in either order), into one
 /// [`StepKind::Gate`] at the Add's place, when m1, s and m2 are read by the next step of the pattern only,
 /// none is the output, and h, t, x are three distinct tensors.
-fn fuse_gates(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, nvals: usize, output: usize) {
-    let mut readers = vec![0usize; nvals];
-    let mut producer = vec![usize::MAX; nvals];
+fn fuse_gates(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, views: &[View], output: usize) {
+    let readers = readers(steps, views.len());
+    let mut producer = vec![usize::MAX; views.len()];
     for (i, s) in steps.iter().enumerate() {
-        for v in s.kind.reads() {
-            readers[v] += 1;
-        }
         producer[s.kind.output()] = i;
     }
     let value = |o: &Operand| match o {
         Operand::Value(v) => Some(*v),
         Operand::Const(_) => None,
     };
-    // The step producing `v` when it is a Binary `op`, read only once and not the output.
+    // The step producing `v` when it is a Binary `op`, read only once and not the output. `v` must own its
+    // storage: a tensor in a feature arena may also be read through a Concat window, which is no step
+    // and so counts no reader.
     let binary = |steps: &[Step], v: usize, op: Binary| -> Option<usize> {
         let i = producer[v];
-        let ok = i != usize::MAX && readers[v] == 1 && v != output;
+        let ok = i != usize::MAX && readers[v] == 1 && v != output && owns_storage(&views[v]);
         ok.then_some(i).filter(|&i| matches!(&steps[i].kind, StepKind::Binary { op: o, .. } if *o == op))
     };
     let mut drop = vec![false; steps.len()];
@@ -226,7 +226,10 @@ fn fuse_gates(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, nvals: usize,
                 } else {
                     return None;
                 };
-                let distinct = h != *t && h != x && *t != x;
+                // Distinct memory, not only distinct values (a one-input Concat window is its input):
+                // backward writes the three gradients' rows at once.
+                let apart = |u: usize, w: usize| !overlap(&views[u], &views[w]);
+                let distinct = apart(h, *t) && apart(h, x) && apart(*t, x);
                 (distinct && one.iter().all(|&c| c == 1.0)).then_some((h, *t, x, [i1, i2, i3]))
             })
         });
@@ -238,28 +241,22 @@ fn fuse_gates(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, nvals: usize,
             steps[j].kind = StepKind::Gate { h, t, x, out };
         }
     }
-    let mut k = drop.iter();
-    steps.retain(|_| !*k.next().unwrap());
-    let mut k = drop.iter();
-    step_nodes.retain(|_| !*k.next().unwrap());
+    remove_steps(steps, step_nodes, &drop);
 }
 
 /// Fuses a Relu or Sigmoid into the layer or BatchNorm before it (see [`steps::Linear::act`]) when that
-/// step's output z is read by the activation only and is not the plan's output: the step then writes
-/// a = act(z) itself (a layer in its product's epilogue, a BatchNorm as it writes each row), and z is
-/// never stored nor swept again. a may lie in the feature arena the layer's
-/// inputs lie in (a dense or highway MLP): the layer packs its inputs before it borrows its output.
+/// step's output z is read by the activation only, is not the plan's output and owns its storage: the
+/// step then writes a = act(z) itself (a merged layer's Relu in its product's epilogue, otherwise in a
+/// pass over the rows it just wrote), and z is never stored nor swept again. a may lie in the feature
+/// arena the layer's inputs lie in (a dense or highway MLP): the layer packs its inputs before it
+/// borrows its output.
 fn fuse_activations(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, views: &[View], output: usize) -> usize {
-    let mut readers = vec![0usize; views.len()];
-    for s in steps.iter() {
-        for v in s.kind.reads() {
-            readers[v] += 1;
-        }
-    }
-    let mut keep = vec![true; steps.len()];
+    let readers = readers(steps, views.len());
+    let mut drop = vec![false; steps.len()];
     for j in 0..steps.len() {
         let StepKind::Unary { op, x, out } = steps[j].kind else { continue };
-        if !op.fusable() || readers[x] != 1 || x == output {
+        // z owning its storage: no Concat window (which counts no reader) can read it.
+        if !op.fusable() || readers[x] != 1 || x == output || !owns_storage(&views[x]) {
             continue;
         }
         let Some(i) = steps[..j].iter().position(|s| s.kind.output() == x) else { continue };
@@ -273,13 +270,39 @@ fn fuse_activations(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, views: 
         }
         *act = Some(op);
         *producer_out = out;
-        keep[j] = false;
+        drop[j] = true;
     }
-    let mut k = keep.iter();
-    steps.retain(|_| *k.next().unwrap());
-    let mut k = keep.iter();
-    step_nodes.retain(|_| *k.next().unwrap());
-    keep.iter().filter(|k| !**k).count()
+    remove_steps(steps, step_nodes, &drop);
+    drop.iter().filter(|d| **d).count()
+}
+
+/// How many steps read each value.
+fn readers(steps: &[Step], nvals: usize) -> Vec<usize> {
+    let mut n = vec![0usize; nvals];
+    for s in steps {
+        for v in s.kind.reads() {
+            n[v] += 1;
+        }
+    }
+    n
+}
+
+/// Removes the steps marked in `drop` (and their node ids).
+fn remove_steps(steps: &mut Vec<Step>, step_nodes: &mut Vec<NodeId>, drop: &[bool]) {
+    let mut k = drop.iter();
+    steps.retain(|_| !*k.next().unwrap());
+    let mut k = drop.iter();
+    step_nodes.retain(|_| !*k.next().unwrap());
+}
+
+/// Whether the tensor has its storage to itself (not a member of a feature arena).
+fn owns_storage(v: &View) -> bool {
+    v.off == 0 && v.ld == v.cols
+}
+
+/// Whether two views share any element: the same storage and overlapping column ranges.
+fn overlap(a: &View, b: &View) -> bool {
+    a.store == b.store && a.off < b.off + b.cols && b.off < a.off + a.cols
 }
 
 /// Runs `f` with a pool of `threads` threads installed (the process-wide one of that size: its workers
@@ -1003,7 +1026,7 @@ impl TrainPlan {
         let mut k = keep.iter();
         b.step_nodes.retain(|_| *k.next().unwrap());
         let fused_activations = fuse_activations(&mut b.steps, &mut b.step_nodes, &views, output);
-        fuse_gates(&mut b.steps, &mut b.step_nodes, views.len(), output);
+        fuse_gates(&mut b.steps, &mut b.step_nodes, &views, output);
         let (mut merged_layers, mut arena_layers) = (aliased, aliased);
         for s in &mut b.steps {
             if let StepKind::Linear(l) = &mut s.kind {

@@ -131,9 +131,9 @@ pub struct Linear {
     pub n: usize,
     pub merged: bool,
     /// The activation that follows the layer, fused by the plan when z has no other reader: the step's
-    /// `out` is then a = act(z), computed in the product's epilogue, and backward first turns δa into
-    /// δz = δa ⊙ act'(z) in place (Relu: [a > 0]; Sigmoid: a(1 − a)). Only Relu and Sigmoid, whose
-    /// derivatives are functions of a.
+    /// `out` is then a = act(z) (a merged layer's Relu in the product's epilogue, otherwise in a pass over
+    /// the rows just written), and backward first turns δa into δz = δa ⊙ act'(z) in place (Relu: [a > 0];
+    /// Sigmoid: a(1 − a)). Only Relu and Sigmoid, whose derivatives are functions of a.
     pub act: Option<Unary>,
     /// Set by the plan when this step is the first to write every column of `cat`'s gradient and no
     /// addend lies among them: the ∂L/∂a_cat product then overwrites instead of adding, and those
@@ -402,11 +402,8 @@ impl Linear {
         let rows = cx.vals.rows();
         let dv = cx.views[self.out];
         if let Some(op) = self.act {
-            // δz = δa ⊙ act'(z), in place: this step is the only reader of δa.
-            let (vals, grads) = (cx.vals, cx.grads);
-            par_rows(rows, rows * dv.cols, cx.threads, |r| op.through(vals.row(&dv, r), grads.row_mut(&dv, r)));
+            undo_activation(op, &dv, cx.vals, cx.grads, cx.threads);
         }
-        let d = MatRef::new(cx.grads.mat(&dv), dv.ld);
         let n = self.n;
         let ktot: usize = self.widths.iter().sum();
         for &(b, beta) in &self.biases {
@@ -427,6 +424,8 @@ impl Linear {
                 }
             }
         }
+        // δ as a matrix only now: the addends' rows above may lie in the same arena.
+        let d = MatRef::new(cx.grads.mat(&dv), dv.ld);
         let (wp, gp) = {
             let p = &mut cx.params[self.w];
             (&p.data, &mut p.grad)
@@ -1240,9 +1239,7 @@ impl BatchNorm {
         let n = (rows * s) as f32;
         let (grads, xhat) = (cx.grads, &self.xhat);
         if let Some(op) = self.act {
-            // δ of BN's output = δa ⊙ act'(·), in place: this step is the only reader of δa.
-            let vals = cx.vals;
-            par_rows(rows, rows * c * s, cx.threads, |r| op.through(vals.row(&ov, r), grads.row_mut(&ov, r)));
+            undo_activation(op, &ov, cx.vals, grads, cx.threads);
         }
         // Σδ and Σδx̂ per channel (channels split between the threads).
         let mut sums = vec![(0.0f64, 0.0f64); c];
@@ -1287,6 +1284,14 @@ fn parts_for(units: usize, elems: usize, threads: usize) -> usize {
     } else {
         1
     }
+}
+
+/// The backward of an activation fused into the step that writes `out` (a layer or a BatchNorm):
+/// δz = δa ⊙ act'(z) in place, from a = act(z) in `out`'s values. The fusing step is the only reader of
+/// δa, so it may overwrite it.
+fn undo_activation(op: Unary, out: &View, vals: &Mem, grads: &Mem, threads: usize) {
+    let rows = vals.rows();
+    par_rows(rows, rows * out.cols, threads, |r| op.through(vals.row(out, r), grads.row_mut(out, r)));
 }
 
 /// Runs `f(r)` for every row r < `rows`, the rows split into contiguous ranges, one per thread of the

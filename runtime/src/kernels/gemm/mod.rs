@@ -622,6 +622,9 @@ mod tests {
             (64, 100, 3),
             (1, 1000, 512),
             (9, 49, 300),
+            // One-column tiles with k = 1 and 2: only the masked last step, or one step before it.
+            (9, 49, 1),
+            (7, 33, 2),
             (8, 97, 257),
             // The few-column path (gemv), sequential and split over threads.
             (37, 3, 129),
