@@ -303,17 +303,26 @@ fn activation_gradients() {
     }
 }
 
-#[test]
-fn elementwise_gradients_gate_mul_add_sub_div_sum() {
-    let (mut g, x) = G::new(&[4], 17);
+/// x → a = Gemm(x), t = Sigmoid(Gemm(x)), and the highway carry s = a·t + x·(1 − t) as exporters write it
+/// (Mul, Sub, Mul, Add), with every operand order as given or `swapped`. Returns the graph so far and
+/// [a, t, 1 − t, a·t, x·(1 − t), s].
+fn highway_carry(seed: u64, swapped: bool) -> (G, [NodeId; 6]) {
+    let (mut g, x) = G::new(&[4], seed);
     let a = g.gemm("a", x, 4, 4, true);
     let t = g.gemm("t", x, 4, 4, true);
     let t = g.op("gate", Op::Sigmoid, &[t]);
     let one = g.konst("one", Tensor::f32(vec![1], vec![1.0]));
     let carry = g.op("one_minus_t", Op::Sub, &[one, t]);
-    let h = g.op("h_t", Op::Mul, &[a, t]);
-    let c = g.op("x_carry", Op::Mul, &[x, carry]);
-    let s = g.op("highway", Op::Add, &[h, c]);
+    let order = |p: NodeId, q: NodeId| if swapped { [q, p] } else { [p, q] };
+    let h = g.op("h_t", Op::Mul, &order(a, t));
+    let c = g.op("x_carry", Op::Mul, &order(x, carry));
+    let s = g.op("highway", Op::Add, &order(h, c));
+    (g, [a, t, carry, h, c, s])
+}
+
+#[test]
+fn elementwise_gradients_gate_mul_add_sub_div_sum() {
+    let (mut g, [a, t, _, _, _, s]) = highway_carry(17, false);
     let two = g.konst("two", Tensor::f32(vec![4], vec![2.0, 3.0, 4.0, 5.0]));
     let d = g.op("den", Op::Add, &[t, two]);
     let q = g.op("div", Op::Div, &[s, d]);
@@ -324,15 +333,7 @@ fn elementwise_gradients_gate_mul_add_sub_div_sum() {
     grad_check("highway carry (one gate step), Add, Div, Sum", &fused, 3, 0.0, false);
 
     // The carry written with every operand order swapped (t·h, (1 − t)·x, m2 + m1): the same gate step.
-    let (mut g, x) = G::new(&[4], 19);
-    let a = g.gemm("a", x, 4, 4, true);
-    let t = g.gemm("t", x, 4, 4, true);
-    let t = g.op("gate", Op::Sigmoid, &[t]);
-    let one = g.konst("one", Tensor::f32(vec![1], vec![1.0]));
-    let carry = g.op("one_minus_t", Op::Sub, &[one, t]);
-    let h = g.op("t_h", Op::Mul, &[t, a]);
-    let c = g.op("carry_x", Op::Mul, &[carry, x]);
-    let s = g.op("highway", Op::Add, &[c, h]);
+    let (g, [.., s]) = highway_carry(19, true);
     let swapped = g.finish(s);
     let steps = TrainPlan::new(&swapped, &PlanOptions::default()).unwrap().describe();
     assert!(steps.contains("gate 1") && !steps.contains("binary"), "operands swapped: {steps}");
@@ -340,15 +341,7 @@ fn elementwise_gradients_gate_mul_add_sub_div_sum() {
 
     // The carry's products also read through a Concat that becomes an arena window (no step, so no
     // counted reader): they must stay steps of their own, or the layer reading the window reads zeros.
-    let (mut g, x) = G::new(&[4], 20);
-    let a = g.gemm("a", x, 4, 4, true);
-    let t = g.gemm("t", x, 4, 4, true);
-    let t = g.op("gate", Op::Sigmoid, &[t]);
-    let one = g.konst("one", Tensor::f32(vec![1], vec![1.0]));
-    let carry = g.op("one_minus_t", Op::Sub, &[one, t]);
-    let h = g.op("h_t", Op::Mul, &[a, t]);
-    let c = g.op("x_carry", Op::Mul, &[x, carry]);
-    let s = g.op("highway", Op::Add, &[h, c]);
+    let (mut g, [_, _, _, h, c, s]) = highway_carry(20, false);
     let both = g.op("both", Op::Concat { axis: 1 }, &[h, c]);
     let z = g.gemm("z", both, 8, 4, true);
     // A Sigmoid between the carry and the last Add keeps the carry's Add a step of its own (an Add into
@@ -361,15 +354,7 @@ fn elementwise_gradients_gate_mul_add_sub_div_sum() {
     grad_check("highway carry whose products are also read through a Concat window", &windowed, 3, 0.0, false);
 
     // The same carry with 1 − t read twice: not fusable, so Mul, Sub and Add run as steps of their own.
-    let (mut g, x) = G::new(&[4], 18);
-    let a = g.gemm("a", x, 4, 4, true);
-    let t = g.gemm("t", x, 4, 4, true);
-    let t = g.op("gate", Op::Sigmoid, &[t]);
-    let one = g.konst("one", Tensor::f32(vec![1], vec![1.0]));
-    let carry = g.op("one_minus_t", Op::Sub, &[one, t]);
-    let h = g.op("h_t", Op::Mul, &[a, t]);
-    let c = g.op("x_carry", Op::Mul, &[x, carry]);
-    let s = g.op("highway", Op::Add, &[h, c]);
+    let (mut g, [_, _, carry, _, _, s]) = highway_carry(18, false);
     let sum = g.op("sum", Op::Sum, &[s, carry]);
     let unfused = g.finish(sum);
     let steps = TrainPlan::new(&unfused, &PlanOptions::default()).unwrap().describe();
