@@ -122,26 +122,10 @@ impl Gemm {
         });
     }
 
-    /// C[m×n] (row stride `ldc`) = A · B (+ C when `accumulate`), A as last given to [`Gemm::pack`].
+    /// C[m×n] (row stride `ldc`) = act(A · B (+ C when `accumulate`)), A as last given to [`Gemm::pack`],
+    /// the activation (if any) applied as the product's tiles are stored.
     #[allow(clippy::too_many_arguments)]
     pub fn mul_packed(
-        &mut self,
-        m: usize,
-        n: usize,
-        k: usize,
-        b: &dyn BSource,
-        accumulate: bool,
-        c: &mut [f32],
-        ldc: usize,
-        threads: usize,
-    ) {
-        self.mul_packed_act(m, n, k, b, accumulate, None, c, ldc, threads)
-    }
-
-    /// [`Gemm::mul_packed`] with `act` applied to every element of C as the product's tiles are stored:
-    /// C = act(A · B (+ C)), in the same pass.
-    #[allow(clippy::too_many_arguments)]
-    pub fn mul_packed_act(
         &mut self,
         m: usize,
         n: usize,
@@ -181,7 +165,7 @@ impl Gemm {
             return;
         }
         self.pack(m, k, a, alpha);
-        self.mul_packed(m, n, k, &Copied(MatB(b)), beta != 0.0, c, ldc, threads);
+        self.mul_packed(m, n, k, &Copied(MatB(b)), beta != 0.0, None, c, ldc, threads);
     }
 }
 

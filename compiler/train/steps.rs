@@ -381,14 +381,14 @@ impl Linear {
             // per-tile calls measured slower than one vectorizable pass over the rows).
             let epi = self.act.filter(|a| *a == Unary::Relu).and_then(Unary::runtime_op);
             let b = Copied(MatB(MatRef::new(w, n)));
-            self.gemm.mul_packed_act(rows, n, ktot, &b, true, epi, cx.vals.mat_mut(&out), out.ld, cx.threads);
+            self.gemm.mul_packed(rows, n, ktot, &b, true, epi, cx.vals.mat_mut(&out), out.ld, cx.threads);
         } else {
             let mut off = 0;
             for (&t, &k) in self.terms.iter().zip(&self.widths) {
                 let v = cx.views[t];
                 self.gemm.pack(rows, k, MatRef::new(cx.vals.mat(&v), v.ld), self.alpha);
                 let b = Copied(MatB(MatRef::new(&w[off * n..(off + k) * n], n)));
-                self.gemm.mul_packed(rows, n, k, &b, true, cx.vals.mat_mut(&out), out.ld, cx.threads);
+                self.gemm.mul_packed(rows, n, k, &b, true, None, cx.vals.mat_mut(&out), out.ld, cx.threads);
                 off += k;
             }
         }
@@ -455,7 +455,7 @@ impl Linear {
                     // δ is packed before the arena's gradient is borrowed (δ of a fused layer may lie in it).
                     self.gemm.pack(rows, n, d, self.alpha);
                     let acc = !self.dx_overwrites;
-                    self.gemm.mul_packed(rows, ktot, n, &wt, acc, cx.grads.mat_mut(v), v.ld, cx.threads);
+                    self.gemm.mul_packed(rows, ktot, n, &wt, acc, None, cx.grads.mat_mut(v), v.ld, cx.threads);
                 }
                 None => {
                     let wt = wt.0 .0;
@@ -481,7 +481,7 @@ impl Linear {
                 self.gemm.mul(k, n, rows, self.alpha, a, d, 0.0, &mut gp[off * n..(off + k) * n], n, cx.threads);
                 let wt = Copied(MatB(MatRef { data: &wp[off * n..(off + k) * n], ld: n, trans: true }));
                 self.gemm.pack(rows, n, d, self.alpha);
-                self.gemm.mul_packed(rows, k, n, &wt, true, cx.grads.mat_mut(&v), v.ld, cx.threads);
+                self.gemm.mul_packed(rows, k, n, &wt, true, None, cx.grads.mat_mut(&v), v.ld, cx.threads);
                 off += k;
             }
         }
@@ -1033,7 +1033,7 @@ impl Conv {
                     lane.gw.pack(mg, ohw, d, 1.0);
                     let xg = &x[n * xv.ld + g * cg * h * w..n * xv.ld + (g + 1) * cg * h * w];
                     let b = ColsTNhwc(dims.padded_nhwc(xg, &mut lane.pad));
-                    lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, &mut lane.dwt, ckk, threads);
+                    lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, None, &mut lane.dwt, ckk, threads);
                 }
                 for (m, src) in lane.dwt.chunks_exact(ckk).enumerate() {
                     let dst = &mut lane.dw[(g * mg + m) * ckk..(g * mg + m + 1) * ckk];
@@ -1082,7 +1082,7 @@ impl Conv {
                 lane.gx.pack(ckk, mg, wgt, 1.0);
                 for n in images.clone() {
                     let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
-                    lane.gx.mul_packed(ckk, ohw, mg, &Copied(MatB(d)), false, &mut lane.dcols, ohw, threads);
+                    lane.gx.mul_packed(ckk, ohw, mg, &Copied(MatB(d)), false, None, &mut lane.dcols, ohw, threads);
                     let xo = (n - first) * xv.ld;
                     for cl in 0..cg {
                         let plane = &mut dx[xo + (g * cg + cl) * h * w..xo + (g * cg + cl + 1) * h * w];

@@ -370,16 +370,26 @@ unsafe fn run_part(
                         },
                         relu: relu && last,
                     };
-                    unsafe { tile::run(isa, &tile) };
-                    if let (Some(act), true) = (other_act, last) {
-                        for r in 0..rows {
-                            let row = unsafe { std::slice::from_raw_parts_mut(c.0.add((m0 + r) * ldc + n0), nc) };
-                            unary_inplace(act, row);
-                        }
-                    }
+                    unsafe { run_tile(isa, &tile, other_act.filter(|_| last)) };
                 }
             }
             k0 += kc;
+        }
+    }
+}
+
+/// Runs one micro-tile, then `act` over its rows of C when the kernel's store cannot apply it (any
+/// activation but Relu, on the tile's last k block).
+///
+/// # Safety
+/// As [`tile::run`]: the tile's operands must be in bounds and its C written by no other thread.
+#[inline(always)]
+unsafe fn run_tile(isa: Isa, t: &Tile, act: Option<UnaryOp>) {
+    unsafe { tile::run(isa, t) };
+    if let Some(act) = act {
+        for r in 0..t.rows {
+            // SAFETY: row r of the tile's C holds `cols` floats (the caller's contract).
+            unary_inplace(act, unsafe { std::slice::from_raw_parts_mut(t.c.add(r * t.ldc), t.cols) });
         }
     }
 }
@@ -489,15 +499,7 @@ pub fn gemm_shifted(
                             },
                             relu: relu && last,
                         };
-                        unsafe { tile::run(isa, &tile) };
-                        if let (Some(act), true) = (other_act, last) {
-                            for r in 0..rows {
-                                let row = unsafe {
-                                    std::slice::from_raw_parts_mut(shared.get().add((m0 + r) * ldc + n0), cols)
-                                };
-                                unary_inplace(act, row);
-                            }
-                        }
+                        unsafe { run_tile(isa, &tile, other_act.filter(|_| last)) };
                     }
                 }
             }
