@@ -9,6 +9,7 @@
 
 use crate::kernels::gemm::{self, MatRef};
 use crate::kernels::{concat, conv, elementwise, matmul, pad, pool, softmax, winograd};
+use crate::parallel::SendPtr;
 use crate::plan::{ConvStep, StepOp, WeightRange};
 use smallvec::SmallVec;
 
@@ -102,15 +103,36 @@ pub fn exec(
                 act: p.act,
             });
             let (n, h, wd, oh, ow) = (xs[0], xs[2], xs[3], ys[2], ys[3]);
-            let (g, act, acc, y) = (&c.geom, c.act, c.residual, out.data);
-            match c.winograd {
+            let (g, act, acc) = (&c.geom, c.act, c.residual);
+            // Images x[0..n] (image i at i·x_stride) into y, on `threads` threads.
+            let conv = |x: &[f32], n: usize, y: &mut [f32], scratch: &mut [f32], threads: usize| match c.winograd {
                 Some(v) => winograd::conv3x3(
-                    v, x.data, x_stride, n, h, wd, g, u, bias, act, acc, pre, oh, ow, y, y_stride, scratch, threads,
+                    v, x, x_stride, n, h, wd, g, u, bias, act, acc, pre, oh, ow, y, y_stride, scratch, threads,
                 ),
                 None => conv::conv2d(
-                    x.data, x_stride, n, h, wd, g, u, bias, act, acc, pre, oh, ow, y, y_stride, scratch, threads,
+                    x, x_stride, n, h, wd, g, u, bias, act, acc, pre, oh, ow, y, y_stride, scratch, threads,
                 ),
-            }
+            };
+            let Some(parts) = image_parts(n, threads) else {
+                return conv(x.data, n, out.data, scratch, threads);
+            };
+            let per = conv_scratch(c, oh, ow, 1);
+            let image = g.cout * oh * ow;
+            assert!(scratch.len() >= parts * per && out.data.len() >= (n - 1) * y_stride + image);
+            let (y, sp) = (SendPtr(out.data.as_mut_ptr()), SendPtr(scratch.as_mut_ptr()));
+            crate::parallel::run(parts, &|i| {
+                let imgs = i * n / parts..(i + 1) * n / parts;
+                let y_len = (imgs.len() - 1) * y_stride + image;
+                // SAFETY: part i writes images `imgs` of y (y_stride ≥ one image, so the parts' ranges are
+                // disjoint; the last ends inside y, asserted) and scratch chunk i; both are borrowed mutably.
+                let (y, scratch) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(y.get().add(imgs.start * y_stride), y_len),
+                        std::slice::from_raw_parts_mut(sp.get().add(i * per), per),
+                    )
+                };
+                conv(&x.data[imgs.start * x_stride..], imgs.len(), y, scratch, 1)
+            });
         }
         StepOp::Gemm(g) => gemm(g, ins, out, weights, scratch, temps, threads),
         StepOp::ChannelAffine { scale, shift } => {
@@ -204,13 +226,33 @@ fn gemm(
     gemm::gemm_matrix_b(gemm::Isa::detect(), m, n, g.k, packed, weights, y, ldc, &epi, threads, scratch);
 }
 
+/// How many threads take whole images of a batch of `n`, one image at a time each, or `None` when the
+/// threads split each image's work instead. Whole images need no synchronization inside a convolution
+/// and give each thread a whole GEMM, so they win whenever the batch divides evenly enough: at most
+/// 1.25x the even share per thread (8 images on 2 threads, not 3).
+fn image_parts(n: usize, threads: usize) -> Option<usize> {
+    let parts = threads.min(n);
+    (parts > 1 && n.div_ceil(parts) * parts * 4 <= n * 5).then_some(parts)
+}
+
+/// Scratch floats a convolution step needs for an `oh × ow` output with `threads` threads on one image.
+fn conv_scratch(c: &ConvStep, oh: usize, ow: usize, threads: usize) -> usize {
+    match c.winograd {
+        Some(v) => winograd::scratch_len(&c.geom, v, oh, ow, threads),
+        None => c.geom.scratch_len(oh, ow, threads),
+    }
+}
+
 /// Scratch floats step `op` needs with `threads` threads, given its output shape.
 pub fn step_scratch(op: &StepOp, out_shape: &[usize], threads: usize) -> usize {
     match op {
-        StepOp::Conv(ConvStep { winograd: Some(v), geom, .. }) => {
-            winograd::scratch_len(geom, *v, out_shape[2], out_shape[3], threads)
+        StepOp::Conv(c) => {
+            let (n, oh, ow) = (out_shape[0], out_shape[2], out_shape[3]);
+            match image_parts(n, threads) {
+                Some(parts) => parts * conv_scratch(c, oh, ow, 1),
+                None => conv_scratch(c, oh, ow, threads),
+            }
         }
-        StepOp::Conv(c) => c.geom.scratch_len(out_shape[2], out_shape[3], threads),
         StepOp::Gemm(g) => gemm::packed_len(out_shape[0], g.k) + gemm::scratch_len(gemm::Isa::detect(), threads),
         _ => 0,
     }

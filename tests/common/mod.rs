@@ -41,8 +41,11 @@ pub fn stack(t: &Tensor, n: usize) -> Tensor {
     Tensor { shape, data: t.data.repeat(n) }
 }
 
-/// Runs `NAME.onnx` from `dir` on `NAME_input.npy` at batch 1 and stacked to batch 3 (with both thread
-/// counts), compares with `NAME_output.npy`, returns the max abs difference.
+/// Runs `NAME.onnx` from `dir` on `NAME_input.npy` at batch 1 (2 threads) and stacked to batch 3 (1
+/// thread), compares with `NAME_output.npy`, returns the max abs difference. Then a batch of 4 different
+/// images (the input scaled by 1, 1.1, 1.2, 1.3) on 2 threads, which take whole images each: every row
+/// must be bit for bit that image's batch-1 answer, since results depend neither on the batch nor on how
+/// threads share the work.
 pub fn check_model(dir: &Path, name: &str) -> f32 {
     let model = compile(&dir.join(format!("{name}.onnx")));
     let input = read_npy(&dir.join(format!("{name}_input.npy")));
@@ -54,5 +57,21 @@ pub fn check_model(dir: &Path, name: &str) -> f32 {
     let mut single = model.session_with_threads(1).unwrap();
     let out3 = single.run(&[&stack(&input, 3)]).unwrap();
     assert_close(&format!("{name} (batch 3)"), &out3[0], &stack(&reference, 3));
+    let images: Vec<Tensor> = (0..4)
+        .map(|i| Tensor {
+            shape: input.shape.clone(),
+            data: input.data.iter().map(|v| v * (1.0 + 0.1 * i as f32)).collect(),
+        })
+        .collect();
+    let mut batch4 = stack(&input, 4);
+    batch4.data = images.iter().flat_map(|t| t.data.iter().copied()).collect();
+    let out4 = session.run(&[&batch4]).unwrap();
+    let row = out4[0].data.len() / 4;
+    for (i, image) in images.iter().enumerate() {
+        let one = session.run(&[image]).unwrap();
+        let same =
+            one[0].data.iter().zip(&out4[0].data[i * row..(i + 1) * row]).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{name}: image {i} of batch 4 on 2 threads differs from its batch-1 answer");
+    }
     max
 }
