@@ -18,7 +18,8 @@
 
 use super::elementwise::UnaryOp;
 use super::gemm::{
-    gemm_packed, gemm_shifted, pack_a, packed_len, put_row, BSource, Epilogue, Isa, MatRef, ShiftedB, MAX_BLOCK,
+    gemm_packed, gemm_shifted, pack_a, packed_len, put_row, put_row_map, BSource, Epilogue, Isa, MatRef, ShiftedB,
+    MAX_BLOCK,
 };
 
 /// The most weights (floats, per group) a convolution may have and still read its input in place: 256 KB,
@@ -138,6 +139,24 @@ impl Pre<'_> {
         }
     }
 
+    /// [`put_row`] of channel `c`'s values `row` with the prologue applied on the way (one pass: no copy
+    /// to transform first).
+    pub(crate) fn put_row(&self, c: usize, dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
+        let (s, t) = (self.scale[c], self.shift[c]);
+        match self.act {
+            None => put_row_map(dst, kc, nr, i, row, |x| s * x + t),
+            Some(UnaryOp::Relu) => put_row_map(dst, kc, nr, i, row, |x| {
+                let v = s * x + t;
+                if v <= 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            }),
+            Some(_) => put_row_map(dst, kc, nr, i, row, |x| self.apply(c, x)),
+        }
+    }
+
     #[inline]
     pub(crate) fn apply(&self, c: usize, x: f32) -> f32 {
         let v = self.scale[c] * x + self.shift[c];
@@ -188,14 +207,10 @@ impl BSource for ConvB<'_> {
             for i in 0..kc {
                 let ch = k0 + i;
                 let src = &self.x[ch * hw + n0..ch * hw + n0 + nc];
-                if self.pre.is_none() {
-                    put_row(dst, kc, nr, i, src);
-                    continue;
+                match &self.pre {
+                    None => put_row(dst, kc, nr, i, src),
+                    Some((f, c0)) => f.put_row(c0 + ch, dst, kc, nr, i, src),
                 }
-                let row = &mut buf[..nc];
-                row.copy_from_slice(src);
-                pre(ch, row);
-                put_row(dst, kc, nr, i, row);
             }
             return;
         }

@@ -136,25 +136,33 @@ pub trait BSource: Sync {
 /// Stores `row` (row i of a packed block of `kc` rows) into its micro-panels `nr` wide.
 #[inline]
 pub fn put_row(dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
+    put_row_map(dst, kc, nr, i, row, |x| x)
+}
+
+/// [`put_row`] storing `f(x)` for each value x of `row`: a transform fused into the packing pass.
+#[inline(always)]
+pub fn put_row_map(dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32], f: impl Fn(f32) -> f32) {
+    let store = |d: &mut [f32], piece: &[f32]| d.iter_mut().zip(piece).for_each(|(o, &x)| *o = f(x));
     if nr == 16 {
-        // The AVX2 width as a constant: each piece is two register moves, not a call to memmove for
-        // 64 bytes (which was most of the packing time).
+        // The AVX2 width as a constant: each piece is a few register operations, not a call to memmove
+        // for 64 bytes (which was most of the packing time).
         let mut pieces = row.chunks_exact(16);
         for (t, piece) in (&mut pieces).enumerate() {
             let at = t * kc * 16 + i * 16;
             let d: &mut [f32; 16] = (&mut dst[at..at + 16]).try_into().expect("16 floats");
-            *d = piece.try_into().expect("16 floats");
+            let piece: &[f32; 16] = piece.try_into().expect("16 floats");
+            store(d, piece);
         }
         let rest = pieces.remainder();
         if !rest.is_empty() {
             let at = (row.len() / 16) * kc * 16 + i * 16;
-            dst[at..at + rest.len()].copy_from_slice(rest);
+            store(&mut dst[at..at + rest.len()], rest);
         }
         return;
     }
     for (t, piece) in row.chunks(nr).enumerate() {
         let at = t * kc * nr + i * nr;
-        dst[at..at + piece.len()].copy_from_slice(piece);
+        store(&mut dst[at..at + piece.len()], piece);
     }
 }
 
