@@ -5,8 +5,10 @@ Every measurement is a fresh process (so each engine's peak RSS is its own): `re
 model compiled to .resin (as deployed),
 ONNX Runtime through this script's `--ort-worker` mode (CPU provider, all graph optimizations on,
 intra-op threads = T, inter-op 1), and tract through benches/tract-bench (tract-onnx's optimized plan,
-tract-linalg's multithreaded executor). The engines alternate, ROUNDS times, and the table shows the
-median of the rounds' medians, so a noisy neighbour hurts all three alike.
+tract-linalg's multithreaded executor). The engines alternate, ROUNDS times; the table shows each
+engine's median of its rounds' medians, and the ratios resin/ORT and resin/tract as the median of the
+rounds' paired ratios (each round's runs back to back), so that the machine's drift between rounds,
+25-40% over minutes on a shared VM, cancels instead of landing on one engine.
 
 Usage:
   cargo build --release                       # resin
@@ -156,10 +158,12 @@ def main():
                 med = {e: statistics.median(v) for e, v in res.items()}
                 row = {"model": name, "batch": batch, "threads": threads, **{e + "_ms": med[e] for e in med},
                        **{e + "_rss": rss[e] for e in rss}}
+                # Paired: round i's resin time over round i's peer time, then the median over rounds.
+                paired = lambda peer: statistics.median(x / y for x, y in zip(res["resin"], res[peer]))
                 if "ort" in med:
-                    row["vs_ort"] = med["resin"] / med["ort"]
+                    row["vs_ort"] = paired("ort")
                 if "tract" in med:
-                    row["vs_tract"] = med["resin"] / med["tract"]
+                    row["vs_tract"] = paired("tract")
                 if macs:
                     row["gflops"] = 2 * macs / (med["resin"] / 1e3) / 1e9
                     row["pct_peak"] = 100 * row["gflops"] / peak[threads] if peak.get(threads) else None
@@ -170,7 +174,7 @@ def main():
     with open(a.out + ".md", "w") as f:
         f.write(f"Measured {time.strftime('%Y-%m-%d')} on {cpu}, {os.cpu_count()} cores; FMA peak (resin bench): "
                 + ", ".join(f"{t} thread(s) {p:.0f} GFLOP/s" for t, p in peak.items() if p) + "\n\n")
-        f.write(f"`python3 benches/compare.py --rounds {a.rounds} --runs {a.runs}` — median of {a.rounds} alternating rounds, ms\n\n")
+        f.write(f"`python3 benches/compare.py --rounds {a.rounds} --runs {a.runs}` — engines: median of {a.rounds} alternating rounds, ms; ratios: median of the rounds' paired ratios\n\n")
         f.write("| " + " | ".join(header(a.engines).split()) + " |\n")
         f.write("|" + "---|" * len(header(a.engines).split()) + "\n")
         for r in rows:
