@@ -5,7 +5,7 @@
 //! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel; `RESIN_CONV=gather` makes convolutions with
 //! small weights gather GEMM tiles instead of reading their padded input in place).
 
-use resin_runtime::kernels::conv::{conv2d, Conv2d};
+use resin_runtime::kernels::conv::{conv2d, Conv2d, ConvArgs};
 use resin_runtime::kernels::gemm::{fma_peak_gflops, Isa};
 use resin_runtime::kernels::winograd;
 use std::time::Instant;
@@ -71,27 +71,7 @@ fn main() {
             };
             let mut scratch = vec![0.0; p.scratch_len(oh, oh, threads)];
             let gemm = time(&mut || {
-                pool.install(|| {
-                    conv2d(
-                        &x,
-                        0,
-                        1,
-                        h,
-                        h,
-                        &p,
-                        &packed,
-                        None,
-                        None,
-                        false,
-                        None,
-                        oh,
-                        oh,
-                        &mut y,
-                        0,
-                        &mut scratch,
-                        threads,
-                    )
-                })
+                pool.install(|| conv2d(&ConvArgs::new(&x, 1, h, h, &p, &packed, oh, oh), &mut y, &mut scratch, threads))
             });
             let mut line = format!(
                 "t{threads} {cin:>4}->{cout:<4} {k}x{k}/{s} {h:>3}px: gemm {:>7.3} ms {:>6.1} GFLOP/s",
@@ -104,9 +84,8 @@ fn main() {
                     let mut ws = vec![0.0; winograd::scratch_len(&p, v, oh, oh, threads)];
                     let wt = time(&mut || {
                         pool.install(|| {
-                            winograd::conv3x3(
-                                v, &x, 0, 1, h, h, &p, &u, None, None, false, None, oh, oh, &mut y, 0, &mut ws, threads,
-                            )
+                            let args = ConvArgs::new(&x, 1, h, h, &p, &u, oh, oh);
+                            winograd::conv3x3(v, &args, &mut y, &mut ws, threads)
                         })
                     });
                     line += &format!("  F{} {:>7.3} ms ({:.2}x)", v.tile(), wt * 1e3, gemm / wt);

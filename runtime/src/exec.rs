@@ -102,22 +102,32 @@ pub fn exec(
                 shift: w(weights, p.shift),
                 act: p.act,
             });
-            let (n, h, wd, oh, ow) = (xs[0], xs[2], xs[3], ys[2], ys[3]);
-            let (g, act, acc) = (&c.geom, c.act, c.residual);
-            // Images x[0..n] (image i at i·x_stride) into y, on `threads` threads.
-            let conv = |x: &[f32], n: usize, y: &mut [f32], scratch: &mut [f32], threads: usize| match c.winograd {
-                Some(v) => winograd::conv3x3(
-                    v, x, x_stride, n, h, wd, g, u, bias, act, acc, pre, oh, ow, y, y_stride, scratch, threads,
-                ),
-                None => conv::conv2d(
-                    x, x_stride, n, h, wd, g, u, bias, act, acc, pre, oh, ow, y, y_stride, scratch, threads,
-                ),
+            let (n, oh, ow) = (xs[0], ys[2], ys[3]);
+            let args = conv::ConvArgs {
+                x: x.data,
+                x_stride,
+                n,
+                h: xs[2],
+                w: xs[3],
+                p: &c.geom,
+                weight: u,
+                bias,
+                act: c.act,
+                accumulate: c.residual,
+                pre,
+                oh,
+                ow,
+                y_stride,
+            };
+            let conv = |args: &conv::ConvArgs, y: &mut [f32], scratch: &mut [f32], threads: usize| match c.winograd {
+                Some(v) => winograd::conv3x3(v, args, y, scratch, threads),
+                None => conv::conv2d(args, y, scratch, threads),
             };
             let Some(parts) = image_parts(n, threads) else {
-                return conv(x.data, n, out.data, scratch, threads);
+                return conv(&args, out.data, scratch, threads);
             };
             let per = conv_scratch(c, oh, ow, 1);
-            let image = g.cout * oh * ow;
+            let image = c.geom.cout * oh * ow;
             assert!(scratch.len() >= parts * per && out.data.len() >= (n - 1) * y_stride + image);
             let (y, sp) = (SendPtr(out.data.as_mut_ptr()), SendPtr(scratch.as_mut_ptr()));
             crate::parallel::run(parts, &|i| {
@@ -131,7 +141,8 @@ pub fn exec(
                         std::slice::from_raw_parts_mut(sp.get().add(i * per), per),
                     )
                 };
-                conv(&x.data[imgs.start * x_stride..], imgs.len(), y, scratch, 1)
+                let part = conv::ConvArgs { x: &x.data[imgs.start * x_stride..], n: imgs.len(), ..args };
+                conv(&part, y, scratch, 1)
             });
         }
         StepOp::Gemm(g) => gemm(g, ins, out, weights, scratch, temps, threads),

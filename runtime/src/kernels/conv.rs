@@ -285,61 +285,79 @@ impl BSource for ConvB<'_> {
     }
 }
 
-/// y[n, m, :, :] = act(Σ W ⋆ x + bias[m] (+ y[n, m, :, :] when `accumulate`)) for every image n: with
-/// `accumulate` the product adds to what `y` holds (the residual epilogue: y enters holding the skip).
-/// With `pre`, every input value is transformed as it is gathered: x' = act(scale[c]·x + shift[c]).
-/// `weight` is packed by [`Conv2d::pack_weights`]; `scratch` holds at least [`Conv2d::scratch_len`]
-/// floats for `threads` and this output size. Image `i` of x starts at `i·x_stride` and image `i` of y at `i·y_stride`
-/// (strides larger than an image read and write windows of wider feature arenas).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    x: &[f32],
-    x_stride: usize,
-    n: usize,
-    h: usize,
-    w: usize,
-    p: &Conv2d,
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    act: Option<UnaryOp>,
-    accumulate: bool,
-    pre: Option<Pre>,
-    oh: usize,
-    ow: usize,
-    y: &mut [f32],
-    y_stride: usize,
-    scratch: &mut [f32],
-    threads: usize,
-) {
-    let in_place = p.reads_in_place(ow);
-    conv2d_as(
-        in_place, x, x_stride, n, h, w, p, weight, bias, act, accumulate, pre, oh, ow, y, y_stride, scratch, threads,
-    )
+/// The operands of one convolution call that it only reads: the images, the geometry and its packed
+/// weights, the fused prologue and epilogue, and the output's size and image stride. (The output, the
+/// scratch and the thread count are passed beside it.)
+#[derive(Clone, Copy, Debug)]
+pub struct ConvArgs<'a> {
+    /// `n` images `[C, h, w]`, image i starting at `x[i·x_stride]`.
+    pub x: &'a [f32],
+    pub x_stride: usize,
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub p: &'a Conv2d,
+    /// Packed by [`Conv2d::pack_weights`] (for Winograd: transformed by `winograd::transform_weights`).
+    pub weight: &'a [f32],
+    /// One value per output channel.
+    pub bias: Option<&'a [f32]>,
+    pub act: Option<UnaryOp>,
+    /// Add the convolution to what y holds (the residual epilogue: y enters holding the skip).
+    pub accumulate: bool,
+    /// Transforms every input value as it is read: x' = act(scale[c]·x + shift[c]).
+    pub pre: Option<Pre<'a>>,
+    pub oh: usize,
+    pub ow: usize,
+    /// Image i of y starts at `y[i·y_stride]`.
+    pub y_stride: usize,
+}
+
+impl<'a> ConvArgs<'a> {
+    /// Contiguous images and outputs, no bias, activation, accumulation or prologue (set those fields
+    /// with struct update syntax).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        x: &'a [f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        p: &'a Conv2d,
+        weight: &'a [f32],
+        oh: usize,
+        ow: usize,
+    ) -> Self {
+        let (x_stride, y_stride) = (p.cin * h * w, p.cout * oh * ow);
+        ConvArgs {
+            x,
+            x_stride,
+            n,
+            h,
+            w,
+            p,
+            weight,
+            bias: None,
+            act: None,
+            accumulate: false,
+            pre: None,
+            oh,
+            ow,
+            y_stride,
+        }
+    }
+}
+
+/// y[n, m, :, :] = act(Σ W ⋆ x + bias[m] (+ y[n, m, :, :] when `accumulate`)) for every image n of
+/// [`ConvArgs`]: with `accumulate` the product adds to what `y` holds. With `pre`, every input value is
+/// transformed as it is gathered. `scratch` holds at least [`Conv2d::scratch_len`] floats for `threads`
+/// and this output size. Strides larger than an image read and write windows of wider feature arenas.
+pub fn conv2d(args: &ConvArgs, y: &mut [f32], scratch: &mut [f32], threads: usize) {
+    conv2d_as(args.p.reads_in_place(args.ow), args, y, scratch, threads)
 }
 
 /// [`conv2d`] with the strategy chosen by the caller: `in_place` as [`Conv2d::reads_in_place`] (tests run
 /// both strategies on the same geometry).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv2d_as(
-    in_place: bool,
-    x: &[f32],
-    x_stride: usize,
-    n: usize,
-    h: usize,
-    w: usize,
-    p: &Conv2d,
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    act: Option<UnaryOp>,
-    accumulate: bool,
-    pre: Option<Pre>,
-    oh: usize,
-    ow: usize,
-    y: &mut [f32],
-    y_stride: usize,
-    scratch: &mut [f32],
-    threads: usize,
-) {
+pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch: &mut [f32], threads: usize) {
+    let ConvArgs { x, x_stride, n, h, w, p, weight, bias, act, accumulate, pre, oh, ow, y_stride } = *args;
     let isa = Isa::detect();
     let (cin_g, cout_g) = (p.cin / p.group, p.cout / p.group);
     let k = p.k();
@@ -541,24 +559,10 @@ mod tests {
             let mut y = vec![f32::NAN; want.len()];
             let mut scratch = vec![0.0; p.scratch_len(oh, ow, 1)];
             let packed = p.pack_weights(&wt);
-            let (xs, ys) = (p.cin * h * w, p.cout * oh * ow);
             conv2d_as(
                 true,
-                &x,
-                xs,
-                1,
-                h,
-                w,
-                &p,
-                &packed,
-                Some(&b),
-                None,
-                false,
-                None,
-                oh,
-                ow,
+                &ConvArgs { bias: Some(&b), ..ConvArgs::new(&x, 1, h, w, &p, &packed, oh, ow) },
                 &mut y,
-                ys,
                 &mut scratch,
                 1,
             );
@@ -657,7 +661,6 @@ mod tests {
             let mut scratch = vec![0.0; p.scratch_len(oh, ow, 2)];
             let wt_raw = wt;
             let wt = p.pack_weights(&wt_raw);
-            let (xs, ys) = (p.cin * h * w, p.cout * oh * ow);
             // Both strategies where the geometry allows reading in place, and the same bits
             // whatever the thread count.
             let strategies: &[bool] = if p.reads_in_place(ow) { &[true, false] } else { &[false] };
@@ -667,21 +670,8 @@ mod tests {
                     y.fill(f32::NAN);
                     conv2d_as(
                         in_place,
-                        &x,
-                        xs,
-                        n,
-                        h,
-                        w,
-                        &p,
-                        &wt,
-                        Some(&b),
-                        None,
-                        false,
-                        None,
-                        oh,
-                        ow,
+                        &ConvArgs { bias: Some(&b), ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow) },
                         &mut y,
-                        ys,
                         &mut scratch,
                         threads,
                     );
@@ -695,21 +685,8 @@ mod tests {
                 }
             }
             conv2d(
-                &x,
-                xs,
-                n,
-                h,
-                w,
-                &p,
-                &wt,
-                Some(&b),
-                Some(UnaryOp::Relu),
-                false,
-                None,
-                oh,
-                ow,
+                &ConvArgs { bias: Some(&b), act: Some(UnaryOp::Relu), ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow) },
                 &mut y,
-                ys,
                 &mut scratch,
                 1,
             );
@@ -720,21 +697,13 @@ mod tests {
             let skip: Vec<f32> = (0..want.len()).map(|i| (i % 7) as f32 - 3.0).collect();
             y.copy_from_slice(&skip);
             conv2d(
-                &x,
-                xs,
-                n,
-                h,
-                w,
-                &p,
-                &wt,
-                Some(&b),
-                Some(UnaryOp::Relu),
-                true,
-                None,
-                oh,
-                ow,
+                &ConvArgs {
+                    bias: Some(&b),
+                    act: Some(UnaryOp::Relu),
+                    accumulate: true,
+                    ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow)
+                },
                 &mut y,
-                ys,
                 &mut scratch,
                 2,
             );
@@ -751,7 +720,12 @@ mod tests {
                 .collect();
             let want_pre = naive(&xt, n, h, w, &p, &wt_raw, &b, oh, ow);
             let pre = Pre { scale: &sc, shift: &sh, act: Some(UnaryOp::Relu) };
-            conv2d(&x, xs, n, h, w, &p, &wt, Some(&b), None, false, Some(pre), oh, ow, &mut y, ys, &mut scratch, 2);
+            conv2d(
+                &ConvArgs { bias: Some(&b), pre: Some(pre), ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow) },
+                &mut y,
+                &mut scratch,
+                2,
+            );
             for (a, e) in y.iter().zip(&want_pre) {
                 assert!((a - e).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?} with prologue: {a} vs {e}");
             }

@@ -35,8 +35,8 @@
 //! against ONNX Runtime (where ResNet-50's worst output uses 15% of that tolerance, against 9% with
 //! F(2×2) alone).
 
-use super::conv::{Conv2d, Pre};
-use super::elementwise::{unary_inplace, UnaryOp};
+use super::conv::{Conv2d, ConvArgs};
+use super::elementwise::unary_inplace;
 use super::gemm::{self, gemm_packed, pack_a, packed_len, put_row, BSource, Epilogue, Isa, MatRef};
 use crate::parallel::for_chunks_mut;
 
@@ -195,52 +195,15 @@ pub fn scratch_len(p: &Conv2d, v: Variant, oh: usize, ow: usize, threads: usize)
 }
 
 /// The convolution of [`super::conv::conv2d`] (same operands and epilogue) for a geometry that
-/// [`fits`], by variant `v`, with `u` from [`transform_weights`] for the same variant.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3x3(
-    v: Variant,
-    x: &[f32],
-    x_stride: usize,
-    n: usize,
-    h: usize,
-    w: usize,
-    p: &Conv2d,
-    u: &[f32],
-    bias: Option<&[f32]>,
-    act: Option<UnaryOp>,
-    accumulate: bool,
-    pre: Option<Pre>,
-    oh: usize,
-    ow: usize,
-    y: &mut [f32],
-    y_stride: usize,
-    scratch: &mut [f32],
-    threads: usize,
-) {
-    let args = (x, x_stride, n, h, w);
-    conv3x3_on(Isa::detect(), v, args, p, u, bias, act, accumulate, pre, oh, ow, y, y_stride, scratch, threads)
+/// [`fits`], by variant `v`, with `args.weight` from [`transform_weights`] for the same variant.
+pub fn conv3x3(v: Variant, args: &ConvArgs, y: &mut [f32], scratch: &mut [f32], threads: usize) {
+    conv3x3_on(Isa::detect(), v, args, y, scratch, threads)
 }
 
 /// [`conv3x3`] on the GEMM micro-kernels of `isa` (which must be available; tests force each one).
 /// `scratch` must also hold the GEMM packing of `isa`, which may be wider than [`Isa::detect`]'s.
-#[allow(clippy::too_many_arguments)]
-fn conv3x3_on(
-    isa: Isa,
-    v: Variant,
-    (x, x_stride, n, h, w): (&[f32], usize, usize, usize, usize),
-    p: &Conv2d,
-    u: &[f32],
-    bias: Option<&[f32]>,
-    act: Option<UnaryOp>,
-    accumulate: bool,
-    pre: Option<Pre>,
-    oh: usize,
-    ow: usize,
-    y: &mut [f32],
-    y_stride: usize,
-    scratch: &mut [f32],
-    threads: usize,
-) {
+fn conv3x3_on(isa: Isa, v: Variant, args: &ConvArgs, y: &mut [f32], scratch: &mut [f32], threads: usize) {
+    let ConvArgs { x, x_stride, n, h, w, p, weight: u, bias, act, accumulate, pre, oh, ow, y_stride } = *args;
     let (c, m) = (p.cin, p.cout);
     let (th, tw) = tiles(v, oh, ow);
     let t = th * tw;
@@ -632,7 +595,8 @@ impl BSource for Rows<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::conv::conv2d;
+    use crate::kernels::conv::{conv2d, Pre};
+    use crate::kernels::elementwise::UnaryOp;
 
     /// Scratch for [`conv3x3_on`] on any available instruction set.
     fn scratch_any(p: &Conv2d, v: Variant, oh: usize, ow: usize, threads: usize) -> Vec<f32> {
@@ -664,26 +628,18 @@ mod tests {
                 (0..cin).map(|c| (0.5 + c as f32 * 0.05, c as f32 * 0.1 - 0.3)).unzip();
             let pre = Pre { scale: &sc, shift: &sh, act: Some(UnaryOp::Relu) };
             let skip: Vec<f32> = (0..n * cout * oh * ow).map(|i| (i % 7) as f32 - 3.0).collect();
-            let (xs, ys) = (cin * h * w, cout * oh * ow);
             let mut want = skip.clone();
             let mut s1 = vec![0.0; p.scratch_len(oh, ow, 2)];
             let packed = p.pack_weights(&wt);
             conv2d(
-                &x,
-                xs,
-                n,
-                h,
-                w,
-                &p,
-                &packed,
-                Some(&b),
-                Some(UnaryOp::Relu),
-                acc,
-                Some(pre),
-                oh,
-                ow,
+                &ConvArgs {
+                    bias: Some(&b),
+                    act: Some(UnaryOp::Relu),
+                    accumulate: acc,
+                    pre: Some(pre),
+                    ..ConvArgs::new(&x, n, h, w, &p, &packed, oh, ow)
+                },
                 &mut want,
-                ys,
                 &mut s1,
                 2,
             );
@@ -695,17 +651,14 @@ mod tests {
                     conv3x3_on(
                         isa,
                         v,
-                        (&x, xs, n, h, w),
-                        &p,
-                        &u,
-                        Some(&b),
-                        Some(UnaryOp::Relu),
-                        acc,
-                        Some(pre),
-                        oh,
-                        ow,
+                        &ConvArgs {
+                            bias: Some(&b),
+                            act: Some(UnaryOp::Relu),
+                            accumulate: acc,
+                            pre: Some(pre),
+                            ..ConvArgs::new(&x, n, h, w, &p, &u, oh, ow)
+                        },
                         &mut got,
-                        ys,
                         &mut s2,
                         2,
                     );
@@ -766,13 +719,13 @@ mod tests {
         let err = |got: &[f32]| got.iter().zip(&want).fold(0f64, |a, (g, e)| a.max((*g as f64 - e).abs()));
         let mut y = vec![0f32; m * h * w];
         let mut s = vec![0.0; p.scratch_len(h, w, 1)];
-        conv2d(&x, 0, 1, h, w, &p, &p.pack_weights(&wt), None, None, false, None, h, w, &mut y, 0, &mut s, 1);
+        conv2d(&ConvArgs::new(&x, 1, h, w, &p, &p.pack_weights(&wt), h, w), &mut y, &mut s, 1);
         eprintln!("max |y| = {ymax:.3}; gemm path: max |err| = {:.2e}", err(&y));
         for v in [Variant::F2, Variant::F4] {
             let u = transform_weights(&p, v, &wt);
             for isa in Isa::all_available() {
                 let mut s = scratch_any(&p, v, h, w, 1);
-                conv3x3_on(isa, v, (&x, 0, 1, h, w), &p, &u, None, None, false, None, h, w, &mut y, 0, &mut s, 1);
+                conv3x3_on(isa, v, &ConvArgs::new(&x, 1, h, w, &p, &u, h, w), &mut y, &mut s, 1);
                 let e = err(&y);
                 eprintln!("{v:?} {}: max |err| = {e:.2e} ({:.2e} of max |y|)", isa.name(), e / ymax);
                 let bound = if v == Variant::F2 { 2e-6 } else { 3e-5 };
