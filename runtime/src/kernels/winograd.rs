@@ -467,14 +467,23 @@ fn input_transform_f4(
                 let room = w as isize - 6 - c0;
                 let hi = if room < 0 { 0 } else { (room / 4 + 1) as usize }.clamp(lo, len);
                 if hi > lo {
-                    // Phase k: every 4th value from column c0 + 4·lo + k, one simple loop each.
-                    let start = (c0 + 4 * lo as isize) as usize;
-                    let src = &row[start..start + 4 * (hi - lo) + 2];
-                    for (k, dk) in d.iter_mut().enumerate() {
-                        for (o, &v) in dk[off + lo..off + hi].iter_mut().zip(src[k..].iter().step_by(4)) {
-                            *o = f(v);
-                        }
+                    // Tile i's six values are src[4i .. 4i + 6]: its first four come from one pass over
+                    // the run in groups of four (gathering each phase with a stride of 4, one pass per
+                    // phase, was most of this transform's time; 4 × 4 SSE transposes through
+                    // `transpose` measured slower still, a call per short run), and its last two are the
+                    // next tile's first two, copied.
+                    let (start, cnt) = ((c0 + 4 * lo as isize) as usize, hi - lo);
+                    let src = &row[start..start + 4 * cnt + 2];
+                    let o = off + lo;
+                    let [d0, d1, d2, d3, d4, d5] = &mut d;
+                    let quads = src[..4 * cnt].chunks_exact(4);
+                    let outs = d0[o..o + cnt].iter_mut().zip(&mut d1[o..o + cnt]).zip(&mut d2[o..o + cnt]);
+                    for ((((a, b), c), e), q) in outs.zip(&mut d3[o..o + cnt]).zip(quads) {
+                        (*a, *b, *c, *e) = (f(q[0]), f(q[1]), f(q[2]), f(q[3]));
                     }
+                    d4[o..o + cnt - 1].copy_from_slice(&d0[o + 1..o + cnt]);
+                    d5[o..o + cnt - 1].copy_from_slice(&d1[o + 1..o + cnt]);
+                    (d4[o + cnt - 1], d5[o + cnt - 1]) = (f(src[4 * cnt]), f(src[4 * cnt + 1]));
                 }
                 let at = |c: isize| if c >= 0 && c < w as isize { f(row[c as usize]) } else { 0.0 };
                 for i in (0..lo).chain(hi..len) {
