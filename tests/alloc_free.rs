@@ -4,8 +4,8 @@
 //! this was 2-7 per 130 runs, from its job queues; resin's own pool, `resin_runtime::parallel`,
 //! dispatches without allocating.) Covered: a ResNet (residual epilogues, pooling, the
 //! classifier), a DenseNet (feature-arena windows), a ResNeXt (grouped convolutions) and a dense MLP (a
-//! step that reads a window of its own output's arena), at batch 1 and at batch 3 (strided windows),
-//! with 1 and 2 threads.
+//! step that reads a window of its own output's arena), at batch 1, at batch 3 (strided windows)
+//! and at batch 4 (2 threads take whole images of a convolution), with 1 and 2 threads.
 
 mod common;
 
@@ -46,7 +46,7 @@ fn warmed_up_runs_do_not_allocate() {
     for name in ["resnet20", "densenet_small", "resnext_small", "mlp_dense"] {
         let model = common::compile(&common::models_dir().join(format!("{name}.onnx")));
         for threads in [1, 2] {
-            for batch in [1, 3] {
+            for batch in [1, 3, 4] {
                 let mut session = model.session_with_threads(threads).unwrap();
                 let inputs: Vec<Tensor> = (0..model.num_inputs())
                     .map(|i| {

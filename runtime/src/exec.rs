@@ -119,16 +119,17 @@ pub fn exec(
                 ow,
                 y_stride,
             };
-            let conv = |args: &conv::ConvArgs, y: &mut [f32], scratch: &mut [f32], threads: usize| match c.winograd {
+            let run_conv = |args: &conv::ConvArgs, y: &mut [f32], scratch: &mut [f32], threads: usize| match c.winograd
+            {
                 Some(v) => winograd::conv3x3(v, args, y, scratch, threads),
                 None => conv::conv2d(args, y, scratch, threads),
             };
             let Some(parts) = image_parts(n, threads) else {
-                return conv(&args, out.data, scratch, threads);
+                return run_conv(&args, out.data, scratch, threads);
             };
             let per = conv_scratch(c, oh, ow, 1);
             let image = c.geom.cout * oh * ow;
-            assert!(scratch.len() >= parts * per && out.data.len() >= (n - 1) * y_stride + image);
+            assert!(scratch.len() >= parts * per && y_stride >= image && out.data.len() >= (n - 1) * y_stride + image);
             let (y, sp) = (SendPtr(out.data.as_mut_ptr()), SendPtr(scratch.as_mut_ptr()));
             crate::parallel::run(parts, &|i| {
                 let imgs = i * n / parts..(i + 1) * n / parts;
@@ -142,7 +143,7 @@ pub fn exec(
                     )
                 };
                 let part = conv::ConvArgs { x: &x.data[imgs.start * x_stride..], n: imgs.len(), ..args };
-                conv(&part, y, scratch, 1)
+                run_conv(&part, y, scratch, 1)
             });
         }
         StepOp::Gemm(g) => gemm(g, ins, out, weights, scratch, temps, threads),
@@ -239,11 +240,11 @@ fn gemm(
 
 /// How many threads take whole images of a batch of `n`, one image at a time each, or `None` when the
 /// threads split each image's work instead. Whole images need no synchronization inside a convolution
-/// and give each thread a whole GEMM, so they win whenever the batch divides evenly enough: at most
-/// 1.25x the even share per thread (8 images on 2 threads, not 3).
+/// and give each thread a whole GEMM, so they win when every thread gets images and the busiest gets at
+/// most 1.25x the even share: 8 or 5 images on 2 threads (4 + 4, 3 + 2) yes; 3 images (2 + 1), or 2
+/// images on 4 threads, no.
 fn image_parts(n: usize, threads: usize) -> Option<usize> {
-    let parts = threads.min(n);
-    (parts > 1 && n.div_ceil(parts) * parts * 4 <= n * 5).then_some(parts)
+    (threads > 1 && n >= threads && n.div_ceil(threads) * threads * 4 <= n * 5).then_some(threads)
 }
 
 /// Scratch floats a convolution step needs for an `oh × ow` output with `threads` threads on one image.

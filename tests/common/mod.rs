@@ -69,6 +69,7 @@ pub fn check_model(dir: &Path, name: &str) -> f32 {
     let row = out4[0].data.len() / 4;
     for (i, image) in images.iter().enumerate() {
         let one = session.run(&[image]).unwrap();
+        assert_eq!(one[0].data.len(), row, "{name}: batch-1 output size");
         let same =
             one[0].data.iter().zip(&out4[0].data[i * row..(i + 1) * row]).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{name}: image {i} of batch 4 on 2 threads differs from its batch-1 answer");

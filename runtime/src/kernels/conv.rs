@@ -585,6 +585,8 @@ mod tests {
                 group: 1,
             },
             Conv2d { cin: 4, cout: 6, kernel: [1, 1], strides: [1, 1], pads: [0; 4], dilations: [1, 1], group: 1 },
+            // Grouped pointwise: the prologue's channel is the group's first channel plus the row.
+            Conv2d { cin: 6, cout: 4, kernel: [1, 1], strides: [1, 1], pads: [0; 4], dilations: [1, 1], group: 2 },
             Conv2d { cin: 4, cout: 8, kernel: [1, 1], strides: [2, 2], pads: [0; 4], dilations: [1, 1], group: 1 },
             Conv2d {
                 cin: 8,
@@ -710,24 +712,34 @@ mod tests {
             for ((a, e), s) in y.iter().zip(&want).zip(&skip) {
                 assert!((a - (e + s).max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
             }
-            // Prologue: conv(relu(s·x + t)) equals the plain conv of the transformed input.
+            // Prologue: conv(act(s·x + t)) equals the plain conv of the transformed input, with Relu and
+            // without an activation (each channel has its own s and t: a wrong channel offset shows).
             let (sc, sh): (Vec<f32>, Vec<f32>) =
                 (0..p.cin).map(|c| (0.5 + c as f32 * 0.25, c as f32 * 0.1 - 0.3)).unzip();
-            let xt: Vec<f32> = x
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| (sc[(i / (h * w)) % p.cin] * v + sh[(i / (h * w)) % p.cin]).max(0.0))
-                .collect();
-            let want_pre = naive(&xt, n, h, w, &p, &wt_raw, &b, oh, ow);
-            let pre = Pre { scale: &sc, shift: &sh, act: Some(UnaryOp::Relu) };
-            conv2d(
-                &ConvArgs { bias: Some(&b), pre: Some(pre), ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow) },
-                &mut y,
-                &mut scratch,
-                2,
-            );
-            for (a, e) in y.iter().zip(&want_pre) {
-                assert!((a - e).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?} with prologue: {a} vs {e}");
+            for act in [Some(UnaryOp::Relu), None] {
+                let xt: Vec<f32> = x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let t = sc[(i / (h * w)) % p.cin] * v + sh[(i / (h * w)) % p.cin];
+                        if act.is_some() {
+                            t.max(0.0)
+                        } else {
+                            t
+                        }
+                    })
+                    .collect();
+                let want_pre = naive(&xt, n, h, w, &p, &wt_raw, &b, oh, ow);
+                let pre = Pre { scale: &sc, shift: &sh, act };
+                conv2d(
+                    &ConvArgs { bias: Some(&b), pre: Some(pre), ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow) },
+                    &mut y,
+                    &mut scratch,
+                    2,
+                );
+                for (a, e) in y.iter().zip(&want_pre) {
+                    assert!((a - e).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?} with prologue {act:?}: {a} vs {e}");
+                }
             }
         }
     }

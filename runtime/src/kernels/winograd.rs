@@ -478,8 +478,8 @@ fn input_transform_f4(
                     let [d0, d1, d2, d3, d4, d5] = &mut d;
                     let quads = src[..4 * cnt].chunks_exact(4);
                     let outs = d0[o..o + cnt].iter_mut().zip(&mut d1[o..o + cnt]).zip(&mut d2[o..o + cnt]);
-                    for ((((a, b), c), e), q) in outs.zip(&mut d3[o..o + cnt]).zip(quads) {
-                        (*a, *b, *c, *e) = (f(q[0]), f(q[1]), f(q[2]), f(q[3]));
+                    for ((((p0, p1), p2), p3), q) in outs.zip(&mut d3[o..o + cnt]).zip(quads) {
+                        (*p0, *p1, *p2, *p3) = (f(q[0]), f(q[1]), f(q[2]), f(q[3]));
                     }
                     d4[o..o + cnt - 1].copy_from_slice(&d0[o + 1..o + cnt]);
                     d5[o..o + cnt - 1].copy_from_slice(&d1[o + 1..o + cnt]);

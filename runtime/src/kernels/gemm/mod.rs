@@ -9,7 +9,8 @@
 //!   [`BSource`]: a convolution
 //!   gathers its input pixels straight into the tile (implicit im2col, no im2col matrix), a plain matrix
 //!   copies, and a row-major B that needs no gathering is read in place.
-//! - Each micro-panel of B (KC × NR floats, L1-resident) is reused by every A panel; accumulators stay in
+//! - Each micro-panel of B (KC × NR floats, L1-resident) is reused by every A panel of a block of at most
+//!   [`MC`] rows (L2-resident, reused by every micro-panel of the block of B); accumulators stay in
 //!   registers for a whole k block ([`tile`]).
 //! - Threads split the columns (blocks of B) or, when there are too few, the rows (panels of A), so batch 1
 //!   uses every core. Each thread packs into its own part of a caller-provided scratch; nothing allocates.
@@ -36,7 +37,8 @@ pub const MR: usize = 6;
 /// Rows of B (the k extent) in one packed block.
 pub const KC: usize = 256;
 
-/// Rows of A per block of [`gemm_shifted`]: 240 × [`KC`] floats = 240 KiB, half of this machine's L2.
+/// Rows of A per block of [`gemm_packed`] and [`gemm_shifted`]: 240 × [`KC`] floats = 240 KiB, a quarter
+/// of this machine's L2, which each block of A stays in while the micro-tiles of B pass over it.
 pub const MC: usize = 240;
 
 /// Micro-tiles of B packed together: a block is `NB · isa.nr()` columns, so gathering a convolution's
@@ -368,8 +370,8 @@ unsafe fn run_part(
             // Blocks of at most `MC` rows of A: each stays in L2 while every micro-tile of the block of B
             // passes over it (with all of A inside the micro-tile loop, a layer whose weights outgrow L2
             // streamed them from L3 or DRAM once per 16 columns).
-            for b in 0..blocks {
-                let p_block = p_range.start + b * p_len / blocks..p_range.start + (b + 1) * p_len / blocks;
+            for blk in 0..blocks {
+                let p_block = p_range.start + blk * p_len / blocks..p_range.start + (blk + 1) * p_len / blocks;
                 for mt in 0..nbc.div_ceil(nr) {
                     let (n0, nc) = (nb0 + mt * nr, nr.min(nbc - mt * nr));
                     let (bp, ldb) = match in_place {
