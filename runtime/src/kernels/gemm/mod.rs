@@ -391,12 +391,7 @@ unsafe fn run_part(
                             ldc,
                             rows,
                             cols: nc,
-                            accumulate: epi.accumulate || k0 > 0,
-                            bias: match epi.bias {
-                                Some(bias) if last => bias[m0..].as_ptr(),
-                                _ => std::ptr::null(),
-                            },
-                            relu: relu && last,
+                            ..block_epilogue(epi, m0, k0, last)
                         };
                         unsafe { run_tile(isa, &tile, other_act.filter(|_| last)) };
                     }
@@ -404,6 +399,30 @@ unsafe fn run_part(
             }
             k0 += kc;
         }
+    }
+}
+
+/// The epilogue fields of a micro-tile whose C starts at row `m0`, for the k block starting at `k0`
+/// (`last` if it is the final one): add to C after the first block (or when the epilogue accumulates);
+/// the bias and a Relu only on the last block. The other fields are placeholders for the caller to set.
+fn block_epilogue(epi: &Epilogue, m0: usize, k0: usize, last: bool) -> Tile {
+    Tile {
+        k: 0,
+        a: std::ptr::null(),
+        b: std::ptr::null(),
+        ldb: 0,
+        b_offs: std::ptr::null(),
+        b_hi: 8,
+        c: std::ptr::null_mut(),
+        ldc: 0,
+        rows: 0,
+        cols: 0,
+        accumulate: epi.accumulate || k0 > 0,
+        bias: match epi.bias {
+            Some(bias) if last => bias[m0..].as_ptr(),
+            _ => std::ptr::null(),
+        },
+        relu: last && epi.act == Some(UnaryOp::Relu),
     }
 }
 
@@ -521,12 +540,7 @@ pub fn gemm_shifted(
                             ldc,
                             rows,
                             cols,
-                            accumulate: epi.accumulate || k0 > 0,
-                            bias: match epi.bias {
-                                Some(bias) if last => bias[m0..].as_ptr(),
-                                _ => std::ptr::null(),
-                            },
-                            relu: relu && last,
+                            ..block_epilogue(epi, m0, k0, last)
                         };
                         unsafe { run_tile(isa, &tile, other_act.filter(|_| last)) };
                     }
