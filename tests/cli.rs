@@ -225,11 +225,7 @@ fn compile_exe_runs_alone() {
     let alone = scratch("exe-alone");
     std::fs::copy(&exe, alone.join("classify")).unwrap();
     std::fs::copy(model("resnet20_input.npy"), alone.join("x.npy")).unwrap();
-    let o = Command::new(alone.join("classify"))
-        .current_dir(&alone)
-        .args(["--input", "x.npy", "--output", "y.npy"])
-        .output()
-        .unwrap();
+    let o = common::run_fresh_exe(&alone.join("classify"), &alone, &["--input", "x.npy", "--output", "y.npy"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let reference = common::read_npy(&common::models_dir().join("resnet20_output.npy"));
     common::assert_close("resnet20 exe", &common::read_npy(&alone.join("y.npy")), &reference);

@@ -2,6 +2,8 @@
 //! empty directory and run there on a `.npy` input (checked against ONNX Runtime) and on PNG and JPEG
 //! images; damaged copies fail with a one-line error.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -81,20 +83,9 @@ fn alone(name: &str) -> (TempDir, PathBuf) {
     (dir, exe)
 }
 
-/// Runs a freshly written executable. Another test thread may fork while this one still holds the file
-/// open for writing (the child keeps a copy of the descriptor until it execs), and exec then fails with
-/// ETXTBSY ("Text file busy") for a moment: that is retried, anything else is an error.
+/// Runs a freshly written executable (retrying ETXTBSY: see [`common::run_fresh_exe`]).
 fn run(exe: &Path, dir: &Path, args: &[&str]) -> Output {
-    const ETXTBSY: i32 = 26;
-    for _ in 0..100 {
-        match Command::new(exe).args(args).current_dir(dir).output() {
-            Err(e) if cfg!(target_os = "linux") && e.raw_os_error() == Some(ETXTBSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            r => return r.unwrap(),
-        }
-    }
-    panic!("{} stayed busy (ETXTBSY) for 2 s", exe.display())
+    common::run_fresh_exe(exe, dir, args)
 }
 
 fn text(b: &[u8]) -> String {

@@ -76,3 +76,19 @@ pub fn check_model(dir: &Path, name: &str) -> f32 {
     }
     max
 }
+
+/// Runs a freshly written executable in `dir`. Another test thread may fork while this one still holds
+/// the file open for writing (the child keeps a copy of the descriptor until it execs), and exec then
+/// fails with ETXTBSY ("Text file busy") for a moment: that is retried, anything else is an error.
+pub fn run_fresh_exe(exe: &Path, dir: &Path, args: &[&str]) -> std::process::Output {
+    const ETXTBSY: i32 = 26;
+    for _ in 0..100 {
+        match std::process::Command::new(exe).args(args).current_dir(dir).output() {
+            Err(e) if cfg!(target_os = "linux") && e.raw_os_error() == Some(ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("{} stayed busy (ETXTBSY) for 2 s", exe.display())
+}
