@@ -640,37 +640,20 @@ mod tests {
             let mut want = skip.clone();
             let mut s1 = vec![0.0; p.scratch_len(oh, ow, 2)];
             let packed = p.pack_weights(&wt);
-            conv2d(
-                &ConvArgs {
-                    bias: Some(&b),
-                    act: Some(UnaryOp::Relu),
-                    accumulate: acc,
-                    pre: Some(pre),
-                    ..ConvArgs::new(&x, n, h, w, &p, &packed, oh, ow)
-                },
-                &mut want,
-                &mut s1,
-                2,
-            );
+            let args = ConvArgs {
+                bias: Some(&b),
+                act: Some(UnaryOp::Relu),
+                accumulate: acc,
+                pre: Some(pre),
+                ..ConvArgs::new(&x, n, h, w, &p, &packed, oh, ow)
+            };
+            conv2d(&args, &mut want, &mut s1, 2);
             for v in [Variant::F2, Variant::F4] {
                 let u = transform_weights(&p, v, &wt);
                 for isa in Isa::all_available() {
                     let mut got = skip.clone();
                     let mut s2 = scratch_any(&p, v, oh, ow, 2);
-                    conv3x3_on(
-                        isa,
-                        v,
-                        &ConvArgs {
-                            bias: Some(&b),
-                            act: Some(UnaryOp::Relu),
-                            accumulate: acc,
-                            pre: Some(pre),
-                            ..ConvArgs::new(&x, n, h, w, &p, &u, oh, ow)
-                        },
-                        &mut got,
-                        &mut s2,
-                        2,
-                    );
+                    conv3x3_on(isa, v, &ConvArgs { weight: &u, ..args }, &mut got, &mut s2, 2);
                     // Each output sums up to ~1200 products of magnitude ~1 that largely cancel: float32
                     // rounding of either method is ~1e-7 of that sum, F(4×4)'s transforms amplify it
                     // (see `f4_error_against_f64`), so differences up to a few 1e-3 are expected.
