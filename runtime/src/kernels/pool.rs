@@ -91,7 +91,7 @@ pub fn max_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: 
     debug_assert_eq!(x.len(), planes * h * w, "max_pool2d: input length");
     debug_assert_eq!(y.len(), planes * oh * ow, "max_pool2d: output length");
     let taps = p.kernel[0] * p.kernel[1];
-    if p.dilations == [1, 1] && w <= SEPARABLE_MAX_W {
+    if separable_fits(p, w, ow) {
         for_each_plane(x, h * w, y, oh * ow, taps, |xp, yp| max_plane_separable(p, xp, h, w, ow, yp));
         return;
     }
@@ -113,7 +113,8 @@ pub fn max_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: 
     });
 }
 
-/// The widest input row [`max_pool2d`]'s separable path takes (its row buffer lives on the stack).
+/// The widest padded row [`max_pool2d`]'s separable path takes: the columns its windows span, left
+/// padding included (the row buffer lives on the stack).
 const SEPARABLE_MAX_W: usize = 1024;
 
 /// NaN-sticky maximum: once either side is NaN the result is NaN.
@@ -126,30 +127,55 @@ fn max_nan(m: f32, v: f32) -> f32 {
     }
 }
 
-/// One plane of an undilated max pool, separably: for each output row, the element-wise maximum of the
-/// window's input rows (a vectorizable pass over whole rows), then for each output column the maximum of
-/// that row's window columns. Same result as the window-by-window loop: max is associative and NaN
-/// sticks in both.
+/// Whether an undilated pool's windows fit [`max_plane_separable`]'s row buffer.
+fn separable_fits(p: &Pool2d, w: usize, ow: usize) -> bool {
+    p.dilations == [1, 1] && ow > 0 && (ow - 1) * p.strides[1].max(1) + p.kernel[1] < SEPARABLE_MAX_W
+}
+
+/// One plane of an undilated max pool, separably. For each output row, the element-wise maximum of the
+/// window's input rows goes into a padded row `c` (c[t] = column t − left, −∞ in the padding), a
+/// vectorizable pass over whole rows; then y[i, j] = max_{b < kw} c[j·sw + b]. With the usual 3-wide,
+/// stride-2 window that is max(max(c[2j], c[2j+1]), c[2j+2]) over pairs, which the compiler vectorizes.
+/// Same result as the window-by-window loop: the taps are folded in the same order, −∞ never wins over a
+/// value, and NaN sticks.
 fn max_plane_separable(p: &Pool2d, xp: &[f32], h: usize, w: usize, ow: usize, yp: &mut [f32]) {
     let sh = p.strides[0].max(1) as isize;
-    let sw = p.strides[1].max(1) as isize;
+    let (kw, sw) = (p.kernel[1], p.strides[1].max(1));
+    // The columns the windows span, and one more so that the pairs below always have a successor.
+    let span = (ow - 1) * sw + kw;
+    // (A left padding wider than the span leaves every window in the padding: all −∞.)
+    let left = p.pads[1].min(span);
     let mut buf = [f32::NEG_INFINITY; SEPARABLE_MAX_W];
-    let colmax = &mut buf[..w];
+    let c = &mut buf[..span + 1];
+    // The input columns inside the span: c[left + t] = column t for t < cols.
+    let cols = w.min(span.saturating_sub(left));
     for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
         let r0 = i as isize * sh - p.pads[0] as isize;
         let (a0, a1) = tap_range(r0, p.kernel[0], 1, 0, h as isize);
-        colmax.fill(f32::NEG_INFINITY);
-        for a in a0..a1 {
+        let row = |a: usize| {
             let r = (r0 + a as isize) as usize;
-            for (m, &v) in colmax.iter_mut().zip(&xp[r * w..(r + 1) * w]) {
-                *m = max_nan(*m, v);
+            &xp[r * w..r * w + cols]
+        };
+        let m = &mut c[left..left + cols];
+        if a0 == a1 {
+            m.fill(f32::NEG_INFINITY);
+        } else {
+            // max(−∞, v) = v for every v (NaN included): the first row is a copy.
+            m.copy_from_slice(row(a0));
+            for a in a0 + 1..a1 {
+                for (m, &v) in m.iter_mut().zip(row(a)) {
+                    *m = max_nan(*m, v);
+                }
             }
         }
-        for (j, out) in yr.iter_mut().enumerate() {
-            let c0 = j as isize * sw - p.pads[1] as isize;
-            let (b0, b1) = tap_range(c0, p.kernel[1], 1, 0, w as isize);
-            let start = (c0 + b0 as isize).max(0) as usize;
-            *out = colmax[start..start + (b1 - b0)].iter().fold(f32::NEG_INFINITY, |m, &v| max_nan(m, v));
+        if (kw, sw) == (3, 2) {
+            for ((o, pair), next) in yr.iter_mut().zip(c.chunks_exact(2)).zip(c[2..].chunks_exact(2)) {
+                *o = max_nan(max_nan(pair[0], pair[1]), next[0]);
+            }
+        } else {
+            for (j, o) in yr.iter_mut().enumerate() {
+                *o = c[j * sw..j * sw + kw].iter().fold(f32::NEG_INFINITY, |m, &v| max_nan(m, v));
+            }
         }
     }
 }
@@ -404,6 +430,9 @@ mod tests {
         check(&case(56, 56, 2, 2, [0, 0, 0, 0], 1, false)); // large enough for the parallel path
         check(&case(9, 7, 3, 1, [1, 1, 1, 1], 1, false));
         check(&case(6, 5, 3, 2, [2, 0, 1, 2], 1, false)); // asymmetric pads
+        check(&case(7, 9, 3, 2, [0, 0, 0, 0], 1, false)); // stride-2 pairs, no padding, odd width
+        check(&case(5, 6, 3, 2, [1, 1, 1, 1], 1, true)); // stride-2 pairs in ceil mode
+        check(&case(4, 6, 2, 2, [1, 1, 1, 1], 1, false)); // 2-wide windows on the padded row
         check(&case(10, 11, 3, 2, [1, 1, 1, 1], 2, false)); // dilation
         check(&Case {
             planes: 2,
