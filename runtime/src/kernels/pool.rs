@@ -91,7 +91,7 @@ pub fn max_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: 
     debug_assert_eq!(x.len(), planes * h * w, "max_pool2d: input length");
     debug_assert_eq!(y.len(), planes * oh * ow, "max_pool2d: output length");
     let taps = p.kernel[0] * p.kernel[1];
-    if separable_fits(p, w, ow) {
+    if separable_fits(p, ow) {
         for_each_plane(x, h * w, y, oh * ow, taps, |xp, yp| max_plane_separable(p, xp, h, w, ow, yp));
         return;
     }
@@ -128,7 +128,7 @@ fn max_nan(m: f32, v: f32) -> f32 {
 }
 
 /// Whether an undilated pool's windows fit [`max_plane_separable`]'s row buffer.
-fn separable_fits(p: &Pool2d, w: usize, ow: usize) -> bool {
+fn separable_fits(p: &Pool2d, ow: usize) -> bool {
     p.dilations == [1, 1] && ow > 0 && (ow - 1) * p.strides[1].max(1) + p.kernel[1] < SEPARABLE_MAX_W
 }
 
