@@ -18,8 +18,11 @@ use crate::kernels::elementwise::unary_inplace;
 /// The most columns (or rows, for [`run_rows`]) these paths take.
 pub const MAX_N: usize = 4;
 
-/// Columns of C one pass of [`run_rows`] accumulates (in L1: `MAX_N` rows of them).
-pub const COLS: usize = 512;
+/// Columns of C one pass of [`run_rows`] accumulates (in L1: `MAX_N` rows of them, 16 KiB). A
+/// classifier's 1000 classes make one pass, so B streams by whole rows: in 512-column passes every pass
+/// read half of each 4 KB row, and ResNet-50's 2048 × 1000 classifier took 1.41 ms on 1 thread, against
+/// 0.84 ms in one pass (same bits: each element still sums its k terms in order).
+pub const COLS: usize = 1024;
 
 /// Rows `panels` of C = epilogue(A · B), B row-major `k × n` at stride `ldb`, C at stride `ldc`.
 ///
