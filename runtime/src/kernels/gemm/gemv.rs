@@ -115,6 +115,72 @@ unsafe fn body(
     }
 }
 
+/// Into how many consecutive segments of k [`run_rows_segmented`] splits an m ≤ [`MAX_N`]-row product
+/// with `n` columns and depth `k`: 2 for a classifier's weights (k ≥ 1024, and the partial sums of
+/// every row fit the one-thread GEMM scratch), otherwise 1. It depends on the shape alone, never on
+/// the thread count, so the sums (and the bits) are the same on any number of threads.
+pub(super) fn k_segments(n: usize, k: usize) -> usize {
+    if k >= 1024 && 2 * MAX_N * n <= super::KC * super::NB * 16 {
+        2
+    } else {
+        1
+    }
+}
+
+/// C = epilogue(A · B) for m ≤ [`MAX_N`] rows as `segs` partial products over consecutive segments of
+/// k, each streaming whole rows of B: P_s = A[:, k_s] · B[k_s, :] into `partial` (`segs·m·n` floats),
+/// then C = epilogue(P_0 + P_1 + …) in that order. The threads take segments (and, past one thread a
+/// segment, column ranges of them). Splitting the columns instead made every thread read part of each
+/// row: ResNet-50's 2048 × 1000 classifier on 2 threads read two half rows of every 4 KB row.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_rows_segmented(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+    threads: usize,
+    segs: usize,
+    partial: &mut [f32],
+) {
+    assert!(partial.len() >= segs * m * n && (1..=MAX_N).contains(&m));
+    let cparts = threads.div_ceil(segs).min(n.div_ceil(64)).max(1);
+    let plain = Epilogue { accumulate: false, bias: None, act: None };
+    let shared = crate::parallel::SendPtr(partial.as_mut_ptr());
+    crate::parallel::run(segs * cparts, &|u| {
+        let (sg, cp) = (u / cparts, u % cparts);
+        let (k0, k1) = (sg * k / segs, (sg + 1) * k / segs);
+        let at = |q: usize| (q * n.div_ceil(16) / cparts * 16).min(n);
+        // A packed is one panel: column p of row i at p·MR + i, so segment k0.. starts at k0·MR.
+        // SAFETY: unit (sg, cp) alone writes columns at(cp)..at(cp + 1) of the m rows of P_sg, inside
+        // `partial` (asserted); A and B are read from row k0 on, within the caller's bounds.
+        unsafe {
+            let p = shared.get().add(sg * m * n);
+            run_rows(isa, m, k1 - k0, &a[k0 * MR..], &b[k0 * ldb..], ldb, p, n, &plain, at(cp)..at(cp + 1))
+        };
+    });
+    for i in 0..m {
+        let row = &mut c[i * ldc..i * ldc + n];
+        let bias = epi.bias.map_or(0.0, |bias| bias[i]);
+        for (j, o) in row.iter_mut().enumerate() {
+            let mut v = partial[i * n + j];
+            for sg in 1..segs {
+                v += partial[(sg * m + i) * n + j];
+            }
+            let v = v + bias;
+            *o = if epi.accumulate { *o + v } else { v };
+        }
+        if let Some(act) = epi.act {
+            unary_inplace(act, row);
+        }
+    }
+}
+
 /// Columns `cols` of C = epilogue(A · B) for m ≤ [`MAX_N`] rows, A packed (one panel), B row-major
 /// `k × n` at stride `ldb`, C at stride `ldc`.
 ///

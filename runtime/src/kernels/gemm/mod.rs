@@ -264,7 +264,14 @@ pub fn gemm_packed(
         return;
     }
     if let (true, Some((d, ld))) = (m <= gemv::MAX_N, b.direct()) {
-        // A few rows (a classifier at batch 1): one pass over B, threads splitting its columns.
+        // A few rows (a classifier at batch 1): one pass over B.
+        let segs = gemv::k_segments(n, k);
+        if segs > 1 {
+            let (partial, _) = scratch.split_at_mut(segs * m * n);
+            gemv::run_rows_segmented(isa, m, n, k, a, d, ld, c, ldc, epi, threads, segs, partial);
+            return;
+        }
+        // Threads split its columns.
         let parts = if n * k >= 1 << 15 { threads.min(n.div_ceil(64)) } else { 1 };
         let shared = crate::parallel::SendPtr(c.as_mut_ptr());
         crate::parallel::run(parts, &|i| {
@@ -677,6 +684,9 @@ mod tests {
             (129, 4, 300),
             (1, 1000, 2048),
             (3, 700, 64),
+            // Few rows, k in two segments; and too many columns for the segments' partial sums.
+            (4, 300, 1500),
+            (1, 4200, 1024),
         ];
         for isa in Isa::all_available() {
             for &(m, n, k) in &shapes {
@@ -707,7 +717,8 @@ mod tests {
     fn epilogue_and_thread_splits() {
         for isa in Isa::all_available() {
             // (600, 49, 300) and (500, 300, 70) have several blocks of `MC` rows, split by rows and by
-            // columns; the last three take the few-column and few-row paths.
+            // columns; the last five take the few-column and few-row paths, the last two with k in two
+            // segments (a classifier's weights streamed by whole rows, 1 and 3 rows of A).
             for &(m, n, k) in &[
                 (5, 7, 3),
                 (24, 200, 600),
@@ -718,6 +729,8 @@ mod tests {
                 (300, 3, 200),
                 (1000, 1, 64),
                 (2, 1000, 256),
+                (1, 1000, 2048),
+                (3, 500, 1111),
             ] {
                 let ldc = n + 3;
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
