@@ -10,7 +10,7 @@
 //!
 //! This module owns those buffers only; what is multiplied is the steps' business.
 
-use super::steps::copy_short;
+use resin_runtime::kernels::copy_short;
 use resin_runtime::kernels::elementwise::UnaryOp;
 use resin_runtime::kernels::gemm::{
     gemm_packed, pack_a, packed_len, scratch_len, BSource, Epilogue, Isa, MatB, MatRef, KC, MR,

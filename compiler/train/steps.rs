@@ -11,6 +11,7 @@
 
 use super::gemm::{copy_panels, Copied, Gemm};
 use super::mem::{Mem, View};
+use resin_runtime::kernels::copy_short;
 use resin_runtime::kernels::elementwise::{unary, unary_inplace, UnaryOp};
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
 use resin_runtime::kernels::transpose::transpose;
@@ -569,36 +570,6 @@ struct Gather<'a> {
 /// A stretch of consecutive output pixels along one output row: (first index in the range, length,
 /// output row, output column).
 type Run = (usize, usize, usize, usize);
-
-/// Copies a short run without a `memcpy` call (fixed-size chunks are inlined vector moves; the tail is
-/// written out so that no loop is turned back into a call).
-#[inline]
-pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
-    let n = dst.len();
-    let (mut d8, mut s8) = (dst.chunks_exact_mut(8), src[..n].chunks_exact(8));
-    for (d, s) in (&mut d8).zip(&mut s8) {
-        let a: &[f32; 8] = s.try_into().unwrap();
-        let b: &mut [f32; 8] = d.try_into().unwrap();
-        *b = *a;
-    }
-    let (d, s) = (d8.into_remainder(), s8.remainder());
-    let mut i = 0;
-    if d.len() >= 4 {
-        let a: &[f32; 4] = s[..4].try_into().unwrap();
-        let b: &mut [f32; 4] = (&mut d[..4]).try_into().unwrap();
-        *b = *a;
-        i = 4;
-    }
-    if i < d.len() {
-        d[i] = s[i];
-        if i + 1 < d.len() {
-            d[i + 1] = s[i + 1];
-            if i + 2 < d.len() {
-                d[i + 2] = s[i + 2];
-            }
-        }
-    }
-}
 
 /// Zeroes a short run (usually one or two padding taps) without a `memset` call.
 #[inline]
