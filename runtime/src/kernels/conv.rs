@@ -61,7 +61,27 @@ impl Conv2d {
             return packing;
         }
         let (hq, wq) = self.phase_dims(oh, ow);
-        packing.max(self.cin / self.group * self.strides[0] * self.strides[1] * hq * wq + SLACK + self.k())
+        packing.max(self.cin / self.group * self.phase_count() * hq * wq + SLACK + self.k())
+    }
+    /// Whether some tap reads phase `x` along axis `a`: u·d ≡ x (mod s) for some u < k.
+    fn reads_phase(&self, a: usize, x: usize) -> bool {
+        (0..self.kernel[a]).any(|u| u * self.dilations[a] % self.strides[a].max(1) == x)
+    }
+    /// How many phases some tap reads along axis `a`.
+    fn axis_phases(&self, a: usize) -> usize {
+        (0..self.strides[a].max(1)).filter(|&x| self.reads_phase(a, x)).count()
+    }
+    /// How many phase planes `conv_shifted` builds: the (row, column) phases some tap reads. A 3x3
+    /// stride-2 convolution reads all four, a 1x1 stride-2 one only phase (0, 0).
+    fn phase_count(&self) -> usize {
+        self.axis_phases(0) * self.axis_phases(1)
+    }
+    /// The slot of phase (a, b) among [`Conv2d::phase_count`]'s planes (row phases outer), if a tap reads it.
+    fn phase_slot(&self, a: usize, b: usize) -> Option<usize> {
+        let rank = |axis: usize, x: usize| {
+            self.reads_phase(axis, x).then(|| (0..x).filter(|&y| self.reads_phase(axis, y)).count())
+        };
+        Some(rank(0, a)? * self.axis_phases(1) + rank(1, b)?)
     }
     /// Whether [`conv2d`] reads this convolution's input in place from a zero-padded copy ([`gemm_shifted`])
     /// instead of gathering GEMM tiles: any convolution with small enough weights but the plain 1x1 (whose
@@ -393,7 +413,8 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
 /// columns b, b + s1, …: output pixel (i, j) under tap (u, v) reads padded pixel (s0·i + u·d0, s1·j + v·d1),
 /// which is pixel (i + ⌊u·d0/s0⌋, j + ⌊v·d1/s1⌋) of phase (u·d0 mod s0, v·d1 mod s1). So every tap is
 /// still a shifted view of one plane, and a stride-2 convolution reads as a stride-1 one. With stride 1
-/// there is one phase: the padded input.
+/// there is one phase: the padded input. Only the planes of phases some tap reads are built
+/// ([`Conv2d::phase_count`]).
 #[allow(clippy::too_many_arguments)]
 fn conv_shifted(
     x: &[f32],
@@ -419,21 +440,23 @@ fn conv_shifted(
     let hp = p.padded_dims(oh, ow).0;
     let (hq, wq) = p.phase_dims(oh, ow);
     let (top, left) = (p.pads[0], p.pads[1]);
-    let plane = hq * wq;
-    let (padded, rest) = scratch.split_at_mut(cin_g * s0 * s1 * plane + SLACK);
+    let (plane, phases) = (hq * wq, p.phase_count());
+    let (padded, rest) = scratch.split_at_mut(cin_g * phases * plane + SLACK);
     // Channel by channel, the channels split between the threads (each channel's phase planes are one
     // chunk): a serial copy was a tenth of a small ResNet's time on 2 threads, the other thread waiting.
-    for_chunks_mut(&mut padded[..cin_g * s0 * s1 * plane], s0 * s1 * plane, |c, chan| {
+    for_chunks_mut(&mut padded[..cin_g * phases * plane], phases * plane, |c, chan| {
         let src = &x[c * h * w..(c + 1) * h * w];
         for a in 0..s0 {
             for b in 0..s1 {
+                // Only the phases some tap reads (a 1x1 stride-2 convolution copies a quarter of its input).
+                let Some(slot) = p.phase_slot(a, b) else { continue };
                 // Column j of this phase is padded column j·s1 + b, input column j·s1 + b − left: valid
                 // for j in lo..hi, the same in every row (computed once: two divisions per row were a
                 // tenth of ResNet-20's time on one thread).
                 let lo = left.saturating_sub(b).div_ceil(s1).min(wq);
                 let hi = (left + w).saturating_sub(b).div_ceil(s1).clamp(lo, wq);
                 let first = (lo * s1 + b).saturating_sub(left);
-                let dst = &mut chan[(a * s1 + b) * plane..][..plane];
+                let dst = &mut chan[slot * plane..][..plane];
                 for (i, row) in dst.chunks_exact_mut(wq).enumerate() {
                     // Padded row yy = i·s0 + a is input row yy − top, if that exists.
                     let yy = i * s0 + a;
@@ -470,17 +493,19 @@ fn conv_shifted(
             }
         }
     });
-    padded[cin_g * s0 * s1 * plane..].fill(0.0);
+    padded[cin_g * phases * plane..].fill(0.0);
     let [kh, kw] = p.kernel;
     // Offsets stored in the float scratch as u32 bit patterns (same size and alignment; every pattern is
     // valid for both), so that a run allocates nothing.
     let offs_f = &mut rest[..p.k()];
-    for c in 0..cin_g {
-        for u in 0..kh {
-            for v in 0..kw {
-                let (du, dv) = (u * p.dilations[0], v * p.dilations[1]);
-                let phase = (c * s0 + du % s0) * s1 + dv % s1;
-                let off = phase * plane + du / s0 * wq + dv / s1;
+    // Tap (u, v)'s offset within a channel's planes, computed once per tap, not per channel.
+    for u in 0..kh {
+        for v in 0..kw {
+            let (du, dv) = (u * p.dilations[0], v * p.dilations[1]);
+            let slot = p.phase_slot(du % s0, dv % s1).expect("every tap's phase is built");
+            let tap = slot * plane + du / s0 * wq + dv / s1;
+            for c in 0..cin_g {
+                let off = c * phases * plane + tap;
                 offs_f[(c * kh + u) * kw + v] = f32::from_bits(u32::try_from(off).expect("offsets fit u32"));
             }
         }
@@ -534,6 +559,38 @@ mod tests {
             }
         }
         y
+    }
+
+    /// Only the phases a tap reads get a plane, in row-major slots.
+    #[test]
+    fn phase_planes_only_for_the_phases_taps_read() {
+        let conv = |k: [usize; 2], s: [usize; 2], d: [usize; 2]| Conv2d {
+            cin: 2,
+            cout: 2,
+            kernel: k,
+            strides: s,
+            pads: [0; 4],
+            dilations: d,
+            group: 1,
+        };
+        // 1x1 stride 2: phase (0, 0) alone, a quarter of the input.
+        let p = conv([1, 1], [2, 2], [1, 1]);
+        assert_eq!(
+            (p.phase_count(), p.phase_slot(0, 0), p.phase_slot(1, 0), p.phase_slot(0, 1)),
+            (1, Some(0), None, None)
+        );
+        // 3x3 stride 2: all four.
+        let p = conv([3, 3], [2, 2], [1, 1]);
+        assert_eq!(p.phase_count(), 4);
+        assert_eq!(
+            (0..2).flat_map(|a| (0..2).map(move |b| (a, b))).map(|(a, b)| p.phase_slot(a, b)).collect::<Vec<_>>(),
+            [Some(0), Some(1), Some(2), Some(3)]
+        );
+        // Rows: stride 2, dilation 2 (every tap in phase 0); columns: stride 3, three taps (phases 0-2).
+        let p = conv([3, 3], [2, 3], [2, 1]);
+        assert_eq!((p.phase_count(), p.phase_slot(0, 2), p.phase_slot(1, 0)), (3, Some(2), None));
+        // Stride 1: the padded input itself.
+        assert_eq!(conv([3, 3], [1, 1], [1, 1]).phase_count(), 1);
     }
 
     /// Strides wider than the input: some phase planes get no input column at all.
