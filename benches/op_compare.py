@@ -39,7 +39,7 @@ def group(name, ort_names):
         return "max pool"
     if "/fc/" in name:
         return "classifier"
-    m = re.match(r"/layer(\d)/layer\d\.(\d)/(conv\d|downsample|relu_1|relu|bn3)", name)
+    m = re.match(r"/layer(\d)/layer\d\.(\d)/(conv\d|downsample|relu_1|relu|bn3)/", name)
     if not m:
         return "other"
     stage, block, part = m.groups()
@@ -87,7 +87,10 @@ def ort_groups(onnx_path, npy, threads, runs, tmp):
             times[e["name"][: -len("_kernel_time")]].append(e["dur"] / 1e3)
     sums = collections.Counter()
     for node, t in times.items():
-        sums[group(node, True)] += statistics.median(t[-runs:])
+        # Several nodes may share a name (ORT's layout reorders): q events a run, summed per run.
+        q = max(1, len(t) // (runs + 5))
+        per_run = [sum(t[i * q:(i + 1) * q]) for i in range(len(t) // q)]
+        sums[group(node, True)] += statistics.median(per_run[-runs:])
     return sums
 
 
@@ -117,8 +120,11 @@ def main():
     print("| group | resin ms | ORT ms | resin / ORT |")
     print("|---|---|---|---|")
     total = [0.0, 0.0]
+    for k in sorted(set(ort_) - set(res)):
+        print(f"| {k} | - | {statistics.median(ort_[k]):.2f} | - |")
     for k in sorted(res, key=lambda k: -statistics.median(res[k])):
         if k not in ort_ or len(ort_[k]) != len(res[k]):
+            print(f"| {k} | {statistics.median(res[k]):.2f} | - | - |")
             continue
         r, o = statistics.median(res[k]), statistics.median(ort_[k])
         total[0] += r

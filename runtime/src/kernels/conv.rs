@@ -113,8 +113,8 @@ impl Conv2d {
         let dim = |o: usize, a: usize| (o.max(1) - 1) * self.strides[a] + (self.kernel[a] - 1) * self.dilations[a] + 1;
         (dim(oh, 0), dim(ow, 1))
     }
-    /// Height and width of each of the s0·s1 phase planes the padded input splits into (see
-    /// `conv_shifted`); the padded input itself when the stride is 1.
+    /// Height and width of each phase plane the padded input splits into (see `conv_shifted`; the
+    /// [`Conv2d::phase_count`] planes some tap reads are built); the padded input itself with stride 1.
     fn phase_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
         let (hp, wp) = self.padded_dims(oh, ow);
         (hp.div_ceil(self.strides[0]), wp.div_ceil(self.strides[1]))

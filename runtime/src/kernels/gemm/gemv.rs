@@ -7,7 +7,9 @@
 //!   columns, acc[i][j] = Σ_p A[i][p] · B[p][j], a multiply-add along a row of B per (p, i).
 //!
 //! Then the tile kernels' epilogue (accumulate into C, bias per row, activation). Each element sums its
-//! k terms in order, so results do not depend on the thread count (threads split panels or columns).
+//! k terms in order (threads split panels or columns), or, for a classifier's long k
+//! ([`run_rows_segmented`]), two partial sums over fixed halves of k added in order (threads split the
+//! halves): either way results do not depend on the thread count.
 //!
 //! Owns no unsafe SIMD: one generic body, compiled twice — with AVX2+FMA enabled (selected at run time)
 //! and portable.
@@ -21,7 +23,8 @@ pub const MAX_N: usize = 4;
 /// Columns of C one pass of [`run_rows`] accumulates (in L1: `MAX_N` rows of them, 16 KiB). A
 /// classifier's 1000 classes make one pass, so B streams by whole rows: in 512-column passes every pass
 /// read half of each 4 KB row, and ResNet-50's 2048 × 1000 classifier took 1.41 ms on 1 thread, against
-/// 0.84 ms in one pass (same bits: each element still sums its k terms in order).
+/// 0.84 ms in one pass (same bits: each element still sums its k terms in order). That classifier now
+/// takes [`run_rows_segmented`] (k ≥ 1024), whose two halves each stream whole rows the same way.
 pub const COLS: usize = 1024;
 
 /// Rows `panels` of C = epilogue(A · B), B row-major `k × n` at stride `ldb`, C at stride `ldc`.
@@ -116,11 +119,12 @@ unsafe fn body(
 }
 
 /// Into how many consecutive segments of k [`run_rows_segmented`] splits an m ≤ [`MAX_N`]-row product
-/// with `n` columns and depth `k`: 2 for a classifier's weights (k ≥ 1024, and the partial sums of
-/// every row fit the one-thread GEMM scratch), otherwise 1. It depends on the shape alone, never on
-/// the thread count, so the sums (and the bits) are the same on any number of threads.
+/// with `n` columns and depth `k`: 2 for a classifier's weights (k ≥ 1024, at least 2¹⁷ multiply-adds a
+/// row, and the partial sums of every row fit the one-thread GEMM scratch, whose `nr` is at least 16 on
+/// every ISA), otherwise 1. It depends on the shape alone, never on the thread count, so the sums (and
+/// the bits) are the same on any number of threads.
 pub(super) fn k_segments(n: usize, k: usize) -> usize {
-    if k >= 1024 && 2 * MAX_N * n <= super::KC * super::NB * 16 {
+    if k >= 1024 && n * k >= 1 << 17 && 2 * MAX_N * n <= super::KC * super::NB * 16 {
         2
     } else {
         1
@@ -152,7 +156,7 @@ pub(super) fn run_rows_segmented(
     let cparts = threads.div_ceil(segs).min(n.div_ceil(64)).max(1);
     let plain = Epilogue { accumulate: false, bias: None, act: None };
     let shared = crate::parallel::SendPtr(partial.as_mut_ptr());
-    crate::parallel::run(segs * cparts, &|u| {
+    let unit = |u: usize| {
         let (sg, cp) = (u / cparts, u % cparts);
         let (k0, k1) = (sg * k / segs, (sg + 1) * k / segs);
         let at = |q: usize| (q * n.div_ceil(16) / cparts * 16).min(n);
@@ -163,7 +167,13 @@ pub(super) fn run_rows_segmented(
             let p = shared.get().add(sg * m * n);
             run_rows(isa, m, k1 - k0, &a[k0 * MR..], &b[k0 * ldb..], ldb, p, n, &plain, at(cp)..at(cp + 1))
         };
-    });
+    };
+    // One thread asked for: the units in turn, on this thread, whatever pool is installed.
+    if threads <= 1 {
+        (0..segs * cparts).for_each(unit);
+    } else {
+        crate::parallel::run(segs * cparts, &unit);
+    }
     for i in 0..m {
         let row = &mut c[i * ldc..i * ldc + n];
         let bias = epi.bias.map_or(0.0, |bias| bias[i]);

@@ -52,7 +52,8 @@ pub fn packed_len(m: usize, k: usize) -> usize {
     m.div_ceil(MR) * MR * k
 }
 
-/// Packing scratch [`gemm_packed`] needs for `threads` threads on `isa`.
+/// Scratch [`gemm_packed`] needs for `threads` threads on `isa`: blocks of packed B, or a few-row
+/// product's partial sums over segments of k (which fit `scratch_len(isa, 1)`, see `gemv::k_segments`).
 pub fn scratch_len(isa: Isa, threads: usize) -> usize {
     threads.max(1) * KC * NB * isa.nr()
 }
@@ -267,6 +268,7 @@ pub fn gemm_packed(
         // A few rows (a classifier at batch 1): one pass over B.
         let segs = gemv::k_segments(n, k);
         if segs > 1 {
+            assert!(scratch.len() >= segs * m * n, "gemm: scratch is too small");
             let (partial, _) = scratch.split_at_mut(segs * m * n);
             gemv::run_rows_segmented(isa, m, n, k, a, d, ld, c, ldc, epi, threads, segs, partial);
             return;
