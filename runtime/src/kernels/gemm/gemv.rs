@@ -106,15 +106,22 @@ unsafe fn body(
         for r in 0..rows {
             // SAFETY: row m0 + r < m of C, n floats, ours alone (the caller's contract).
             let row = unsafe { std::slice::from_raw_parts_mut(c.add((m0 + r) * ldc), n) };
-            let bias = epi.bias.map_or(0.0, |bias| bias[m0 + r]);
-            for (j, o) in row.iter_mut().enumerate() {
-                let v = acc[j][r] + bias;
-                *o = if epi.accumulate { *o + v } else { v };
-            }
-            if let Some(act) = epi.act {
-                unary_inplace(act, row);
-            }
+            store_row(row, acc.iter().map(|accj| accj[r]), m0 + r, epi);
         }
+    }
+}
+
+/// The tile kernels' epilogue on row `i` of C, one value per column: o = v + bias[i] (added to o when
+/// the epilogue accumulates), then the activation over the row. One place for the three paths here.
+#[inline(always)]
+fn store_row(row: &mut [f32], values: impl Iterator<Item = f32>, i: usize, epi: &Epilogue) {
+    let bias = epi.bias.map_or(0.0, |bias| bias[i]);
+    for (o, v) in row.iter_mut().zip(values) {
+        let v = v + bias;
+        *o = if epi.accumulate { *o + v } else { v };
+    }
+    if let Some(act) = epi.act {
+        unary_inplace(act, row);
     }
 }
 
@@ -175,19 +182,9 @@ pub(super) fn run_rows_segmented(
         crate::parallel::run(segs * cparts, &unit);
     }
     for i in 0..m {
-        let row = &mut c[i * ldc..i * ldc + n];
-        let bias = epi.bias.map_or(0.0, |bias| bias[i]);
-        for (j, o) in row.iter_mut().enumerate() {
-            let mut v = partial[i * n + j];
-            for sg in 1..segs {
-                v += partial[(sg * m + i) * n + j];
-            }
-            let v = v + bias;
-            *o = if epi.accumulate { *o + v } else { v };
-        }
-        if let Some(act) = epi.act {
-            unary_inplace(act, row);
-        }
+        // P_0 + P_1 + … for each column, in segment order.
+        let sum = |j: usize| (1..segs).fold(partial[i * n + j], |v, sg| v + partial[(sg * m + i) * n + j]);
+        store_row(&mut c[i * ldc..i * ldc + n], (0..n).map(sum), i, epi);
     }
 }
 
@@ -268,14 +265,7 @@ unsafe fn rows_body(
         for (i, acci) in acc.iter().enumerate().take(m) {
             // SAFETY: row i < m, columns j0..j0 + nc of C, ours alone (the caller's contract).
             let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc + j0), nc) };
-            let bias = epi.bias.map_or(0.0, |bias| bias[i]);
-            for (o, &v) in row.iter_mut().zip(&acci[..nc]) {
-                let v = v + bias;
-                *o = if epi.accumulate { *o + v } else { v };
-            }
-            if let Some(act) = epi.act {
-                unary_inplace(act, row);
-            }
+            store_row(row, acci[..nc].iter().copied(), i, epi);
         }
         j0 += nc;
     }
