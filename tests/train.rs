@@ -457,6 +457,58 @@ fn merged_update_equals_per_matrix_updates() {
     }
 }
 
+/// Plain SGD applied inside the weight-gradient products (`backward_sgd`, what `train_step` does with
+/// plain SGD) lands on the same weights as `backward` then the optimizer's step, for merged and per-matrix
+/// layers, one and two threads, over two steps (so the second step's forward and ∂L/∂a read the updated
+/// weights, and each ∂L/∂a product must have read W before its update).
+#[test]
+fn sgd_in_the_weight_products_equals_backward_then_step() {
+    let eta = 0.1;
+    for name in ["mlp_dense", "mlp_highway", "mlp_gated", "resnet_small"] {
+        let g = fixture(name);
+        for (merge, threads) in [(true, 1), (false, 1), (true, 2)] {
+            let opts = PlanOptions { merge, threads };
+            let (mut fused, mut plain) = (TrainPlan::new(&g, &opts).unwrap(), TrainPlan::new(&g, &opts).unwrap());
+            let (mut opt_f, mut opt_p) = (resin::train::Optimizer::sgd(eta), resin::train::Optimizer::sgd(eta));
+            assert_eq!(opt_f.fused_sgd_lr(), Some(eta));
+            let per: usize = fused.input_shape().iter().product();
+            let mut worst = 0.0f32;
+            for step in 0..2 {
+                let x = inputs(4 * per, 10 + step, 0.0, false);
+                let yf = fused.forward(&x, true).unwrap();
+                let yp = plain.forward(&x, true).unwrap();
+                let c = inputs(yf.len(), 20 + step, 0.0, false);
+                fused.backward_sgd(&c, eta).unwrap();
+                plain.backward(&c).unwrap();
+                let updated = fused.params.iter().filter(|p| p.updated).count();
+                assert!(updated > 0, "{name}: no weight was updated in its product");
+                opt_f.step(&mut fused.params);
+                opt_p.step(&mut plain.params);
+                assert!(fused.params.iter().all(|p| !p.updated), "{name}: the step left a flag set");
+                for (a, b) in yf.iter().zip(&yp) {
+                    worst = worst.max((a - b).abs() / (1.0 + b.abs()));
+                }
+                for (a, b) in fused.input_grad().iter().zip(&plain.input_grad()) {
+                    worst = worst.max((a - b).abs() / (1.0 + b.abs()));
+                }
+                for (pf, pp) in fused.params.iter().zip(&plain.params) {
+                    for (a, b) in pf.data.iter().zip(&pp.data) {
+                        worst = worst.max((a - b).abs() / (1.0 + b.abs()));
+                    }
+                }
+            }
+            println!("{name} merge={merge} threads={threads}: fused vs separate SGD: max difference {worst:.2e}");
+            assert!(worst < 2e-6, "{name} merge={merge} threads={threads}: {worst}");
+        }
+    }
+    // Momentum or weight decay keep their own pass: no product applies them.
+    let kinds = [
+        resin::train::Optimizer::new(resin::train::OptimizerKind::Sgd { momentum: 0.9 }, 0.1, 0.0).unwrap(),
+        resin::train::Optimizer::new(resin::train::OptimizerKind::Sgd { momentum: 0.0 }, 0.1, 1e-4).unwrap(),
+    ];
+    assert!(kinds.iter().all(|o| o.fused_sgd_lr().is_none()));
+}
+
 #[test]
 fn batchnorm_running_statistics_follow_pytorch() {
     let (mut g, x) = G::new(&[2], 20);

@@ -3,7 +3,9 @@
 //!
 //! Plain SGD is the spec's rule: for every matrix, main path or skip, ΔW = −η ∂L/∂W, which for a layer l
 //! fed by a^{l-k} is ΔW^{l-k,l} = −η a^{l-k} δ^l (the plan computes ∂L/∂W_cat = a_catᵀ δ^l in one product;
-//! this applies −η to all of it at once). This module owns the update arithmetic and the optimizer state.
+//! this applies −η to all of it at once; or, with plain SGD in [`train_step`](super::trainer::train_step), the
+//! product itself accumulates −η a_catᵀ δ^l into W_cat and this step skips that matrix). This module owns
+//! the update arithmetic and the optimizer state.
 
 use super::steps::Param;
 use anyhow::{bail, Result};
@@ -73,7 +75,14 @@ impl Optimizer {
         Optimizer { kind: OptimizerKind::Sgd { momentum: 0.0 }, lr, weight_decay: 0.0, state: vec![], t: 0 }
     }
 
-    /// Applies one update to every parameter from its `grad`. Large parameters are split into chunks
+    /// The learning rate when this optimizer is plain SGD (no momentum, no weight decay): the rule a
+    /// weight-gradient product can apply itself ([`TrainPlan::backward_sgd`](super::TrainPlan::backward_sgd)).
+    pub fn fused_sgd_lr(&self) -> Option<f32> {
+        (self.kind == OptimizerKind::Sgd { momentum: 0.0 } && self.weight_decay == 0.0).then_some(self.lr)
+    }
+
+    /// Applies one update to every parameter from its `grad`, except those a backward pass already
+    /// updated ([`Param::updated`], whose flag this clears). Large parameters are split into chunks
     /// spread over the installed pool's threads (every element's update is independent).
     pub fn step(&mut self, params: &mut [Param]) {
         if self.state.len() != params.len() {
@@ -84,6 +93,9 @@ impl Optimizer {
         let rule = Rule::new(self.kind, self.lr, self.weight_decay, self.t);
         let threads = resin_runtime::parallel::current_threads();
         for (p, (m, v)) in params.iter_mut().zip(&mut self.state) {
+            if std::mem::take(&mut p.updated) {
+                continue;
+            }
             let n = p.data.len();
             if threads <= 1 || n < 1 << 14 {
                 rule.apply(&mut p.data, &p.grad, m, v);

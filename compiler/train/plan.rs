@@ -1139,6 +1139,18 @@ impl TrainPlan {
     /// Runs the backward pass from `dout` = ∂L/∂output (`batch × classes`), after a training
     /// [`forward`](Self::forward): fills every parameter's `grad`.
     pub fn backward(&mut self, dout: &[f32]) -> Result<()> {
+        self.backward_with(dout, None)
+    }
+
+    /// [`backward`](Self::backward) that also applies plain SGD with learning rate `lr` where a step can
+    /// do it inside its weight-gradient product (see [`BackCtx::sgd`]): those parameters are updated and
+    /// flagged [`Param::updated`], their `grad` left unwritten; the others get their `grad` as usual, for
+    /// the optimizer's step.
+    pub fn backward_sgd(&mut self, dout: &[f32], lr: f32) -> Result<()> {
+        self.backward_with(dout, Some(lr))
+    }
+
+    fn backward_with(&mut self, dout: &[f32], sgd: Option<f32>) -> Result<()> {
         if dout.len() != self.batch * self.out_cols {
             bail!("output gradient has {} values, expected {}", dout.len(), self.batch * self.out_cols);
         }
@@ -1148,8 +1160,14 @@ impl TrainPlan {
         for r in 0..self.batch {
             grads.row_mut(&ov, r).copy_from_slice(&dout[r * self.out_cols..(r + 1) * self.out_cols]);
         }
-        let mut cx =
-            BackCtx { views: &self.views, vals: &vals, grads: &grads, params: &mut self.params, threads: self.threads };
+        let mut cx = BackCtx {
+            views: &self.views,
+            vals: &vals,
+            grads: &grads,
+            params: &mut self.params,
+            threads: self.threads,
+            sgd,
+        };
         let (steps, zero_before) = (&mut self.steps, &self.zero_before);
         with_pool(self.threads, || {
             for (s, zs) in steps.iter_mut().zip(zero_before).rev() {

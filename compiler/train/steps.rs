@@ -23,12 +23,16 @@ pub struct Param {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
     pub grad: Vec<f32>,
+    /// Set by a backward pass that applied plain SGD to `data` inside the weight-gradient product
+    /// ([`BackCtx::sgd`]): `grad` was not written, and the optimizer skips this parameter (and clears the
+    /// flag) at its next step.
+    pub updated: bool,
 }
 
 impl Param {
     pub fn new(name: String, shape: Vec<usize>, data: Vec<f32>) -> Self {
         let grad = vec![0.0; data.len()];
-        Param { name, shape, data, grad }
+        Param { name, shape, data, grad, updated: false }
     }
 }
 
@@ -336,6 +340,11 @@ pub struct BackCtx<'a, 'b> {
     pub grads: &'a Mem<'b>,
     pub params: &'a mut [Param],
     pub threads: usize,
+    /// Plain SGD's learning rate η when the optimizer lets the weight-gradient products apply the update
+    /// themselves: a layer's matrix then becomes W ← W − η ∂L/∂W in the product that computes ∂L/∂W
+    /// (C = W, accumulated, A scaled by −η), after every product that reads the old W. The spec's rule
+    /// ΔW = −η a^{l-k} δ^l exactly, with no gradient buffer written and no separate update pass over W.
+    pub sgd: Option<f32>,
 }
 
 impl Linear {
@@ -427,29 +436,33 @@ impl Linear {
         }
         // δ as a matrix only now: the addends' rows above may lie in the same arena.
         let d = MatRef::new(cx.grads.mat(&dv), dv.ld);
-        let (wp, gp) = {
-            let p = &mut cx.params[self.w];
-            (&p.data, &mut p.grad)
+        let sgd = cx.sgd;
+        let p = &mut cx.params[self.w];
+        // ∂L/∂W (rows k0..k0+k of it) = α aᵀ δ, or with fused SGD W ← W − η α aᵀ δ: the same product
+        // with A scaled by −η and accumulated into W. It runs after the ∂L/∂a product of the same rows,
+        // which reads the old W.
+        let grads = cx.grads;
+        let weight_product = |gemm: &mut Gemm, p: &mut Param, a: MatRef, k0: usize, k: usize| {
+            let rows_of = k0 * n..(k0 + k) * n;
+            // δ borrowed afresh: a ∂L/∂a product may have written the arena it lies in (other columns).
+            let d = MatRef::new(grads.mat(&dv), dv.ld);
+            match sgd {
+                None => gemm.mul(k, n, rows, self.alpha, a, d, 0.0, &mut p.grad[rows_of], n, cx.threads),
+                Some(lr) => gemm.mul(k, n, rows, -lr * self.alpha, a, d, 1.0, &mut p.data[rows_of], n, cx.threads),
+            }
         };
         if self.merged {
-            // ∂L/∂W_cat = α a_catᵀ δ: one product over the concatenated inputs.
             let (a, lda) = match &self.cat {
                 Some(v) => (cx.vals.mat(v), v.ld),
                 None => (&self.gathered[..], ktot),
             };
-            self.gemm.mul(
-                ktot,
-                n,
-                rows,
-                self.alpha,
-                MatRef { data: a, ld: lda, trans: true },
-                d,
-                0.0,
-                gp,
-                n,
-                cx.threads,
-            );
+            let at = MatRef { data: a, ld: lda, trans: true };
+            // ∂L/∂W_cat = α a_catᵀ δ: one product over the concatenated inputs.
+            if sgd.is_none() {
+                weight_product(&mut self.gemm, p, at, 0, ktot);
+            }
             // ∂L/∂a_cat += α δ W_catᵀ: one product, straight into the arena's gradient when a_cat is a view.
+            let wp = &p.data;
             let wt = Copied(MatB(MatRef { data: wp, ld: n, trans: true }));
             match &self.cat {
                 Some(v) => {
@@ -474,18 +487,27 @@ impl Linear {
                     }
                 }
             }
+            if sgd.is_some() {
+                weight_product(&mut self.gemm, p, at, 0, ktot);
+            }
         } else {
             let mut off = 0;
             for (&t, &k) in self.terms.iter().zip(&self.widths) {
                 let v = cx.views[t];
                 let a = MatRef { data: cx.vals.mat(&v), ld: v.ld, trans: true };
-                self.gemm.mul(k, n, rows, self.alpha, a, d, 0.0, &mut gp[off * n..(off + k) * n], n, cx.threads);
-                let wt = Copied(MatB(MatRef { data: &wp[off * n..(off + k) * n], ld: n, trans: true }));
+                if sgd.is_none() {
+                    weight_product(&mut self.gemm, p, a, off, k);
+                }
+                let wt = Copied(MatB(MatRef { data: &p.data[off * n..(off + k) * n], ld: n, trans: true }));
                 self.gemm.pack(rows, n, d, self.alpha);
                 self.gemm.mul_packed(rows, k, n, &wt, true, None, cx.grads.mat_mut(&v), v.ld, cx.threads);
+                if sgd.is_some() {
+                    weight_product(&mut self.gemm, p, a, off, k);
+                }
                 off += k;
             }
         }
+        p.updated = sgd.is_some();
     }
 }
 

@@ -97,7 +97,12 @@ pub fn train_step(
     if !l.is_finite() {
         bail!("the loss is {l}: training diverged (lower the learning rate)");
     }
-    plan.backward(&dz)?;
+    // Plain SGD is applied inside the weight-gradient products where the plan can (one pass over W
+    // fewer); the optimizer updates the rest.
+    match opt.fused_sgd_lr() {
+        Some(lr) => plan.backward_sgd(&dz, lr)?,
+        None => plan.backward(&dz)?,
+    }
     super::plan::with_pool(plan.threads, || opt.step(&mut plan.params));
     let correct = match targets {
         Targets::Labels(y) => argmax_rows(&z, cols).iter().zip(y).filter(|(a, b)| a == b).count(),
