@@ -104,6 +104,9 @@ pub struct TrainPlan {
     /// Per step, the gradient columns zeroed just before its backward: those it is the first to add to
     /// (see [`first_writes`]).
     zero_before: Vec<Vec<View>>,
+    /// Per step, the values whose gradient its backward writes first and whole, so it stores instead of
+    /// adding and they are not zeroed ([`BackCtx::overwrite`], see [`overwrite_first_writes`]).
+    overwrites: Vec<Vec<usize>>,
 }
 
 /// The row stride of a feature arena holding `cols` columns: one cache line more when `cols` is a multiple
@@ -174,6 +177,37 @@ fn overwrite_first_products(steps: &mut [Step], views: &[View], zero_before: &mu
             zs.retain(|z| !inside(z));
         }
     }
+}
+
+/// Lets an elementwise step (BatchNorm, GlobalAveragePool, a unary or binary op) store the gradient of
+/// an input instead of adding to it when its backward is the first to write every column of that input
+/// ([`BackCtx::overwrite`]): those columns leave the step's zeroing list, which saves a pass that zeroes
+/// them and the read of the zeros. Only an input that overlaps neither another input of the step nor its
+/// output (x + x adds twice into one gradient).
+fn overwrite_first_writes(steps: &[Step], views: &[View], zero_before: &mut [Vec<View>]) -> Vec<Vec<usize>> {
+    let mut out = vec![vec![]; steps.len()];
+    for ((s, zs), ow) in steps.iter().zip(zero_before.iter_mut()).zip(&mut out) {
+        if !matches!(
+            s.kind,
+            StepKind::BatchNorm(_) | StepKind::GlobalAvgPool { .. } | StepKind::Unary { .. } | StepKind::Binary { .. }
+        ) {
+            continue;
+        }
+        let reads = s.kind.reads();
+        let output = views[s.kind.output()];
+        for (i, &r) in reads.iter().enumerate() {
+            let v = views[r];
+            let alone =
+                !overlap(&v, &output) && reads.iter().enumerate().all(|(j, &o)| j == i || !overlap(&v, &views[o]));
+            let inside = |z: &View| z.store == v.store && z.off >= v.off && z.off + z.cols <= v.off + v.cols;
+            let covered: usize = zs.iter().filter(|z| inside(z)).map(|z| z.cols).sum();
+            if alone && covered == v.cols {
+                ow.push(r);
+                zs.retain(|z| !inside(z));
+            }
+        }
+    }
+    out
 }
 
 /// Fuses each highway carry y = h ⊙ t + x ⊙ (1 − t), exported as m1 = Mul(h, t), s = Sub(1, t),
@@ -1076,9 +1110,11 @@ impl TrainPlan {
             arena_layers,
             fused_activations,
             zero_before: vec![],
+            overwrites: vec![],
         };
         plan.zero_before = first_writes(&plan.steps, &plan.views, &plan.store_ld, plan.output);
         overwrite_first_products(&mut plan.steps, &plan.views, &mut plan.zero_before);
+        plan.overwrites = overwrite_first_writes(&plan.steps, &plan.views, &mut plan.zero_before);
         plan.set_batch(1);
         Ok(plan)
     }
@@ -1167,13 +1203,15 @@ impl TrainPlan {
             params: &mut self.params,
             threads: self.threads,
             sgd,
+            overwrite: &[],
         };
-        let (steps, zero_before) = (&mut self.steps, &self.zero_before);
+        let (steps, zero_before, overwrites) = (&mut self.steps, &self.zero_before, &self.overwrites);
         with_pool(self.threads, || {
-            for (s, zs) in steps.iter_mut().zip(zero_before).rev() {
+            for ((s, zs), ow) in steps.iter_mut().zip(zero_before).zip(overwrites).rev() {
                 for z in zs {
                     cx.grads.zero_view(z);
                 }
+                cx.overwrite = ow;
                 s.backward(&mut cx);
             }
         });

@@ -345,6 +345,17 @@ pub struct BackCtx<'a, 'b> {
     /// (C = W, accumulated, A scaled by −η), after every product that reads the old W. The spec's rule
     /// ΔW = −η a^{l-k} δ^l exactly, with no gradient buffer written and no separate update pass over W.
     pub sgd: Option<f32>,
+    /// The values whose gradient the running step writes first, over every column (set by the plan per
+    /// step): it zeroes each of their rows right before adding into it, where the plan would otherwise
+    /// have zeroed the whole gradient in a pass of its own (streaming it through memory once more).
+    pub overwrite: &'a [usize],
+}
+
+impl BackCtx<'_, '_> {
+    /// Whether the running step writes `v`'s gradient first (see [`BackCtx::overwrite`]).
+    fn first_write(&self, v: usize) -> bool {
+        self.overwrite.contains(&v)
+    }
 }
 
 impl Linear {
@@ -1254,8 +1265,12 @@ impl BatchNorm {
             let k = cx.params[self.scale].data[ch] as f64 * self.inv_std[ch] as f64 / n as f64;
             coef.push(((k * n as f64) as f32, (k * sd) as f32, (k * sdx) as f32));
         }
+        let first = cx.first_write(self.x);
         par_rows(rows, rows * c * s, cx.threads, |r| {
             let (d, dx) = (grads.row(&ov, r), grads.row_mut(&xv, r));
+            if first {
+                dx.fill(0.0);
+            }
             let xh = &xhat[r * c * s..(r + 1) * c * s];
             for (ch, &(a, b, e)) in coef.iter().enumerate() {
                 let span = ch * s..(ch + 1) * s;
@@ -1509,10 +1524,13 @@ impl Step {
             StepKind::BatchNorm(b) => b.backward(cx),
             StepKind::Pool(p) => p.backward(cx),
             StepKind::GlobalAvgPool { x, out, c, s } => {
-                let (xv, ov, grads, s) = (cx.views[*x], cx.views[*out], cx.grads, *s);
+                let (xv, ov, grads, s, first) = (cx.views[*x], cx.views[*out], cx.grads, *s, cx.first_write(*x));
                 par_rows(rows, rows * *c * s, cx.threads, |r| {
                     let dy = grads.row(&ov, r);
                     let dx = grads.row_mut(&xv, r);
+                    if first {
+                        dx.fill(0.0);
+                    }
                     for (ch, d) in dy.iter().enumerate() {
                         dx[ch * s..(ch + 1) * s].iter_mut().for_each(|g| *g += d / s as f32);
                     }
@@ -1520,9 +1538,13 @@ impl Step {
             }
             StepKind::Unary { op, x, out } => {
                 let (op, xv, ov, vals, grads) = (*op, cx.views[*x], cx.views[*out], cx.vals, cx.grads);
+                let first = cx.first_write(*x);
                 par_rows(rows, rows * ov.cols, cx.threads, |r| {
                     let (dy, y, xr) = (grads.row(&ov, r), vals.row(&ov, r), vals.row(&xv, r));
                     let dx = grads.row_mut(&xv, r);
+                    if first {
+                        dx.fill(0.0);
+                    }
                     let n = dx.len();
                     let (dy, y, xr) = (&dy[..n], &y[..n], &xr[..n]);
                     match op {
@@ -1549,12 +1571,16 @@ impl Step {
             }
             StepKind::Binary { op, a, b, out } => {
                 let (op, ov, vals, grads, views) = (*op, cx.views[*out], cx.vals, cx.grads, cx.views);
-                let (a, b) = (&*a, &*b);
+                let first = |o: &Operand| matches!(o, Operand::Value(v) if cx.first_write(*v));
+                let (a, b, first_a, first_b) = (&*a, &*b, first(a), first(b));
                 par_rows(rows, rows * ov.cols, cx.threads, |r| {
                     let dy = grads.row(&ov, r);
                     let (ar, br) = (operand_row(a, vals, views, r), operand_row(b, vals, views, r));
                     if let Operand::Value(av) = a {
                         let da = grads.row_mut(&views[*av], r);
+                        if first_a {
+                            da.fill(0.0);
+                        }
                         let it = da.iter_mut().zip(dy).zip(br);
                         match op {
                             Binary::Add | Binary::Sub => it.for_each(|((g, d), _)| *g += d),
@@ -1564,6 +1590,9 @@ impl Step {
                     }
                     if let Operand::Value(bv) = b {
                         let db = grads.row_mut(&views[*bv], r);
+                        if first_b {
+                            db.fill(0.0);
+                        }
                         let it = db.iter_mut().zip(dy).zip(ar).zip(br);
                         match op {
                             Binary::Add => it.for_each(|(((g, d), _), _)| *g += d),
