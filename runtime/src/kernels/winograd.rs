@@ -266,6 +266,49 @@ fn conv3x3_on(isa: Isa, v: Variant, args: &ConvArgs, y: &mut [f32], scratch: &mu
     }
 }
 
+/// Each transform compiled twice, for the baseline and with AVX2 (selected at run time): the transforms
+/// are element-wise loops over [`TB`] tiles that the compiler vectorizes, 4 lanes wide on the baseline and 8
+/// with AVX2. Rust never contracts a·b + c into an FMA, so both give the same bits (tested).
+macro_rules! avx2_twin {
+    ($(#[$doc:meta])* $name:ident, $body:ident, $avx:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked above); the body is safe code.
+                unsafe { $avx($($arg),*) };
+                return;
+            }
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $avx($($arg: $ty),*) {
+            $body($($arg),*)
+        }
+    };
+}
+
+avx2_twin!(
+    /// See [`input_transform_body`].
+    input_transform, input_transform_body, input_transform_avx2, (plane: &[f32], h: usize, w: usize, top: isize, left: isize, th: usize, tw: usize, f: impl Fn(f32) -> f32, vc: &mut [f32],)
+);
+avx2_twin!(
+    /// See [`output_transform_body`].
+    output_transform, output_transform_body, output_transform_avx2, (mk: &[&[f32]], th: usize, tw: usize, oh: usize, ow: usize, b: f32, accumulate: bool, plane: &mut [f32],)
+);
+avx2_twin!(
+    /// See [`input_transform_f4_body`].
+    input_transform_f4, input_transform_f4_body, input_transform_f4_avx2, (plane: &[f32], h: usize, w: usize, top: isize, left: isize, th: usize, tw: usize, f: impl Fn(f32) -> f32, vc: &mut [f32],)
+);
+avx2_twin!(
+    /// See [`output_transform_f4_body`].
+    output_transform_f4, output_transform_f4_body, output_transform_f4_avx2, (mk: &[&[f32]], th: usize, tw: usize, oh: usize, ow: usize, b: f32, accumulate: bool, plane: &mut [f32],)
+);
+
 /// Tiles transformed together: the transforms run along a row of tiles, [`TB`] at a time, as
 /// element-wise operations on arrays the compiler vectorizes.
 const TB: usize = 64;
@@ -278,7 +321,8 @@ const TB: usize = 64;
 /// `[ev[t] − ev[t+1], od[t] + ev[t+1], ev[t+1] − od[t], od[t] − od[t+1]]`: contiguous in t. The column
 /// product Bᵀ(d·B) then combines the four rows' results the same way.
 #[allow(clippy::too_many_arguments)]
-fn input_transform(
+#[inline(always)]
+fn input_transform_body(
     plane: &[f32],
     h: usize,
     w: usize,
@@ -330,14 +374,19 @@ fn input_transform(
             }
             let base = ti * tw + tj0;
             for j in 0..4 {
-                let (d0, d1, d2, d3) = (&rt[0][j], &rt[1][j], &rt[2][j], &rt[3][j]);
+                // Cut to `nb` so that the loops carry no bounds checks and vectorize (see `input_transform_f4`).
+                let (d0, d1, d2, d3) = (&rt[0][j][..nb], &rt[1][j][..nb], &rt[2][j][..nb], &rt[3][j][..nb]);
                 for i4 in 0..4 {
                     let out = &mut vc[(i4 * 4 + j) * t + base..(i4 * 4 + j) * t + base + nb];
-                    match i4 {
-                        0 => out.iter_mut().enumerate().for_each(|(i, o)| *o = d0[i] - d2[i]),
-                        1 => out.iter_mut().enumerate().for_each(|(i, o)| *o = d1[i] + d2[i]),
-                        2 => out.iter_mut().enumerate().for_each(|(i, o)| *o = d2[i] - d1[i]),
-                        _ => out.iter_mut().enumerate().for_each(|(i, o)| *o = d1[i] - d3[i]),
+                    let (x, y, sign) = match i4 {
+                        0 => (d0, d2, -1.0),
+                        1 => (d1, d2, 1.0),
+                        2 => (d2, d1, -1.0),
+                        _ => (d1, d3, -1.0),
+                    };
+                    // x ± y, written as x + sign·y: exact for sign = ±1, so the bits are those of x − y and x + y.
+                    for ((o, x), y) in out.iter_mut().zip(x).zip(y) {
+                        *o = x + sign * y;
                     }
                 }
             }
@@ -350,7 +399,8 @@ fn input_transform(
 /// from `mk[ξ][t]`, into its `oh × ow` plane. Along a row of tiles, for output row r of the tile:
 /// s_r = rows of Aᵀ M, then the pair (s_r0 + s_r1 + s_r2, s_r1 − s_r2 − s_r3) lands at columns 2t, 2t+1.
 #[allow(clippy::too_many_arguments)]
-fn output_transform(
+#[inline(always)]
+fn output_transform_body(
     mk: &[&[f32]],
     th: usize,
     tw: usize,
@@ -434,7 +484,8 @@ fn segments(t0: usize, nb: usize, tw: usize) -> impl Iterator<Item = (usize, usi
 /// 2(d1 − d3) + (d4 − d2), 4d1 − 5d3 + d5]`; the column product Bᵀ(d·B) combines the six rows' results
 /// by the same formulas.
 #[allow(clippy::too_many_arguments)]
-fn input_transform_f4(
+#[inline(always)]
+fn input_transform_f4_body(
     plane: &[f32],
     h: usize,
     w: usize,
@@ -505,13 +556,34 @@ fn input_transform_f4(
             }
         }
         for (j, [d0, d1, d2, d3, d4, d5]) in rt.iter().enumerate() {
-            let out = |i6: usize| (i6 * 6 + j) * t + t0..(i6 * 6 + j) * t + t0 + nb;
-            vc[out(0)].iter_mut().enumerate().for_each(|(i, o)| *o = 4.0 * d0[i] - 5.0 * d2[i] + d4[i]);
-            vc[out(1)].iter_mut().enumerate().for_each(|(i, o)| *o = (d3[i] + d4[i]) - 4.0 * (d1[i] + d2[i]));
-            vc[out(2)].iter_mut().enumerate().for_each(|(i, o)| *o = 4.0 * (d1[i] - d2[i]) + (d4[i] - d3[i]));
-            vc[out(3)].iter_mut().enumerate().for_each(|(i, o)| *o = 2.0 * (d3[i] - d1[i]) + (d4[i] - d2[i]));
-            vc[out(4)].iter_mut().enumerate().for_each(|(i, o)| *o = 2.0 * (d1[i] - d3[i]) + (d4[i] - d2[i]));
-            vc[out(5)].iter_mut().enumerate().for_each(|(i, o)| *o = 4.0 * d1[i] - 5.0 * d3[i] + d5[i]);
+            // Every operand cut to `nb` first, so that the loops below carry no bounds checks and vectorize
+            // (indexing the full arrays by an enumerate index kept them scalar).
+            let (d0, d1, d2, d3, d4, d5) = (&d0[..nb], &d1[..nb], &d2[..nb], &d3[..nb], &d4[..nb], &d5[..nb]);
+            let at = |i6: usize| (i6 * 6 + j) * t + t0;
+            let o = &mut vc[at(0)..at(0) + nb];
+            for i in 0..nb {
+                o[i] = 4.0 * d0[i] - 5.0 * d2[i] + d4[i];
+            }
+            let o = &mut vc[at(1)..at(1) + nb];
+            for i in 0..nb {
+                o[i] = (d3[i] + d4[i]) - 4.0 * (d1[i] + d2[i]);
+            }
+            let o = &mut vc[at(2)..at(2) + nb];
+            for i in 0..nb {
+                o[i] = 4.0 * (d1[i] - d2[i]) + (d4[i] - d3[i]);
+            }
+            let o = &mut vc[at(3)..at(3) + nb];
+            for i in 0..nb {
+                o[i] = 2.0 * (d3[i] - d1[i]) + (d4[i] - d2[i]);
+            }
+            let o = &mut vc[at(4)..at(4) + nb];
+            for i in 0..nb {
+                o[i] = 2.0 * (d1[i] - d3[i]) + (d4[i] - d2[i]);
+            }
+            let o = &mut vc[at(5)..at(5) + nb];
+            for i in 0..nb {
+                o[i] = 4.0 * d1[i] - 5.0 * d3[i] + d5[i];
+            }
         }
         t0 += nb;
     }
@@ -524,7 +596,8 @@ fn input_transform_f4(
 /// map). Both steps compute, from m0..m5, with a = m1 + m2, b = m1 − m2, c = m3 + m4, d = m3 − m4:
 /// `[m0 + a + c, b + 2d, a + 4c, b + 8d + m5]`.
 #[allow(clippy::too_many_arguments)]
-fn output_transform_f4(
+#[inline(always)]
+fn output_transform_f4_body(
     mk: &[&[f32]],
     th: usize,
     tw: usize,
@@ -611,6 +684,49 @@ mod tests {
     fn scratch_any(p: &Conv2d, v: Variant, oh: usize, ow: usize, threads: usize) -> Vec<f32> {
         let widest = Isa::all_available().into_iter().map(|i| gemm::scratch_len(i, 1)).max().unwrap();
         vec![0.0; scratch_len(p, v, oh, ow, threads) + v.points() * widest]
+    }
+
+    /// The AVX2 twins of the transforms give the baseline's bits (no FMA contraction either way), on maps
+    /// with padding on every side, chunks ending inside a row of tiles, and with a prologue.
+    #[test]
+    fn transforms_give_the_same_bits_with_and_without_avx2() {
+        for &(h, w, top, left) in &[(56usize, 56usize, 1isize, 1isize), (7, 7, 1, 1), (40, 37, 1, 2), (5, 70, 0, 2)] {
+            let plane: Vec<f32> = (0..h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+            let f = |x: f32| (1.5 * x - 0.25).max(0.0);
+            for v in [Variant::F2, Variant::F4] {
+                let (oh, ow) = (h + 2 - 2, w + 2 - 2);
+                let (th, tw) = tiles(v, oh, ow);
+                let t = th * tw;
+                let (mut a, mut b) = (vec![f32::NAN; v.points() * t], vec![f32::NAN; v.points() * t]);
+                match v {
+                    Variant::F2 => {
+                        input_transform(&plane, h, w, top, left, th, tw, f, &mut a);
+                        input_transform_body(&plane, h, w, top, left, th, tw, f, &mut b);
+                    }
+                    Variant::F4 => {
+                        input_transform_f4(&plane, h, w, top, left, th, tw, f, &mut a);
+                        input_transform_f4_body(&plane, h, w, top, left, th, tw, f, &mut b);
+                    }
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "{v:?} input transform, {h}x{w}");
+                let mk: Vec<&[f32]> = (0..v.points()).map(|xi| &a[xi * t..(xi + 1) * t]).collect();
+                for accumulate in [false, true] {
+                    let (mut ya, mut yb) = (plane[..oh * ow].to_vec(), plane[..oh * ow].to_vec());
+                    match v {
+                        Variant::F2 => {
+                            output_transform(&mk, th, tw, oh, ow, 0.5, accumulate, &mut ya);
+                            output_transform_body(&mk, th, tw, oh, ow, 0.5, accumulate, &mut yb);
+                        }
+                        Variant::F4 => {
+                            output_transform_f4(&mk, th, tw, oh, ow, 0.5, accumulate, &mut ya);
+                            output_transform_f4_body(&mk, th, tw, oh, ow, 0.5, accumulate, &mut yb);
+                        }
+                    }
+                    assert_eq!(bits(&ya), bits(&yb), "{v:?} output transform, {h}x{w}");
+                }
+            }
+        }
     }
 
     #[test]
