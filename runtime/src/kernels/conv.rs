@@ -164,6 +164,25 @@ impl Pre<'_> {
     /// [`put_row`] of channel `c`'s values `row` with the prologue applied on the way (one pass: no copy
     /// to transform first).
     pub(crate) fn put_row(&self, c: usize, dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked above); the body is safe code.
+            unsafe { self.put_row_avx2(c, dst, kc, nr, i, row) };
+            return;
+        }
+        self.put_row_body(c, dst, kc, nr, i, row)
+    }
+
+    /// [`Pre::put_row_body`] compiled with AVX2: the baseline build left its 16-float pieces scalar (one
+    /// multiply, add and select per value: 11% of DenseNet-121's samples). Same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn put_row_avx2(&self, c: usize, dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
+        self.put_row_body(c, dst, kc, nr, i, row)
+    }
+
+    #[inline(always)]
+    fn put_row_body(&self, c: usize, dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
         let (s, t) = (self.scale[c], self.shift[c]);
         match self.act {
             None => put_row_map(dst, kc, nr, i, row, |x| s * x + t),
@@ -519,6 +538,28 @@ fn conv_shifted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The prologue's packing gives the same bits through its AVX2 twin and the baseline body, with and
+    /// without a Relu, on full and ragged micro-panels, NaN kept.
+    #[test]
+    fn prologue_packing_same_bits_with_and_without_avx2() {
+        let scale = [1.5f32, -0.75, 2.0];
+        let shift = [-0.25f32, 0.5, 0.0];
+        let row: Vec<f32> =
+            (0..37).map(|i| if i == 5 { f32::NAN } else { ((i * 7 % 13) as f32 - 6.0) / 3.0 }).collect();
+        for act in [None, Some(UnaryOp::Relu), Some(UnaryOp::Sigmoid)] {
+            let pre = Pre { scale: &scale, shift: &shift, act };
+            for c in 0..3 {
+                let (kc, nr) = (3, 16);
+                let (mut a, mut b) = (vec![0f32; 3 * kc * nr], vec![0f32; 3 * kc * nr]);
+                pre.put_row(c, &mut a, kc, nr, 1, &row);
+                pre.put_row_body(c, &mut b, kc, nr, 1, &row);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "{act:?} channel {c}");
+                assert!(a[nr + 5].is_nan(), "NaN kept (row 1, column 5)");
+            }
+        }
+    }
 
     #[allow(clippy::too_many_arguments)]
     fn naive(
