@@ -233,6 +233,28 @@ struct ConvB<'a> {
 
 impl BSource for ConvB<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked above); the body is safe code.
+            unsafe { self.pack_avx2(k0, kc, n0, nc, dst, nr) };
+            return;
+        }
+        self.pack_body(k0, kc, n0, nc, dst, nr)
+    }
+}
+
+impl ConvB<'_> {
+    /// [`ConvB::pack_body`] compiled with AVX2: in the baseline build the 16-float pieces of `put_row`
+    /// and the stride-2 gathers stayed scalar (a `movss` per value; the packing was 6.9% of ResNet-50's
+    /// samples on 1 thread). Same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn pack_avx2(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        self.pack_body(k0, kc, n0, nc, dst, nr)
+    }
+
+    #[inline(always)]
+    fn pack_body(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
         let (h, w, p, ow) = (self.h, self.w, self.p, self.ow);
         let mut buf = [0f32; MAX_BLOCK];
         let hw = h * w;
@@ -295,16 +317,21 @@ impl BSource for ConvB<'_> {
                 if s1 == 1 {
                     dst.copy_from_slice(&src[first..first + dst.len()]);
                 } else if s1 == 2 {
-                    // Even columns: fixed-size pairs, which the compiler turns into loads and shuffles.
-                    let len = dst.len();
+                    // Even columns, 8 at a time from 16 (local arrays, which the compiler turns into loads
+                    // and shuffles; a loop over pairs vectorized only by 32 and left the rest of a 28- or
+                    // 14-wide row scalar), then the last few one by one. Output j reads src[2j], inside
+                    // the row for every j < len by the choice of `hi`.
                     let src = &src[first..];
-                    let mut pairs = src.chunks_exact(2);
-                    for (o, c) in dst.iter_mut().zip(&mut pairs) {
-                        *o = c[0];
+                    let mut outs = dst.chunks_exact_mut(8);
+                    let mut done = 0;
+                    for (o, c) in (&mut outs).zip(src.chunks_exact(16)) {
+                        let c: [f32; 16] = c.try_into().expect("16 floats");
+                        let o: &mut [f32; 8] = o.try_into().expect("8 floats");
+                        *o = std::array::from_fn(|k| c[2 * k]);
+                        done += 8;
                     }
-                    if src.len() < 2 * len {
-                        // An odd-length source: the last output is its last element.
-                        dst[len - 1] = src[2 * (len - 1)];
+                    for (j, o) in dst[done..].iter_mut().enumerate() {
+                        *o = src[2 * (done + j)];
                     }
                 } else {
                     // Every s1-th input column (chunks keep the loop free of bounds checks).

@@ -153,8 +153,10 @@ pub fn put_row_map(dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32],
         for (t, piece) in (&mut pieces).enumerate() {
             let at = t * kc * 16 + i * 16;
             let d: &mut [f32; 16] = (&mut dst[at..at + 16]).try_into().expect("16 floats");
-            let piece: &[f32; 16] = piece.try_into().expect("16 floats");
-            store(d, piece);
+            // Through local arrays: once inlined, the compiler could not tell `dst` and `row` apart and
+            // copied the piece value by value; a local copy in, a whole-array store out, vectorize.
+            let src: [f32; 16] = piece.try_into().expect("16 floats");
+            *d = src.map(&f);
         }
         let rest = pieces.remainder();
         if !rest.is_empty() {
