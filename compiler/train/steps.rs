@@ -11,10 +11,10 @@
 
 use super::gemm::{copy_panels, Copied, Gemm};
 use super::mem::{Mem, View};
-use resin_runtime::kernels::copy_short;
 use resin_runtime::kernels::elementwise::{unary, unary_inplace, UnaryOp};
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
 use resin_runtime::kernels::transpose::transpose;
+use resin_runtime::kernels::{copy_short, zero_short};
 
 /// A trainable tensor: its values, its gradient (same layout) and the name reports use.
 #[derive(Clone, Debug)]
@@ -603,20 +603,6 @@ struct Gather<'a> {
 /// A stretch of consecutive output pixels along one output row: (first index in the range, length,
 /// output row, output column).
 type Run = (usize, usize, usize, usize);
-
-/// Zeroes a short run (usually one or two padding taps) without a `memset` call.
-#[inline]
-fn zero_short(d: &mut [f32]) {
-    match d.len() {
-        0 => {}
-        1 => d[0] = 0.0,
-        2 => {
-            d[0] = 0.0;
-            d[1] = 0.0;
-        }
-        _ => d.fill(0.0),
-    }
-}
 
 impl Gather<'_> {
     /// The runs of output pixels p0..p0+len.

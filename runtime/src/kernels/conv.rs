@@ -16,12 +16,12 @@
 //! tuned micro-kernel with the classifier and MatMul, and the gather costs O(K·N) against the product's
 //! O(M·K·N) — under 2% of a ResNet-50 convolution with M ≥ 64.
 
-use super::copy_short;
 use super::elementwise::UnaryOp;
 use super::gemm::{
     gemm_packed, gemm_shifted, pack_a, packed_len, put_row, put_row_map, BSource, Epilogue, Isa, MatRef, ShiftedB,
     MAX_BLOCK,
 };
+use super::{copy_short, zero_short};
 use crate::parallel::for_chunks_mut;
 
 /// The most weights (floats, per group) a convolution may have and still read its input in place: 256 KB,
@@ -299,7 +299,7 @@ impl ConvB<'_> {
                 let out = &mut row[q..q + len];
                 let y = (oi * s0 + u * d0) as isize - top;
                 if y < 0 || y >= h as isize {
-                    out.fill(0.0);
+                    zero_short(out);
                     continue;
                 }
                 let src = &plane[y as usize * w..(y as usize + 1) * w];
@@ -307,8 +307,8 @@ impl ConvB<'_> {
                 let x0 = (oj * s1 + v * d1) as isize - left;
                 let lo = if x0 >= 0 { 0 } else { ((-x0) as usize).div_ceil(s1).min(len) };
                 let hi = if x0 >= w as isize { lo } else { ((w as isize - x0) as usize).div_ceil(s1).clamp(lo, len) };
-                out[..lo].fill(0.0);
-                out[hi..].fill(0.0);
+                zero_short(&mut out[..lo]);
+                zero_short(&mut out[hi..]);
                 if lo == hi {
                     continue; // the whole run falls in the padding
                 }
@@ -507,12 +507,12 @@ fn conv_shifted(
                     // Padded row yy = i·s0 + a is input row yy − top, if that exists.
                     let yy = i * s0 + a;
                     if yy >= hp || yy < top || yy - top >= h {
-                        row.fill(0.0);
+                        zero_short(row);
                         continue;
                     }
                     let input = &src[(yy - top) * w..(yy - top + 1) * w];
-                    row[..lo].fill(0.0);
-                    row[hi..].fill(0.0);
+                    zero_short(&mut row[..lo]);
+                    zero_short(&mut row[hi..]);
                     if lo == hi {
                         continue; // this phase's columns all fall in the padding (a stride wider than the row)
                     }

@@ -14,6 +14,38 @@ pub mod softmax;
 pub mod transpose;
 pub mod winograd;
 
+/// Zeroes a short run without a `memset` call (a padding column or two, a short row): fixed-size chunks
+/// are inlined vector stores, the tail is written out. A `fill` of a run whose length is not known at
+/// compile time is a call to `memset`, which cost more than the copy it padded (11% of ResNet-20's
+/// samples on 1 thread went to the padded copy's calls for one-float edges).
+#[inline]
+pub fn zero_short(dst: &mut [f32]) {
+    // A zero the compiler cannot see through: stores of a known constant in a loop are exactly what it
+    // turns back into a `memset` call.
+    let z = std::hint::black_box(0.0f32);
+    let mut d8 = dst.chunks_exact_mut(8);
+    for d in &mut d8 {
+        let b: &mut [f32; 8] = d.try_into().unwrap();
+        *b = [z; 8];
+    }
+    let d = d8.into_remainder();
+    let mut i = 0;
+    if d.len() >= 4 {
+        let b: &mut [f32; 4] = (&mut d[..4]).try_into().unwrap();
+        *b = [z; 4];
+        i = 4;
+    }
+    if i < d.len() {
+        d[i] = z;
+        if i + 1 < d.len() {
+            d[i + 1] = z;
+            if i + 2 < d.len() {
+                d[i + 2] = z;
+            }
+        }
+    }
+}
+
 /// Copies a short run without a `memcpy` call (fixed-size chunks are inlined vector moves; the tail is
 /// written out so that no loop is turned back into a call).
 #[inline]
@@ -40,6 +72,26 @@ pub fn copy_short(dst: &mut [f32], src: &[f32]) {
             if i + 2 < d.len() {
                 d[i + 2] = s[i + 2];
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every length from empty to past two 8-float chunks: exactly the run is written, nothing around it.
+    #[test]
+    fn short_zero_and_copy_write_exactly_their_run() {
+        for len in 0..21 {
+            let mut buf = vec![7.0f32; len + 2];
+            zero_short(&mut buf[1..1 + len]);
+            assert!(buf[1..1 + len].iter().all(|&x| x == 0.0), "zero_short({len})");
+            assert_eq!((buf[0], buf[len + 1]), (7.0, 7.0), "zero_short({len}) wrote outside its run");
+            let src: Vec<f32> = (0..len).map(|i| i as f32 + 1.0).collect();
+            copy_short(&mut buf[1..1 + len], &src);
+            assert_eq!(&buf[1..1 + len], &src[..], "copy_short({len})");
+            assert_eq!((buf[0], buf[len + 1]), (7.0, 7.0), "copy_short({len}) wrote outside its run");
         }
     }
 }
