@@ -104,8 +104,9 @@ pub struct TrainPlan {
     /// Per step, the gradient columns zeroed just before its backward: those it is the first to add to
     /// (see [`first_writes`]).
     zero_before: Vec<Vec<View>>,
-    /// Per step, the values whose gradient its backward writes first and whole, so it stores instead of
-    /// adding and they are not zeroed ([`BackCtx::overwrite`], see [`overwrite_first_writes`]).
+    /// Per step, the values whose gradient its backward writes first and whole: it zeroes each row just
+    /// before adding into it, so the plan does not zero them beforehand ([`BackCtx::overwrite`], see
+    /// [`overwrite_first_writes`]).
     overwrites: Vec<Vec<usize>>,
 }
 
@@ -169,21 +170,31 @@ fn overwrite_first_products(steps: &mut [Step], views: &[View], zero_before: &mu
     for (s, zs) in steps.iter_mut().zip(zero_before.iter_mut()) {
         let StepKind::Linear(l) = &mut s.kind else { continue };
         let Some(cat) = l.cat.filter(|_| l.merged) else { continue };
-        let inside = |z: &View| z.store == cat.store && z.off >= cat.off && z.off + z.cols <= cat.off + cat.cols;
-        let covered: usize = zs.iter().filter(|z| inside(z)).map(|z| z.cols).sum();
         let addend_in_cat = l.addends.iter().any(|&a| overlap(&views[a], &cat));
-        if covered == cat.cols && !addend_in_cat {
+        if !addend_in_cat && take_if_covered(zs, &cat) {
             l.dx_overwrites = true;
-            zs.retain(|z| !inside(z));
         }
     }
 }
 
-/// Lets an elementwise step (BatchNorm, GlobalAveragePool, a unary or binary op) store the gradient of
-/// an input instead of adding to it when its backward is the first to write every column of that input
-/// ([`BackCtx::overwrite`]): those columns leave the step's zeroing list, which saves a pass that zeroes
-/// them and the read of the zeros. Only an input that overlaps neither another input of the step nor its
-/// output (x + x adds twice into one gradient).
+/// Removes from a step's zeroing list `zs` the entries inside `v` when they cover every column of `v`
+/// (the step then writes those columns first, whole), and says whether it did. The entries are disjoint
+/// column ranges, so their widths summing to `v`'s means full coverage.
+fn take_if_covered(zs: &mut Vec<View>, v: &View) -> bool {
+    let inside = |z: &View| z.store == v.store && z.off >= v.off && z.off + z.cols <= v.off + v.cols;
+    let covered: usize = zs.iter().filter(|z| inside(z)).map(|z| z.cols).sum();
+    if covered == v.cols {
+        zs.retain(|z| !inside(z));
+    }
+    covered == v.cols
+}
+
+/// Lets an elementwise step (BatchNorm, GlobalAveragePool, a unary or binary op) zero the rows of an
+/// input's gradient itself, each just before adding into it, when its backward is the first to write
+/// every column of that input ([`BackCtx::overwrite`]): those columns leave the step's zeroing list, so
+/// the zeros are written into cache right before use instead of by a pass of their own over the whole
+/// gradient. Only an input that overlaps neither another input of the step nor its output (x + x adds
+/// twice into one gradient).
 fn overwrite_first_writes(steps: &[Step], views: &[View], zero_before: &mut [Vec<View>]) -> Vec<Vec<usize>> {
     let mut out = vec![vec![]; steps.len()];
     for ((s, zs), ow) in steps.iter().zip(zero_before.iter_mut()).zip(&mut out) {
@@ -199,11 +210,8 @@ fn overwrite_first_writes(steps: &[Step], views: &[View], zero_before: &mut [Vec
             let v = views[r];
             let alone =
                 !overlap(&v, &output) && reads.iter().enumerate().all(|(j, &o)| j == i || !overlap(&v, &views[o]));
-            let inside = |z: &View| z.store == v.store && z.off >= v.off && z.off + z.cols <= v.off + v.cols;
-            let covered: usize = zs.iter().filter(|z| inside(z)).map(|z| z.cols).sum();
-            if alone && covered == v.cols {
+            if alone && take_if_covered(zs, &v) {
                 ow.push(r);
-                zs.retain(|z| !inside(z));
             }
         }
     }

@@ -3,7 +3,8 @@
 //! Notation: a step maps its inputs `x` to its output `y`; `δy = ∂L/∂y` arrives from the steps that read
 //! `y` (already summed over all of them: a tensor read by a layer and by a skip gets both gradients), and
 //! the backward pass *adds* `δx = ∂L/∂x` into each input's gradient and *writes* the gradient of each
-//! parameter. Tensors are matrices of `batch` rows (see [`super::mem`]); parameter gradients are summed
+//! parameter (or, with [`BackCtx::sgd`], applies plain SGD to a layer's matrix in the product that would
+//! have written its gradient). Tensors are matrices of `batch` rows (see [`super::mem`]); parameter gradients are summed
 //! over the batch (the loss already carries the 1/batch of its mean).
 //!
 //! This module owns the arithmetic of those steps; which steps a graph becomes, and where their tensors
@@ -24,8 +25,8 @@ pub struct Param {
     pub data: Vec<f32>,
     pub grad: Vec<f32>,
     /// Set by a backward pass that applied plain SGD to `data` inside the weight-gradient product
-    /// ([`BackCtx::sgd`]): `grad` was not written, and the optimizer skips this parameter (and clears the
-    /// flag) at its next step.
+    /// ([`BackCtx::sgd`]): `grad` was not written (it holds whatever an earlier pass left), and the
+    /// optimizer skips this parameter (and clears the flag) at its next step.
     pub updated: bool,
 }
 
@@ -116,7 +117,8 @@ pub enum Binary {
 /// dense skip is one of the `W_i`. Backward, with δ = ∂L/∂z:
 ///
 /// - ∂L/∂W_cat = α · a_catᵀ δ — ONE product for all of the layer's matrices (the spec's
-///   ΔW^{l-k,l} = −η a^{l-k} δ^l for every k at once, once the optimizer applies −η);
+///   ΔW^{l-k,l} = −η a^{l-k} δ^l for every k at once, once the optimizer applies −η, or the product
+///   itself with plain SGD: W_cat += −η α a_catᵀ δ, after the ∂L/∂a_cat product that reads the old W);
 /// - ∂L/∂a_cat += α · δ W_catᵀ — one product again, added into the inputs' gradients;
 /// - ∂L/∂c_j = β_j Σ_rows δ;   ∂L/∂s_k += δ (an identity skip passes δ^l unchanged to a^{l-k}).
 ///
@@ -343,7 +345,9 @@ pub struct BackCtx<'a, 'b> {
     /// Plain SGD's learning rate η when the optimizer lets the weight-gradient products apply the update
     /// themselves: a layer's matrix then becomes W ← W − η ∂L/∂W in the product that computes ∂L/∂W
     /// (C = W, accumulated, A scaled by −η), after every product that reads the old W. The spec's rule
-    /// ΔW = −η a^{l-k} δ^l exactly, with no gradient buffer written and no separate update pass over W.
+    /// ΔW = −η a^{l-k} δ^l, equal to the separate update up to rounding (−η scales a before the products
+    /// are summed; a batch past 256 rows adds into W block by block), with no gradient buffer written and
+    /// no separate update pass over W.
     pub sgd: Option<f32>,
     /// The values whose gradient the running step writes first, over every column (set by the plan per
     /// step): it zeroes each of their rows right before adding into it, where the plan would otherwise
@@ -445,18 +449,19 @@ impl Linear {
                 }
             }
         }
-        // δ as a matrix only now: the addends' rows above may lie in the same arena.
-        let d = MatRef::new(cx.grads.mat(&dv), dv.ld);
+        // δ as a matrix, borrowed afresh at every use: the addends' rows above and each ∂L/∂a product
+        // below may write the arena δ lies in (other columns), and a slice of it held across such a write
+        // would alias the write's.
+        let grads = cx.grads;
+        let delta = || MatRef::new(grads.mat(&dv), dv.ld);
         let sgd = cx.sgd;
         let p = &mut cx.params[self.w];
         // ∂L/∂W (rows k0..k0+k of it) = α aᵀ δ, or with fused SGD W ← W − η α aᵀ δ: the same product
         // with A scaled by −η and accumulated into W. It runs after the ∂L/∂a product of the same rows,
         // which reads the old W.
-        let grads = cx.grads;
         let weight_product = |gemm: &mut Gemm, p: &mut Param, a: MatRef, k0: usize, k: usize| {
             let rows_of = k0 * n..(k0 + k) * n;
-            // δ borrowed afresh: a ∂L/∂a product may have written the arena it lies in (other columns).
-            let d = MatRef::new(grads.mat(&dv), dv.ld);
+            let d = delta();
             match sgd {
                 None => gemm.mul(k, n, rows, self.alpha, a, d, 0.0, &mut p.grad[rows_of], n, cx.threads),
                 Some(lr) => gemm.mul(k, n, rows, -lr * self.alpha, a, d, 1.0, &mut p.data[rows_of], n, cx.threads),
@@ -478,14 +483,14 @@ impl Linear {
             match &self.cat {
                 Some(v) => {
                     // δ is packed before the arena's gradient is borrowed (δ of a fused layer may lie in it).
-                    self.gemm.pack(rows, n, d, self.alpha);
+                    self.gemm.pack(rows, n, delta(), self.alpha);
                     let acc = !self.dx_overwrites;
                     self.gemm.mul_packed(rows, ktot, n, &wt, acc, None, cx.grads.mat_mut(v), v.ld, cx.threads);
                 }
                 None => {
                     let wt = wt.0 .0;
                     self.dgathered.resize(rows * ktot, 0.0);
-                    self.gemm.mul(rows, ktot, n, self.alpha, d, wt, 0.0, &mut self.dgathered, ktot, cx.threads);
+                    self.gemm.mul(rows, ktot, n, self.alpha, delta(), wt, 0.0, &mut self.dgathered, ktot, cx.threads);
                     let mut off = 0;
                     for (&t, &k) in self.terms.iter().zip(&self.widths) {
                         for r in 0..rows {
@@ -510,7 +515,7 @@ impl Linear {
                     weight_product(&mut self.gemm, p, a, off, k);
                 }
                 let wt = Copied(MatB(MatRef { data: &p.data[off * n..(off + k) * n], ld: n, trans: true }));
-                self.gemm.pack(rows, n, d, self.alpha);
+                self.gemm.pack(rows, n, delta(), self.alpha);
                 self.gemm.mul_packed(rows, k, n, &wt, true, None, cx.grads.mat_mut(&v), v.ld, cx.threads);
                 if sgd.is_some() {
                     weight_product(&mut self.gemm, p, a, off, k);

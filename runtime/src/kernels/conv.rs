@@ -162,27 +162,11 @@ impl Pre<'_> {
     }
 
     /// [`put_row`] of channel `c`'s values `row` with the prologue applied on the way (one pass: no copy
-    /// to transform first).
-    pub(crate) fn put_row(&self, c: usize, dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked above); the body is safe code.
-            unsafe { self.put_row_avx2(c, dst, kc, nr, i, row) };
-            return;
-        }
-        self.put_row_body(c, dst, kc, nr, i, row)
-    }
-
-    /// [`Pre::put_row_body`] compiled with AVX2: the baseline build left its 16-float pieces scalar (one
-    /// multiply, add and select per value: 11% of DenseNet-121's samples). Same bits.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn put_row_avx2(&self, c: usize, dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
-        self.put_row_body(c, dst, kc, nr, i, row)
-    }
-
+    /// to transform first). Inlined into [`ConvB`]'s packing, whose AVX2 twin vectorizes it (the baseline
+    /// build left its 16-float pieces scalar: a multiply, add and select per value, 11% of DenseNet-121's
+    /// samples on 1 thread).
     #[inline(always)]
-    fn put_row_body(&self, c: usize, dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
+    pub(crate) fn put_row(&self, c: usize, dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
         let (s, t) = (self.scale[c], self.shift[c]);
         match self.act {
             None => put_row_map(dst, kc, nr, i, row, |x| s * x + t),
@@ -320,7 +304,7 @@ impl ConvB<'_> {
                     // Even columns, 8 at a time from 16 (local arrays, which the compiler turns into loads
                     // and shuffles; a loop over pairs vectorized only by 32 and left the rest of a 28- or
                     // 14-wide row scalar), then the last few one by one. Output j reads src[2j], inside
-                    // the row for every j < len by the choice of `hi`.
+                    // the row for every j < hi − lo (`dst.len()`) by the choice of `hi`.
                     let src = &src[first..];
                     let mut outs = dst.chunks_exact_mut(8);
                     let mut done = 0;
@@ -566,25 +550,42 @@ fn conv_shifted(
 mod tests {
     use super::*;
 
-    /// The prologue's packing gives the same bits through its AVX2 twin and the baseline body, with and
-    /// without a Relu, on full and ragged micro-panels, NaN kept.
+    /// B's packing gives the same bits through its AVX2 twin and the baseline body: pointwise with a
+    /// prologue (none, Relu, Sigmoid; a NaN kept), and gathered 3x3 stride-2 rows of several lengths.
     #[test]
-    fn prologue_packing_same_bits_with_and_without_avx2() {
+    fn packing_same_bits_with_and_without_avx2() {
+        let (h, w) = (9, 37);
+        let x: Vec<f32> =
+            (0..3 * h * w).map(|i| if i == 5 { f32::NAN } else { ((i * 7 % 13) as f32 - 6.0) / 3.0 }).collect();
         let scale = [1.5f32, -0.75, 2.0];
         let shift = [-0.25f32, 0.5, 0.0];
-        let row: Vec<f32> =
-            (0..37).map(|i| if i == 5 { f32::NAN } else { ((i * 7 % 13) as f32 - 6.0) / 3.0 }).collect();
-        for act in [None, Some(UnaryOp::Relu), Some(UnaryOp::Sigmoid)] {
-            let pre = Pre { scale: &scale, shift: &shift, act };
-            for c in 0..3 {
-                let (kc, nr) = (3, 16);
-                let (mut a, mut b) = (vec![0f32; 3 * kc * nr], vec![0f32; 3 * kc * nr]);
-                pre.put_row(c, &mut a, kc, nr, 1, &row);
-                pre.put_row_body(c, &mut b, kc, nr, 1, &row);
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&a), bits(&b), "{act:?} channel {c}");
-                assert!(a[nr + 5].is_nan(), "NaN kept (row 1, column 5)");
-            }
+        let conv = |k: usize, s: usize, pad: usize| Conv2d {
+            cin: 3,
+            cout: 4,
+            kernel: [k, k],
+            strides: [s, s],
+            pads: [pad; 4],
+            dilations: [1, 1],
+            group: 1,
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (p, act) in [
+            (conv(1, 1, 0), None),
+            (conv(1, 1, 0), Some(UnaryOp::Relu)),
+            (conv(1, 1, 0), Some(UnaryOp::Sigmoid)),
+            (conv(3, 2, 1), Some(UnaryOp::Relu)),
+            (conv(3, 2, 0), None),
+        ] {
+            let oh = (h + 2 * p.pads[0] - p.kernel[0]) / p.strides[0] + 1;
+            let ow = (w + 2 * p.pads[1] - p.kernel[1]) / p.strides[1] + 1;
+            let pre = Some((Pre { scale: &scale, shift: &shift, act }, 0));
+            let b = ConvB { x: &x, h, w, p: &p, ow, pre };
+            let (kc, nc, nr) = (p.k(), (oh * ow).min(MAX_BLOCK), 16);
+            let (mut got, mut want) =
+                (vec![0f32; kc * nc.next_multiple_of(nr)], vec![0f32; kc * nc.next_multiple_of(nr)]);
+            b.pack(0, kc, 0, nc, &mut got, nr);
+            b.pack_body(0, kc, 0, nc, &mut want, nr);
+            assert_eq!(bits(&got), bits(&want), "{p:?} {act:?}");
         }
     }
 

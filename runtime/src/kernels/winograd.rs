@@ -374,7 +374,7 @@ fn input_transform_body(
             }
             let base = ti * tw + tj0;
             for j in 0..4 {
-                // Cut to `nb` so that the loops carry no bounds checks and vectorize (see `input_transform_f4`).
+                // Cut to `nb` so that the loops carry no bounds checks and vectorize (see `input_transform_f4_body`).
                 let (d0, d1, d2, d3) = (&rt[0][j][..nb], &rt[1][j][..nb], &rt[2][j][..nb], &rt[3][j][..nb]);
                 for i4 in 0..4 {
                     let out = &mut vc[(i4 * 4 + j) * t + base..(i4 * 4 + j) * t + base + nb];
@@ -410,7 +410,7 @@ fn output_transform_body(
     accumulate: bool,
     plane: &mut [f32],
 ) {
-    // Set up once (see `input_transform`); every element read is written first for the current chunk.
+    // Set up once (see `input_transform_body`); every element read is written first for the current chunk.
     let mut s = [[[0f32; TB]; 4]; 2]; // [r][j][tile]
     let (mut o0, mut o1) = ([0f32; TB], [0f32; TB]);
     for ti in 0..th {
@@ -475,7 +475,7 @@ fn segments(t0: usize, nb: usize, tw: usize) -> impl Iterator<Item = (usize, usi
 }
 
 /// V = Bᵀ d B for every 6×6 input tile d of one channel's plane, for F(4×4, 3×3), into `vc[ξ·T + t]`
-/// (ξ = 6i + j) as [`input_transform`] does, but over chunks of [`TB`] tiles of the flat index t (across
+/// (ξ = 6i + j) as [`input_transform_body`] does, but over chunks of [`TB`] tiles of the flat index t (across
 /// rows of tiles: maps of 7 to 14 tiles a side would otherwise leave short loops).
 ///
 /// For each row a of the tiles, the six values d0..d5 of every tile's row are gathered into six
@@ -497,7 +497,7 @@ fn input_transform_f4_body(
     vc: &mut [f32],
 ) {
     let t = th * tw;
-    // Set up once (see `input_transform`); every element read is written first for the current chunk.
+    // Set up once (see `input_transform_body`); every element read is written first for the current chunk.
     let mut rt = [[[0f32; TB]; 6]; 6]; // [j][row a][tile]
     let mut d = [[0f32; TB]; 6];
     let mut t0 = 0;
@@ -591,7 +591,7 @@ fn input_transform_f4_body(
 
 /// Y = Aᵀ M A (+ bias, + the old Y when `accumulate`) for every 4×4 output tile of one output channel,
 /// for F(4×4, 3×3), from `mk[ξ][t]` (ξ = 6i + j), over chunks of [`TB`] tiles of the flat index t as
-/// [`input_transform_f4`]. Element-wise over the tiles: first the rows of Aᵀ M, s_r = Aᵀ[r]·M (r < 4),
+/// [`input_transform_f4_body`]. Element-wise over the tiles: first the rows of Aᵀ M, s_r = Aᵀ[r]·M (r < 4),
 /// then the 4 outputs of each s_r A, which land at row 4ti + r, columns 4tj .. 4tj + 3 (clipped to the
 /// map). Both steps compute, from m0..m5, with a = m1 + m2, b = m1 − m2, c = m3 + m4, d = m3 − m4:
 /// `[m0 + a + c, b + 2d, a + 4c, b + 8d + m5]`.
@@ -608,7 +608,7 @@ fn output_transform_f4_body(
     plane: &mut [f32],
 ) {
     let t = th * tw;
-    // Set up once (see `input_transform`); every element read is written first for the current chunk.
+    // Set up once (see `input_transform_body`); every element read is written first for the current chunk.
     let mut s = [[[0f32; TB]; 6]; 4]; // [r][j][tile]
     let mut o = [[[0f32; TB]; 4]; 4]; // [r][column k][tile]
     let mut t0 = 0;
