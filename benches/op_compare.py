@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Where resin loses to ONNX Runtime on ResNet-50, operator group by operator group.
+"""Where resin loses to ONNX Runtime on ResNet-50 or DenseNet-121, operator group by operator group.
 
     flock /tmp/resin-cpu.lock python3 benches/op_compare.py --threads 2 --rounds 3
+    flock /tmp/resin-cpu.lock python3 benches/op_compare.py --model densenet121
 
 Each round runs `resin run --profile N` (every step timed) and ONNX Runtime with its profiler on
 (`SessionOptions.enable_profiling`, every node's kernel time), back to back, and sums each engine's step
@@ -14,8 +15,16 @@ rounds' paired ratios resin/ORT. Both profilers add a little time to every step;
 read, and the groups whose ratio stands out are where to work (this table found the max pool at 5.7x and
 the classifier at 1.5x).
 
-Options: --threads (default 2), --rounds (default 3), --runs (profiled runs per round, default 20),
---models DIR (default $RESIN_MODELS or ../shared/models), --resin PATH (default target/release/resin).
+DenseNet-121's groups are per dense block: the bottleneck 1x1 convolutions (with their BatchNorm+ReLU, which
+resin runs inside the convolution and ONNX Runtime partly as separate nodes, grouped as "pre"), the 3x3
+growth convolutions, the transitions, the stem. resin's steps are grouped by kind and output shape (32
+channels: growth; 128 channels with a Relu: bottleneck; the map size gives the block), ONNX Runtime's by
+name. ONNX Runtime's profiler adds time to every node, and DenseNet-121 has over 400: one profiled run summed
+to 82 ms against 49 unprofiled (2 threads), another to 40 ms. Compare ratios from the same run only.
+
+Options: --model resnet50|densenet121 (default resnet50), --threads (default 2), --rounds (default 3),
+--runs (profiled runs per round, default 20), --models DIR (default $RESIN_MODELS or ../shared/models),
+--resin PATH (default target/release/resin).
 """
 import argparse
 import collections
@@ -54,18 +63,58 @@ def group(name, ort_names):
     return "3x3 stride 2" if block == "0" and stage != "1" else "3x3 stride 1"
 
 
-def resin_groups(exe, model, npy, threads, runs):
+# DenseNet-121's dense blocks by map size.
+DENSE_BLOCK = {56: 1, 28: 2, 14: 3, 7: 4}
+
+
+def group_densenet_resin(kind, shape):
+    """The group of a resin step of DenseNet-121, from its kind and output shape [1, C, H, W]."""
+    c, h = shape[1], shape[2] if len(shape) > 2 else 0
+    if h == 112:
+        return "stem"
+    if "pool" in kind:
+        return "pooling"
+    if c == 32:
+        return f"growth 3x3 B{DENSE_BLOCK.get(h)}"
+    if c == 128 and kind.startswith("conv+relu"):
+        return f"bottleneck 1x1 B{DENSE_BLOCK.get(h)}"
+    if kind.startswith("conv"):
+        return f"transition {DENSE_BLOCK.get(h)}"
+    return "other"
+
+
+def group_densenet_ort(name):
+    """The group of an ONNX Runtime node of DenseNet-121, from its (fused output) name."""
+    m = re.search(r"denseblock(\d)/denselayer\d+/(\w+)", name)
+    if m:
+        block, part = m.groups()
+        if part == "conv2":
+            return f"growth 3x3 B{block}"
+        if part in ("relu2", "norm2", "conv1"):
+            return f"bottleneck 1x1 B{block}"
+        return f"pre (BN+ReLU) B{block}"
+    m = re.search(r"transition(\d)", name)
+    if m:
+        return "pooling" if "pool" in name else f"transition {m.group(1)}"
+    if any(k in name for k in ("conv0", "norm0", "relu0")):
+        return "stem"
+    return "pooling" if "pool" in name.lower() else "other"
+
+
+def resin_groups(exe, model, npy, threads, runs, densenet):
     out = subprocess.run([exe, "run", model, "--input", npy, "--profile", str(runs), "--steps", "1000",
                           "--threads", str(threads), "--top", "0"], capture_output=True, text=True, check=True).stdout
     sums = collections.Counter()
     for line in out.splitlines():
-        m = re.match(r"\s+\d+ (\S+)\s.*?([0-9.]+) ms", line)
+        m = re.match(r"\s+\d+ (\S+)\s+(\S+)\s+\[([\d, ]+)\].*?([0-9.]+) ms", line)
         if m:
-            sums[group(m.group(1), False)] += float(m.group(2))
+            name, kind, shape, ms = m.groups()
+            key = group_densenet_resin(kind, [int(d) for d in shape.split(",")]) if densenet else group(name, False)
+            sums[key] += float(ms)
     return sums
 
 
-def ort_groups(onnx_path, npy, threads, runs, tmp):
+def ort_groups(onnx_path, npy, threads, runs, tmp, densenet):
     import numpy as np
     import onnxruntime as ort
 
@@ -90,33 +139,36 @@ def ort_groups(onnx_path, npy, threads, runs, tmp):
         # Several nodes may share a name (ORT's layout reorders): q events a run, summed per run.
         q = max(1, len(t) // (runs + 5))
         per_run = [sum(t[i * q:(i + 1) * q]) for i in range(len(t) // q)]
-        sums[group(node, True)] += statistics.median(per_run[-runs:])
+        sums[group_densenet_ort(node) if densenet else group(node, True)] += statistics.median(per_run[-runs:])
     return sums
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", choices=["resnet50", "densenet121"], default="resnet50")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--models", default=os.environ.get("RESIN_MODELS", os.path.join(ROOT, "..", "shared", "models")))
     ap.add_argument("--resin", default=os.path.join(ROOT, "target", "release", "resin"))
     a = ap.parse_args()
-    onnx_path = os.path.join(a.models, "resnet50.onnx")
-    npy = os.path.join(a.models, "resnet50_input.npy")
+    onnx_path = os.path.join(a.models, f"{a.model}.onnx")
+    npy = os.path.join(a.models, f"{a.model}_input.npy")
     if not os.path.exists(onnx_path):
-        sys.exit(f"op_compare: {onnx_path} not found (set --models or RESIN_MODELS to the directory of resnet50.onnx)")
+        sys.exit(f"op_compare: {onnx_path} not found (set --models or RESIN_MODELS to the directory of {a.model}.onnx)")
+    densenet = a.model == "densenet121"
     res, ort_ = collections.defaultdict(list), collections.defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "resnet50.resin")
+        model = os.path.join(tmp, f"{a.model}.resin")
         subprocess.run([a.resin, "compile", onnx_path, "-o", model], check=True, capture_output=True)
         for r in range(a.rounds):
-            for k, v in resin_groups(a.resin, model, npy, a.threads, a.runs).items():
+            for k, v in resin_groups(a.resin, model, npy, a.threads, a.runs, densenet).items():
                 res[k].append(v)
-            for k, v in ort_groups(onnx_path, npy, a.threads, a.runs, tmp).items():
+            for k, v in ort_groups(onnx_path, npy, a.threads, a.runs, tmp, densenet).items():
                 ort_[k].append(v)
             print(f"round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
-    print(f"ResNet-50, batch 1, {a.threads} thread(s), {a.rounds} rounds ({time.strftime('%Y-%m-%d')})")
+    title = "DenseNet-121" if densenet else "ResNet-50"
+    print(f"{title}, batch 1, {a.threads} thread(s), {a.rounds} rounds ({time.strftime('%Y-%m-%d')})")
     print("| group | resin ms | ORT ms | resin / ORT |")
     print("|---|---|---|---|")
     total = [0.0, 0.0]
