@@ -3,6 +3,55 @@
 //! A kernel owns its math and nothing else: no plan, no buffers, no allocation beyond what its signature
 //! hands it (scratch is passed in). Each kernel's doc comment states its math.
 
+/// Defines a function (or, with `method`, a method of `&self`) that runs `$body` compiled with AVX2 when the
+/// CPU has it (detected at run time) and as the baseline x86-64 build otherwise. For the element-wise loops
+/// and copies around the micro-kernels (packing, Winograd's transforms), which the baseline build leaves
+/// 4 lanes wide or scalar. The body is safe code; Rust never contracts a·b + c into an FMA, so both
+/// builds give the same bits (tests pin it where it is used). Defined before the modules below, so that
+/// they see it without an import.
+macro_rules! avx2_twin {
+    ($(#[$doc:meta])* fn $name:ident / $avx:ident => $body:ident ($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked above); the body is safe code.
+                unsafe { $avx($($arg),*) };
+                return;
+            }
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $avx($($arg: $ty),*) {
+            $body($($arg),*)
+        }
+    };
+    ($(#[$doc:meta])* method $name:ident / $avx:ident => $body:ident ($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name(&self, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked above); the body is safe code.
+                unsafe { self.$avx($($arg),*) };
+                return;
+            }
+            self.$body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $avx(&self, $($arg: $ty),*) {
+            self.$body($($arg),*)
+        }
+    };
+}
+
 pub mod concat;
 pub mod conv;
 pub mod elementwise;

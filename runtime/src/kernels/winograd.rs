@@ -266,47 +266,21 @@ fn conv3x3_on(isa: Isa, v: Variant, args: &ConvArgs, y: &mut [f32], scratch: &mu
     }
 }
 
-/// Each transform compiled twice, for the baseline and with AVX2 (selected at run time): the transforms
-/// are element-wise loops over [`TB`] tiles that the compiler vectorizes, 4 lanes wide on the baseline and 8
-/// with AVX2. Rust never contracts a·b + c into an FMA, so both give the same bits (tested).
-macro_rules! avx2_twin {
-    ($(#[$doc:meta])* $name:ident, $body:ident, $avx:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
-        $(#[$doc])*
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked above); the body is safe code.
-                unsafe { $avx($($arg),*) };
-                return;
-            }
-            $body($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn $avx($($arg: $ty),*) {
-            $body($($arg),*)
-        }
-    };
-}
-
 avx2_twin!(
-    /// See [`input_transform_body`].
-    input_transform, input_transform_body, input_transform_avx2, (plane: &[f32], h: usize, w: usize, top: isize, left: isize, th: usize, tw: usize, f: impl Fn(f32) -> f32, vc: &mut [f32],)
+    /// [`input_transform_body`], with AVX2 where the CPU has it.
+    fn input_transform / input_transform_avx2 => input_transform_body (plane: &[f32], h: usize, w: usize, top: isize, left: isize, th: usize, tw: usize, f: impl Fn(f32) -> f32, vc: &mut [f32],)
 );
 avx2_twin!(
-    /// See [`output_transform_body`].
-    output_transform, output_transform_body, output_transform_avx2, (mk: &[&[f32]], th: usize, tw: usize, oh: usize, ow: usize, b: f32, accumulate: bool, plane: &mut [f32],)
+    /// [`output_transform_body`], with AVX2 where the CPU has it.
+    fn output_transform / output_transform_avx2 => output_transform_body (mk: &[&[f32]], th: usize, tw: usize, oh: usize, ow: usize, b: f32, accumulate: bool, plane: &mut [f32],)
 );
 avx2_twin!(
-    /// See [`input_transform_f4_body`].
-    input_transform_f4, input_transform_f4_body, input_transform_f4_avx2, (plane: &[f32], h: usize, w: usize, top: isize, left: isize, th: usize, tw: usize, f: impl Fn(f32) -> f32, vc: &mut [f32],)
+    /// [`input_transform_f4_body`], with AVX2 where the CPU has it.
+    fn input_transform_f4 / input_transform_f4_avx2 => input_transform_f4_body (plane: &[f32], h: usize, w: usize, top: isize, left: isize, th: usize, tw: usize, f: impl Fn(f32) -> f32, vc: &mut [f32],)
 );
 avx2_twin!(
-    /// See [`output_transform_f4_body`].
-    output_transform_f4, output_transform_f4_body, output_transform_f4_avx2, (mk: &[&[f32]], th: usize, tw: usize, oh: usize, ow: usize, b: f32, accumulate: bool, plane: &mut [f32],)
+    /// [`output_transform_f4_body`], with AVX2 where the CPU has it.
+    fn output_transform_f4 / output_transform_f4_avx2 => output_transform_f4_body (mk: &[&[f32]], th: usize, tw: usize, oh: usize, ow: usize, b: f32, accumulate: bool, plane: &mut [f32],)
 );
 
 /// Tiles transformed together: the transforms run along a row of tiles, [`TB`] at a time, as
@@ -667,24 +641,16 @@ struct Rows<'a> {
 
 impl BSource for Rows<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked above); the body is safe code.
-            unsafe { self.pack_avx2(k0, kc, n0, nc, dst, nr) };
-            return;
-        }
-        self.pack_body(k0, kc, n0, nc, dst, nr)
+        self.pack_twin(k0, kc, n0, nc, dst, nr)
     }
 }
 
 impl Rows<'_> {
-    /// [`Rows::pack_body`] compiled with AVX2, whose 256-bit moves copy `put_row`'s 16-float pieces (the
-    /// baseline build copied them value by value). Same bits: a copy.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn pack_avx2(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
-        self.pack_body(k0, kc, n0, nc, dst, nr)
-    }
+    avx2_twin!(
+        /// [`Rows::pack_body`], with AVX2 where the CPU has it: 256-bit moves for `put_row`'s 16-float
+        /// pieces. Same bits: a copy.
+        method pack_twin / pack_avx2 => pack_body (k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize)
+    );
 
     #[inline(always)]
     fn pack_body(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
