@@ -293,22 +293,7 @@ impl ConvB<'_> {
                 if s1 == 1 {
                     dst.copy_from_slice(&src[first..first + dst.len()]);
                 } else if s1 == 2 {
-                    // Even columns, 8 at a time from 16 (local arrays, which the compiler turns into loads
-                    // and shuffles; a loop over pairs vectorized only by 32 and left the rest of a 28- or
-                    // 14-wide row scalar), then the last few one by one. Output j reads src[2j], inside
-                    // the row for every j < hi − lo (`dst.len()`) by the choice of `hi`.
-                    let src = &src[first..];
-                    let mut outs = dst.chunks_exact_mut(8);
-                    let mut done = 0;
-                    for (o, c) in (&mut outs).zip(src.chunks_exact(16)) {
-                        let c: [f32; 16] = c.try_into().expect("16 floats");
-                        let o: &mut [f32; 8] = o.try_into().expect("8 floats");
-                        *o = std::array::from_fn(|k| c[2 * k]);
-                        done += 8;
-                    }
-                    for (j, o) in dst[done..].iter_mut().enumerate() {
-                        *o = src[2 * (done + j)];
-                    }
+                    gather_even(dst, &src[first..]);
                 } else {
                     // Every s1-th input column (chunks keep the loop free of bounds checks).
                     dst.iter_mut().zip(src[first..].chunks(s1)).for_each(|(o, c)| *o = c[0]);
@@ -323,6 +308,95 @@ impl ConvB<'_> {
                 if u == kh {
                     u = 0;
                     ch += 1;
+                }
+            }
+        }
+    }
+}
+
+/// dst[j] = src[2j] for every j < `dst.len()` (`src` holds at least 2·len − 1 values): 8 outputs from 16
+/// inputs at a time (local arrays, which the compiler turns into loads and shuffles; a loop over pairs
+/// vectorized only by 32 and left the rest of a 28- or 14-wide row scalar), then the last few one by one.
+#[inline(always)]
+fn gather_even(dst: &mut [f32], src: &[f32]) {
+    let mut outs = dst.chunks_exact_mut(8);
+    let mut done = 0;
+    for (o, c) in (&mut outs).zip(src.chunks_exact(16)) {
+        let c: [f32; 16] = c.try_into().expect("16 floats");
+        let o: &mut [f32; 8] = o.try_into().expect("8 floats");
+        *o = std::array::from_fn(|k| c[2 * k]);
+        done += 8;
+    }
+    for (j, o) in dst[done..].iter_mut().enumerate() {
+        *o = src[2 * (done + j)];
+    }
+}
+
+/// Where one channel's input lands in its zero-padded phase planes (see [`conv2d`]).
+struct PadGeometry {
+    h: usize,
+    w: usize,
+    /// Padded rows, and the width and size of one phase plane.
+    hp: usize,
+    wq: usize,
+    plane: usize,
+    top: usize,
+    left: usize,
+}
+
+avx2_twin!(
+    /// [`pad_channel_body`], with AVX2 where the CPU has it (its rows are 7 to 56 floats: one 256-bit move
+    /// per 8 instead of two).
+    fn pad_channel / pad_channel_avx2 => pad_channel_body (
+        p: &Conv2d,
+        g: &PadGeometry,
+        src: &[f32],
+        c: usize,
+        pre: Option<&(Pre, usize)>,
+        chan: &mut [f32],
+    )
+);
+
+/// Channel `c`'s input plane `src` copied into its phase planes `chan` (only the phases some tap reads),
+/// zero-padded, with the prologue applied to the copied values.
+#[inline(always)]
+fn pad_channel_body(p: &Conv2d, g: &PadGeometry, src: &[f32], c: usize, pre: Option<&(Pre, usize)>, chan: &mut [f32]) {
+    let PadGeometry { h, w, hp, wq, plane, top, left } = *g;
+    let [s0, s1] = p.strides;
+    for a in 0..s0 {
+        for b in 0..s1 {
+            // Only the phases some tap reads (a 1x1 stride-2 convolution copies a quarter of its input).
+            let Some(slot) = p.phase_slot(a, b) else { continue };
+            // Column j of this phase is padded column j·s1 + b, input column j·s1 + b − left: valid
+            // for j in lo..hi, the same in every row (computed once: two divisions per row were a
+            // tenth of ResNet-20's time on one thread).
+            let lo = left.saturating_sub(b).div_ceil(s1).min(wq);
+            let hi = (left + w).saturating_sub(b).div_ceil(s1).clamp(lo, wq);
+            let first = (lo * s1 + b).saturating_sub(left);
+            let dst = &mut chan[slot * plane..][..plane];
+            for (i, row) in dst.chunks_exact_mut(wq).enumerate() {
+                // Padded row yy = i·s0 + a is input row yy − top, if that exists.
+                let yy = i * s0 + a;
+                if yy >= hp || yy < top || yy - top >= h {
+                    zero_short(row);
+                    continue;
+                }
+                let input = &src[(yy - top) * w..(yy - top + 1) * w];
+                zero_short(&mut row[..lo]);
+                zero_short(&mut row[hi..]);
+                if lo == hi {
+                    continue; // this phase's columns all fall in the padding (a stride wider than the row)
+                }
+                let inner = &mut row[lo..hi];
+                let len = inner.len();
+                match s1 {
+                    // Rows of 7 to 56 floats: inline vector moves, not a `memcpy` call per row.
+                    1 => copy_short(inner, &input[first..first + len]),
+                    2 => gather_even(inner, &input[first..]),
+                    _ => inner.iter_mut().zip(input[first..].chunks(s1)).for_each(|(o, q)| *o = q[0]),
+                }
+                if let Some((f, c0)) = pre {
+                    f.apply_row(c0 + c, inner);
                 }
             }
         }
@@ -466,54 +540,9 @@ fn conv_shifted(
     let (padded, rest) = scratch.split_at_mut(cin_g * phases * plane + SLACK);
     // Channel by channel, the channels split between the threads (each channel's phase planes are one
     // chunk): a serial copy was a tenth of a small ResNet's time on 2 threads, the other thread waiting.
+    let geo = PadGeometry { h, w, hp, wq, plane, top, left };
     for_chunks_mut(&mut padded[..cin_g * phases * plane], phases * plane, |c, chan| {
-        let src = &x[c * h * w..(c + 1) * h * w];
-        for a in 0..s0 {
-            for b in 0..s1 {
-                // Only the phases some tap reads (a 1x1 stride-2 convolution copies a quarter of its input).
-                let Some(slot) = p.phase_slot(a, b) else { continue };
-                // Column j of this phase is padded column j·s1 + b, input column j·s1 + b − left: valid
-                // for j in lo..hi, the same in every row (computed once: two divisions per row were a
-                // tenth of ResNet-20's time on one thread).
-                let lo = left.saturating_sub(b).div_ceil(s1).min(wq);
-                let hi = (left + w).saturating_sub(b).div_ceil(s1).clamp(lo, wq);
-                let first = (lo * s1 + b).saturating_sub(left);
-                let dst = &mut chan[slot * plane..][..plane];
-                for (i, row) in dst.chunks_exact_mut(wq).enumerate() {
-                    // Padded row yy = i·s0 + a is input row yy − top, if that exists.
-                    let yy = i * s0 + a;
-                    if yy >= hp || yy < top || yy - top >= h {
-                        zero_short(row);
-                        continue;
-                    }
-                    let input = &src[(yy - top) * w..(yy - top + 1) * w];
-                    zero_short(&mut row[..lo]);
-                    zero_short(&mut row[hi..]);
-                    if lo == hi {
-                        continue; // this phase's columns all fall in the padding (a stride wider than the row)
-                    }
-                    let inner = &mut row[lo..hi];
-                    let len = inner.len();
-                    match s1 {
-                        // Rows of 7 to 56 floats: inline vector moves, not a `memcpy` call per row.
-                        1 => copy_short(inner, &input[first..first + len]),
-                        // Every other column: fixed-size pairs, which the compiler turns into loads and
-                        // shuffles; a source of odd length ends in a lone last value.
-                        2 => {
-                            let src = &input[first..];
-                            inner.iter_mut().zip(src.chunks_exact(2)).for_each(|(o, q)| *o = q[0]);
-                            if src.len() < 2 * len {
-                                inner[len - 1] = src[2 * (len - 1)];
-                            }
-                        }
-                        _ => inner.iter_mut().zip(input[first..].chunks(s1)).for_each(|(o, q)| *o = q[0]),
-                    }
-                    if let Some((f, c0)) = &pre {
-                        f.apply_row(c0 + c, inner);
-                    }
-                }
-            }
-        }
+        pad_channel(p, &geo, &x[c * h * w..(c + 1) * h * w], c, pre.as_ref(), chan)
     });
     padded[cin_g * phases * plane..].fill(0.0);
     let [kh, kw] = p.kernel;
