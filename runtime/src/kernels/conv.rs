@@ -572,7 +572,7 @@ mod tests {
     use super::*;
 
     /// B's packing gives the same bits through its AVX2 twin and the baseline body: pointwise with a
-    /// prologue (none, Relu, Sigmoid; a NaN kept), and gathered 3x3 stride-2 rows of several lengths.
+    /// prologue (none, Relu, Sigmoid; a NaN among the inputs), and gathered 3x3 stride-2 rows.
     #[test]
     fn packing_same_bits_with_and_without_avx2() {
         let (h, w) = (9, 37);
