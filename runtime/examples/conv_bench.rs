@@ -3,7 +3,8 @@
 //! Winograd F(2×2, 3×3) and F(4×4, 3×3) times of each 3x3 stride-1 layer next to its GEMM time (speedup
 //! over GEMM in parentheses) and what `winograd::choose` picks. `cargo run --release -p resin-runtime --example conv_bench`
 //! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel; `RESIN_CONV=gather` makes convolutions with
-//! small weights gather GEMM tiles instead of reading their padded input in place).
+//! small weights gather GEMM tiles instead of reading their padded input in place). Arguments, if any,
+//! keep the layers whose line contains one of them: `conv_bench 16->32 "3x3/2"`.
 
 use resin_runtime::kernels::conv::{conv2d, Conv2d, ConvArgs};
 use resin_runtime::kernels::gemm::{fma_peak_gflops, Isa};
@@ -34,18 +35,32 @@ fn main() {
         (16, 16, 3, 1, 32),
         (32, 32, 3, 1, 16),
         (64, 64, 3, 1, 8),
+        (16, 32, 3, 2, 32),
+        (32, 64, 3, 2, 16),
         (128, 32, 3, 1, 56),
         (128, 32, 3, 1, 28),
         (128, 32, 3, 1, 14),
         (128, 32, 3, 1, 7),
     ];
+    let filters: Vec<String> = std::env::args().skip(1).collect();
     let isa = Isa::detect();
-    let cold = std::env::var("RESIN_COLD").is_ok_and(|v| v == "1");
-    let mut flush = vec![0.0f32; if cold { 16 << 20 } else { 0 }];
+    // RESIN_COLD=1 evicts every cache level before each run; RESIN_COLD=l2 only L1 and L2 (a 2 MiB sweep),
+    // so that weights and input come from L3, as they do for a small network's layers run after each other.
+    let flush_floats = match std::env::var("RESIN_COLD").as_deref() {
+        Ok("1") => 16 << 20,
+        Ok("l2") => 1 << 19,
+        _ => 0,
+    };
+    let cold = flush_floats > 0;
+    let mut flush = vec![0.0f32; flush_floats];
     println!("{} kernels, FMA peak {:.0} GFLOP/s per core", isa.name(), fma_peak_gflops(isa, 300));
     for threads in [1, 2] {
         let pool = resin_runtime::parallel::ThreadPool::new(threads).unwrap();
         for &(cin, cout, k, s, h) in &layers {
+            let label = format!("{cin:>4}->{cout:<4} {k}x{k}/{s} {h:>3}px");
+            if !filters.is_empty() && !filters.iter().any(|f| label.contains(f.as_str())) {
+                continue;
+            }
             let pad = k / 2;
             let p = Conv2d { cin, cout, kernel: [k, k], strides: [s, s], pads: [pad; 4], dilations: [1, 1], group: 1 };
             let oh = (h + 2 * pad - k) / s + 1;
@@ -55,9 +70,13 @@ fn main() {
             let mut y = vec![0.0; cout * oh * oh];
             let flops = 2.0 * (cout * p.k() * oh * oh) as f64;
             let mut time = |f: &mut dyn FnMut()| {
+                let t = Instant::now();
                 f();
+                // At least 15 runs, more for a small layer (about 20 ms in all): its fastest run then
+                // is robust to the machine's noise.
+                let runs = (0.02 / t.elapsed().as_secs_f64()).clamp(15.0, 500.0) as usize;
                 let mut best = f64::MAX;
-                for _ in 0..15 {
+                for _ in 0..runs {
                     if cold {
                         // Evict the weights and input from every cache level, as a layer of a whole
                         // network meets them (its weights were last read one run ago).
@@ -73,11 +92,8 @@ fn main() {
             let gemm = time(&mut || {
                 pool.install(|| conv2d(&ConvArgs::new(&x, 1, h, h, &p, &packed, oh, oh), &mut y, &mut scratch, threads))
             });
-            let mut line = format!(
-                "t{threads} {cin:>4}->{cout:<4} {k}x{k}/{s} {h:>3}px: gemm {:>7.3} ms {:>6.1} GFLOP/s",
-                gemm * 1e3,
-                flops / gemm / 1e9
-            );
+            let mut line =
+                format!("t{threads} {label}: gemm {:>8.4} ms {:>6.1} GFLOP/s", gemm * 1e3, flops / gemm / 1e9);
             if winograd::fits(&p) {
                 for v in [winograd::Variant::F2, winograd::Variant::F4] {
                     let u = winograd::transform_weights(&p, v, &w);
