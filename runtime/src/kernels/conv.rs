@@ -84,8 +84,13 @@ impl Conv2d {
         Some(rank(0, a)? * self.axis_phases(1) + rank(1, b)?)
     }
     /// Whether [`conv2d`] reads this convolution's input in place from a zero-padded copy ([`gemm_shifted`])
-    /// instead of gathering GEMM tiles: any convolution with small enough weights but the plain 1x1 (whose
-    /// tiles are already single copies); a strided one through phase planes (see `conv_shifted`).
+    /// instead of gathering GEMM tiles: any convolution with small enough weights but a 1x1; a strided one
+    /// through phase planes (see `conv_shifted`). A 1x1 reads each input value once, so its tiles are
+    /// single copies (stride 1) or one strided gather per row (a projection shortcut): the phase-plane
+    /// copy would only be that gather done ahead, and the in-place GEMM's 16-pixel tiles with K = C
+    /// (16 to 256) ran slower than packed blocks of 128. `conv_bench`, 3 alternating runs on 1 thread:
+    /// ResNet-18's 64→128 1x1/2 at 56 px 0.19 ms gathered against 0.23 in place, 128→256 at 28 px 0.18
+    /// against 0.21, ResNet-20's 32→64 at 16 px 8.0-9.2 µs against 9.6-9.7.
     ///
     /// Why: gathering a 3x3 convolution's tiles copies its input nine times over, with a boundary test per
     /// run; against the product's O(M·K·N) that is cheap when M (output channels) is large, but at M = 16
@@ -106,7 +111,7 @@ impl Conv2d {
             _ => None,
         });
         let weights = self.cout / self.group * self.k();
-        !self.is_pointwise() && ow > 0 && force.unwrap_or(weights <= IN_PLACE_MAX_WEIGHTS)
+        self.kernel != [1, 1] && ow > 0 && force.unwrap_or(weights <= IN_PLACE_MAX_WEIGHTS)
     }
     /// The part of the zero-padded input an `oh × ow` output reads: (oh − 1)·s + (k − 1)·d + 1 per axis.
     fn padded_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
@@ -704,7 +709,8 @@ mod tests {
     fn in_place_with_strides_wider_than_the_input() {
         let cases = [
             (
-                Conv2d { cin: 2, cout: 3, kernel: [1, 1], strides: [4, 4], pads: [0; 4], dilations: [1, 1], group: 1 },
+                // (A 1x1 gathers instead: see `reads_in_place`; 1x2 reads two phases of four.)
+                Conv2d { cin: 2, cout: 3, kernel: [1, 2], strides: [4, 4], pads: [0; 4], dilations: [1, 1], group: 1 },
                 2,
                 2,
             ),
