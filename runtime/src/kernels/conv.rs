@@ -298,7 +298,7 @@ impl ConvB<'_> {
                 if s1 == 1 {
                     dst.copy_from_slice(&src[first..first + dst.len()]);
                 } else if s1 == 2 {
-                    gather_even(dst, &src[first..]);
+                    gather_even::<false>(dst, &src[first..]);
                 } else {
                     // Every s1-th input column (chunks keep the loop free of bounds checks).
                     dst.iter_mut().zip(src[first..].chunks(s1)).for_each(|(o, c)| *o = c[0]);
@@ -323,12 +323,21 @@ impl ConvB<'_> {
 /// inputs at a time (local arrays, which the compiler turns into loads and shuffles; a loop over pairs
 /// vectorized only by 32 and left the rest of a 28- or 14-wide row scalar), then the last few one by one.
 #[inline(always)]
-fn gather_even(dst: &mut [f32], src: &[f32]) {
+fn gather_even<const TAIL15: bool>(dst: &mut [f32], src: &[f32]) {
     let mut outs = dst.chunks_exact_mut(8);
     let mut done = 0;
     for (o, c) in (&mut outs).zip(src.chunks_exact(16)) {
         let c: [f32; 16] = c.try_into().expect("16 floats");
         let o: &mut [f32; 8] = o.try_into().expect("8 floats");
+        *o = std::array::from_fn(|k| c[2 * k]);
+        done += 8;
+    }
+    // With `TAIL15`, a last group of 8 takes only 15 inputs: a row's odd columns (a stride-2 3x3's phase
+    // (0, 1), 16 from 31) would otherwise leave its second half to the scalar loop. (The tile gather,
+    // whose sources run on to the plane's end, does without: the branch alone cost it 1-2%.)
+    if TAIL15 && dst.len() - done >= 8 {
+        let c: [f32; 15] = src[2 * done..2 * done + 15].try_into().expect("15 floats");
+        let o: &mut [f32; 8] = (&mut dst[done..done + 8]).try_into().expect("8 floats");
         *o = std::array::from_fn(|k| c[2 * k]);
         done += 8;
     }
@@ -404,7 +413,7 @@ fn pad_channel_body(p: &Conv2d, g: &PadGeometry, src: &[f32], c: usize, pre: Opt
                 match s1 {
                     // Rows of 7 to 56 floats: inline vector moves, not a `memcpy` call per row.
                     1 => copy_short(inner, &input[first..first + n]),
-                    2 => gather_even(inner, &input[first..]),
+                    2 => gather_even::<true>(inner, &input[first..]),
                     _ => inner.iter_mut().zip(input[first..].chunks(s1)).for_each(|(o, q)| *o = q[0]),
                 }
                 if let Some((f, c0)) = pre {
@@ -673,6 +682,18 @@ mod tests {
     }
 
     /// Only the phases a tap reads get a plane, in row-major slots.
+    #[test]
+    fn gather_even_takes_every_other_value_from_the_shortest_source() {
+        for len in 0..40 {
+            let src: Vec<f32> = (0..(2 * len).max(1) - 1).map(|i| i as f32).collect();
+            let mut dst = vec![f32::NAN; len + 1];
+            gather_even::<true>(&mut dst[..len], &src);
+            let want: Vec<f32> = (0..len).map(|j| (2 * j) as f32).collect();
+            assert_eq!(&dst[..len], &want[..], "len {len}");
+            assert!(dst[len].is_nan(), "len {len}: wrote past the end");
+        }
+    }
+
     #[test]
     fn phase_planes_only_for_the_phases_taps_read() {
         let conv = |k: [usize; 2], s: [usize; 2], d: [usize; 2]| Conv2d {
