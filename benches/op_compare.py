@@ -3,6 +3,7 @@
 
     flock /tmp/resin-cpu.lock python3 benches/op_compare.py --threads 2 --rounds 3
     flock /tmp/resin-cpu.lock python3 benches/op_compare.py --model densenet121
+    flock /tmp/resin-cpu.lock python3 benches/op_compare.py --batch 8 --runs 5
 
 Each round runs `resin run --profile N` (every step timed) and ONNX Runtime with its profiler on
 (`SessionOptions.enable_profiling`, every node's kernel time), back to back, and sums each engine's step
@@ -23,7 +24,7 @@ name. ONNX Runtime's profiler adds time to every node, and DenseNet-121 has over
 to 82 ms against 49 unprofiled (2 threads), another to 40 ms. Compare ratios from the same run only.
 
 Options: --model resnet50|densenet121 (default resnet50), --threads (default 2), --rounds (default 3),
---runs (profiled runs per round, default 20), --models DIR (default $RESIN_MODELS or ../shared/models),
+--runs (profiled runs per round, default 20), --batch B (default 1: the reference input repeated B times), --models DIR (default $RESIN_MODELS or ../shared/models),
 --resin PATH (default target/release/resin).
 """
 import argparse
@@ -149,6 +150,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=1, help="images per run (the reference input repeated)")
     ap.add_argument("--models", default=os.environ.get("RESIN_MODELS", os.path.join(ROOT, "..", "shared", "models")))
     ap.add_argument("--resin", default=os.path.join(ROOT, "target", "release", "resin"))
     a = ap.parse_args()
@@ -159,6 +161,12 @@ def main():
     densenet = a.model == "densenet121"
     res, ort_ = collections.defaultdict(list), collections.defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
+        if a.batch > 1:
+            import numpy as np
+
+            x = np.load(npy)
+            npy = os.path.join(tmp, "input.npy")
+            np.save(npy, np.repeat(x, a.batch, axis=0))
         model = os.path.join(tmp, f"{a.model}.resin")
         subprocess.run([a.resin, "compile", onnx_path, "-o", model], check=True, capture_output=True)
         for r in range(a.rounds):
@@ -168,7 +176,7 @@ def main():
                 ort_[k].append(v)
             print(f"round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
     title = "DenseNet-121" if densenet else "ResNet-50"
-    print(f"{title}, batch 1, {a.threads} thread(s), {a.rounds} rounds ({time.strftime('%Y-%m-%d')})")
+    print(f"{title}, batch {a.batch}, {a.threads} thread(s), {a.rounds} rounds ({time.strftime('%Y-%m-%d')})")
     print("| group | resin ms | ORT ms | resin / ORT |")
     print("|---|---|---|---|")
     total = [0.0, 0.0]
