@@ -681,7 +681,7 @@ mod tests {
         y
     }
 
-    /// Only the phases a tap reads get a plane, in row-major slots.
+    /// `gather_even` with its 15-input tail, for every length from the shortest source it is given.
     #[test]
     fn gather_even_takes_every_other_value_from_the_shortest_source() {
         for len in 0..40 {
@@ -694,6 +694,7 @@ mod tests {
         }
     }
 
+    /// Only the phases a tap reads get a plane, in row-major slots.
     #[test]
     fn phase_planes_only_for_the_phases_taps_read() {
         let conv = |k: [usize; 2], s: [usize; 2], d: [usize; 2]| Conv2d {

@@ -431,12 +431,12 @@ unsafe fn run_part(
 /// C down its rows, one 64-byte piece per row a tile, rows a channel plane apart (12.5 KB at 56 px), which
 /// the prefetcher does not follow; with k = 64 the tile's k loop is too short to hide those misses. Panel
 /// by panel, each row of C is read and written front to back, and B's block (64 × 128 floats, 32 KiB)
-/// stays in L1 or L2. ResNet-50's stage-1 1x1 convolutions with 64 input channels (the expand and the
-/// shortcut, C = 3.2 MB an image), alternating profiles on 2 threads: 0.70-0.77 of before at batch 8
-/// where the other steps of the same runs measured about 0.9 (a faster phase), and 0.88-0.91 at batch 1
-/// against 0.92-0.95. With a long k or a small C (a Winograd layer's products) the usual order wins: 1.06-1.13
-/// on ResNet-50's F(4×4) layers when the switch applied to every product. The order changes no result:
-/// each tile sums the same terms in the same order.
+/// stays in L1 or L2. ResNet-50's stage-1 expand convolutions (64 → 256 channels, the residual read from
+/// C, 3.2 MB an image), per-step profiles alternating the two builds at batch 8: 0.79-0.86 of before on 2
+/// threads and 0.82-0.87 on 1, the other steps unchanged (within noise at batch 1). With a long k or a
+/// small C (a Winograd layer's products) the usual order wins: 1.06-1.13 on ResNet-50's F(4×4) layers
+/// when the switch applied to every product. The order changes no result: each tile sums the same terms
+/// in the same order.
 fn panels_outer(m: usize, n: usize, k: usize) -> bool {
     k <= 64 && m * n >= 1 << 17
 }
