@@ -5,8 +5,8 @@
 //! of it (KC × NR floats, contiguous, so it stays in L1 while every weight panel passes over it) straight
 //! from the input; for a 1x1, stride-1, unpadded convolution each tile row is one contiguous copy.
 //!
-//! A convolution whose weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's growth
-//! convolutions, ResNet-50's first stage and stem) does not gather at all: its input is zero-padded once
+//! A convolution other than a 1x1 whose weights fit in L2 (16 to 64 output channels: CIFAR ResNets,
+//! DenseNet's growth convolutions, ResNet-50's stem) does not gather at all: its input is zero-padded once
 //! into scratch (split into phase planes when strided) and the GEMM reads B in place as shifted views of
 //! that copy, one row offset per kernel tap ([`Conv2d::reads_in_place`], [`gemm_shifted`]).
 //!
@@ -72,7 +72,7 @@ impl Conv2d {
         (0..self.strides[a].max(1)).filter(|&x| self.reads_phase(a, x)).count()
     }
     /// How many phase planes `conv_shifted` builds: the (row, column) phases some tap reads. A 3x3
-    /// stride-2 convolution reads all four, a 1x1 stride-2 one only phase (0, 0).
+    /// stride-2 convolution reads all four, a 1x2 stride-2 one only phases (0, 0) and (0, 1).
     fn phase_count(&self) -> usize {
         self.axis_phases(0) * self.axis_phases(1)
     }
@@ -332,9 +332,9 @@ fn gather_even<const TAIL15: bool>(dst: &mut [f32], src: &[f32]) {
         *o = std::array::from_fn(|k| c[2 * k]);
         done += 8;
     }
-    // With `TAIL15`, a last group of 8 takes only 15 inputs: a row's odd columns (a stride-2 3x3's phase
-    // (0, 1), 16 from 31) would otherwise leave its second half to the scalar loop. (The tile gather,
-    // whose sources run on to the plane's end, does without: the branch alone cost it 1-2%.)
+    // With `TAIL15`, a last group of 8 takes only 15 inputs: a row's odd columns (column phase 0 of a
+    // stride-2 3x3 with padding 1: 16 values from 31) would otherwise leave their second half to the
+    // scalar loop. (The tile gather does without: with the branch it measured 1-2% slower.)
     if TAIL15 && dst.len() - done >= 8 {
         let c: [f32; 15] = src[2 * done..2 * done + 15].try_into().expect("15 floats");
         let o: &mut [f32; 8] = (&mut dst[done..done + 8]).try_into().expect("8 floats");
@@ -388,7 +388,7 @@ fn pad_channel_body(p: &Conv2d, g: &PadGeometry, src: &[f32], c: usize, pre: Opt
     let hq = plane / wq;
     for a in 0..s0 {
         for b in 0..s1 {
-            // Only the phases some tap reads (a 1x1 stride-2 convolution copies a quarter of its input).
+            // Only the phases some tap reads (a 1x2 stride-2 convolution copies half of its input).
             let Some(slot) = p.phase_slot(a, b) else { continue };
             let dst = &mut chan[slot * plane..][..plane];
             // Column j of this phase is padded column j·s1 + b, input column j·s1 + b − left: valid for j
@@ -731,7 +731,7 @@ mod tests {
     fn in_place_with_strides_wider_than_the_input() {
         let cases = [
             (
-                // (A 1x1 gathers instead: see `reads_in_place`; 1x2 reads two phases of four.)
+                // (A 1x1 gathers instead: see `reads_in_place`; 1x2 reads two phases of sixteen.)
                 Conv2d { cin: 2, cout: 3, kernel: [1, 2], strides: [4, 4], pads: [0; 4], dilations: [1, 1], group: 1 },
                 2,
                 2,
@@ -851,6 +851,16 @@ mod tests {
                 strides: [2, 3],
                 pads: [1, 2, 0, 1],
                 dilations: [2, 1],
+                group: 1,
+            },
+            // Side padding wider than 8: the padded copy's gap between rows takes its general branch.
+            Conv2d {
+                cin: 3,
+                cout: 4,
+                kernel: [3, 3],
+                strides: [1, 1],
+                pads: [1, 9, 1, 9],
+                dilations: [1, 1],
                 group: 1,
             },
         ];

@@ -430,8 +430,8 @@ unsafe fn run_part(
 /// C of at least 512 KiB. The usual order keeps one micro-panel of B in L1 while the panels pass, but walks
 /// C down its rows, one 64-byte piece per row a tile, rows a channel plane apart (12.5 KB at 56 px), which
 /// the prefetcher does not follow; with k = 64 the tile's k loop is too short to hide those misses. Panel
-/// by panel, each row of C is read and written front to back, and B's block (64 × 128 floats, 32 KiB)
-/// stays in L1 or L2. ResNet-50's stage-1 expand convolutions (64 → 256 channels, the residual read from
+/// by panel, each row of C is read and written front to back, and B's block (k × `NB`·nr floats, 32 KiB
+/// with AVX2) stays in L1 or L2. ResNet-50's stage-1 expand convolutions (64 → 256 channels, the residual read from
 /// C, 3.2 MB an image), per-step profiles alternating the two builds at batch 8: 0.79-0.86 of before on 2
 /// threads and 0.82-0.87 on 1, the other steps unchanged (within noise at batch 1). With a long k or a
 /// small C (a Winograd layer's products) the usual order wins: 1.06-1.13 on ResNet-50's F(4×4) layers
