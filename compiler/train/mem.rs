@@ -78,6 +78,16 @@ impl<'a> Mem<'a> {
         unsafe { std::slice::from_raw_parts_mut(p.add(r * v.ld), v.cols) }
     }
 
+    /// [`Mem::row_mut`] of a gradient to add into, zeroed first when `first` (the running step is the
+    /// first to write it: see `BackCtx::overwrite`).
+    pub fn grad_row(&self, v: &View, r: usize, first: bool) -> &mut [f32] {
+        let row = self.row_mut(v, r);
+        if first {
+            row.fill(0.0);
+        }
+        row
+    }
+
     /// The whole strided matrix of `v` as a slice starting at its first element (for GEMM with `ld`).
     pub fn mat(&self, v: &View) -> &[f32] {
         let (p, n) = self.span(v);

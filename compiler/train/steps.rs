@@ -1258,10 +1258,7 @@ impl BatchNorm {
         }
         let first = cx.first_write(self.x);
         par_rows(rows, rows * c * s, cx.threads, |r| {
-            let (d, dx) = (grads.row(&ov, r), grads.row_mut(&xv, r));
-            if first {
-                dx.fill(0.0);
-            }
+            let (d, dx) = (grads.row(&ov, r), grads.grad_row(&xv, r, first));
             let xh = &xhat[r * c * s..(r + 1) * c * s];
             for (ch, &(a, b, e)) in coef.iter().enumerate() {
                 let span = ch * s..(ch + 1) * s;
@@ -1518,10 +1515,7 @@ impl Step {
                 let (xv, ov, grads, s, first) = (cx.views[*x], cx.views[*out], cx.grads, *s, cx.first_write(*x));
                 par_rows(rows, rows * *c * s, cx.threads, |r| {
                     let dy = grads.row(&ov, r);
-                    let dx = grads.row_mut(&xv, r);
-                    if first {
-                        dx.fill(0.0);
-                    }
+                    let dx = grads.grad_row(&xv, r, first);
                     for (ch, d) in dy.iter().enumerate() {
                         dx[ch * s..(ch + 1) * s].iter_mut().for_each(|g| *g += d / s as f32);
                     }
@@ -1532,10 +1526,7 @@ impl Step {
                 let first = cx.first_write(*x);
                 par_rows(rows, rows * ov.cols, cx.threads, |r| {
                     let (dy, y, xr) = (grads.row(&ov, r), vals.row(&ov, r), vals.row(&xv, r));
-                    let dx = grads.row_mut(&xv, r);
-                    if first {
-                        dx.fill(0.0);
-                    }
+                    let dx = grads.grad_row(&xv, r, first);
                     let n = dx.len();
                     let (dy, y, xr) = (&dy[..n], &y[..n], &xr[..n]);
                     match op {
@@ -1568,10 +1559,7 @@ impl Step {
                     let dy = grads.row(&ov, r);
                     let (ar, br) = (operand_row(a, vals, views, r), operand_row(b, vals, views, r));
                     if let Operand::Value(av) = a {
-                        let da = grads.row_mut(&views[*av], r);
-                        if first_a {
-                            da.fill(0.0);
-                        }
+                        let da = grads.grad_row(&views[*av], r, first_a);
                         let it = da.iter_mut().zip(dy).zip(br);
                         match op {
                             Binary::Add | Binary::Sub => it.for_each(|((g, d), _)| *g += d),
@@ -1580,10 +1568,7 @@ impl Step {
                         }
                     }
                     if let Operand::Value(bv) = b {
-                        let db = grads.row_mut(&views[*bv], r);
-                        if first_b {
-                            db.fill(0.0);
-                        }
+                        let db = grads.grad_row(&views[*bv], r, first_b);
                         let it = db.iter_mut().zip(dy).zip(ar).zip(br);
                         match op {
                             Binary::Add => it.for_each(|(((g, d), _), _)| *g += d),
