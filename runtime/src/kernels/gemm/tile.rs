@@ -23,6 +23,11 @@ pub(super) struct Tile {
     pub ldb: usize,
     /// Null, or `k` offsets: row p of B starts at `b + b_offs[p]` (then `ldb` is unused).
     pub b_offs: *const u32,
+    /// Null, or the A panel the next tile will read (at least `k·MR` floats): the full AVX2 tile asks
+    /// for it into L2, three cache lines every 8 steps of its k loop, so that the first pass over a block
+    /// of weights streams them from L3 or memory behind the arithmetic instead of stalling on each panel
+    /// (`run_part` sets it on that pass only). Other kernels ignore it.
+    pub a_next: *const f32,
     /// Where a row of B continues after its first 8 columns, from the row's start: 8 (contiguous), or
     /// further when a tile covers two rows of an 8-wide grid (`gemm_shifted`). Not 8 only on AVX2 and
     /// scalar kernels (AVX-512 loads 16 columns at once).
@@ -248,7 +253,9 @@ mod x86 {
     /// The common full tile, 6 rows × 16 columns, written out by hand (BLIS's Haswell shape): 12
     /// independent accumulators cover the FMA latency on both ports, and each k step loads 2 vectors of
     /// B for 12 FMAs. 15 of the 16 registers are live; one more (a 4 × 24 tile needs 17) spills an
-    /// accumulator, whose store-to-load round trip then limits every iteration.
+    /// accumulator, whose store-to-load round trip then limits every iteration. With [`Tile::a_next`]
+    /// the k loop runs in groups of 8 steps, each group first prefetching the next panel's matching
+    /// 48 floats.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn k256_6x2<const OFFS: bool>(t: &Tile) {
         let z = _mm256_setzero_ps();
@@ -258,29 +265,49 @@ mod x86 {
         unsafe {
             prefetch_c(t);
             let mut a = t.a;
-            for p in 0..t.k {
-                let b = b_row_of::<OFFS>(t, p);
-                let b0 = _mm256_loadu_ps(b);
-                let b1 = _mm256_loadu_ps(b.add(t.b_hi));
-                let x = _mm256_broadcast_ss(&*a);
-                c00 = _mm256_fmadd_ps(x, b0, c00);
-                c01 = _mm256_fmadd_ps(x, b1, c01);
-                let x = _mm256_broadcast_ss(&*a.add(1));
-                c10 = _mm256_fmadd_ps(x, b0, c10);
-                c11 = _mm256_fmadd_ps(x, b1, c11);
-                let x = _mm256_broadcast_ss(&*a.add(2));
-                c20 = _mm256_fmadd_ps(x, b0, c20);
-                c21 = _mm256_fmadd_ps(x, b1, c21);
-                let x = _mm256_broadcast_ss(&*a.add(3));
-                c30 = _mm256_fmadd_ps(x, b0, c30);
-                c31 = _mm256_fmadd_ps(x, b1, c31);
-                let x = _mm256_broadcast_ss(&*a.add(4));
-                c40 = _mm256_fmadd_ps(x, b0, c40);
-                c41 = _mm256_fmadd_ps(x, b1, c41);
-                let x = _mm256_broadcast_ss(&*a.add(5));
-                c50 = _mm256_fmadd_ps(x, b0, c50);
-                c51 = _mm256_fmadd_ps(x, b1, c51);
-                a = a.add(MR);
+            macro_rules! step {
+                ($p:expr) => {{
+                    let b = b_row_of::<OFFS>(t, $p);
+                    let b0 = _mm256_loadu_ps(b);
+                    let b1 = _mm256_loadu_ps(b.add(t.b_hi));
+                    let x = _mm256_broadcast_ss(&*a);
+                    c00 = _mm256_fmadd_ps(x, b0, c00);
+                    c01 = _mm256_fmadd_ps(x, b1, c01);
+                    let x = _mm256_broadcast_ss(&*a.add(1));
+                    c10 = _mm256_fmadd_ps(x, b0, c10);
+                    c11 = _mm256_fmadd_ps(x, b1, c11);
+                    let x = _mm256_broadcast_ss(&*a.add(2));
+                    c20 = _mm256_fmadd_ps(x, b0, c20);
+                    c21 = _mm256_fmadd_ps(x, b1, c21);
+                    let x = _mm256_broadcast_ss(&*a.add(3));
+                    c30 = _mm256_fmadd_ps(x, b0, c30);
+                    c31 = _mm256_fmadd_ps(x, b1, c31);
+                    let x = _mm256_broadcast_ss(&*a.add(4));
+                    c40 = _mm256_fmadd_ps(x, b0, c40);
+                    c41 = _mm256_fmadd_ps(x, b1, c41);
+                    let x = _mm256_broadcast_ss(&*a.add(5));
+                    c50 = _mm256_fmadd_ps(x, b0, c50);
+                    c51 = _mm256_fmadd_ps(x, b1, c51);
+                    a = a.add(MR);
+                }};
+            }
+            let mut p = 0;
+            if !t.a_next.is_null() {
+                // 8 steps read 48 floats of A (three cache lines): ask for the same three of the next panel.
+                while p + 8 <= t.k {
+                    let nx = t.a_next.add(p * MR) as *const i8;
+                    _mm_prefetch::<_MM_HINT_T1>(nx);
+                    _mm_prefetch::<_MM_HINT_T1>(nx.add(64));
+                    _mm_prefetch::<_MM_HINT_T1>(nx.add(128));
+                    for q in 0..8 {
+                        step!(p + q);
+                    }
+                    p += 8;
+                }
+            }
+            while p < t.k {
+                step!(p);
+                p += 1;
             }
             store256(t, [[c00, c01], [c10, c11], [c20, c21], [c30, c31], [c40, c41], [c50, c51]]);
         }
