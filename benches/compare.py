@@ -8,7 +8,10 @@ intra-op threads = T, inter-op 1), and tract through benches/tract-bench (tract-
 tract-linalg's multithreaded executor). The engines alternate, ROUNDS times; the table shows each
 engine's median of its rounds' medians, and the ratios resin/ORT and resin/tract as the median of the
 rounds' paired ratios (each round's runs back to back), so that the machine's drift between rounds,
-25-40% over minutes on a shared VM, cancels instead of landing on one engine.
+25-40% over minutes on a shared VM, cancels instead of landing on one engine. Each measurement times at
+least --runs runs, and more for a fast configuration: enough that resin's runs last --min-ms (300 ms by
+default; ResNet-20 at batch 1 gets ~300 runs instead of 3), with a quarter as many warm-up runs; every
+engine gets the same counts.
 
 Usage:
   cargo build --release                       # resin
@@ -17,7 +20,7 @@ Usage:
 Models come from $RESIN_MODELS (default ../shared/models). The table goes to stdout and, as Markdown,
 to benches/results.md; a plot of the ratios to benches/results.svg.
 """
-import argparse, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, json, math, os, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESIN = os.environ.get("RESIN_BIN", os.path.join(ROOT, "target", "release", "resin"))
@@ -72,15 +75,25 @@ def compiled(path):
     return out
 
 
-def measure(engine, path, name, batch, threads, runs):
+def measure(engine, path, name, batch, threads, runs, warmup):
     if engine == "resin":
         return run_json([RESIN, "bench", compiled(path), "--batch", str(batch), "--threads", str(threads),
-                         "--runs", str(runs), "--json", "--no-peak"])
+                         "--runs", str(runs), "--warmup", str(warmup), "--json", "--no-peak"])
     if engine == "ort":
         return run_json([sys.executable, os.path.abspath(__file__), "--ort-worker", path, str(batch), str(threads),
-                         str(runs)])
+                         str(runs), str(warmup)])
     shape = ",".join(str(d) for d in [batch] + INPUT_SHAPES[name])
-    return run_json([TRACT, path, "--shape", shape, "--threads", str(threads), "--runs", str(runs)])
+    return run_json([TRACT, path, "--shape", shape, "--threads", str(threads), "--runs", str(runs),
+                     "--warmup", str(warmup)])
+
+
+def runs_for(path, batch, threads, runs, min_ms):
+    """Timed and warm-up runs for one configuration: at least `runs`, and enough that resin's timed runs
+    last about `min_ms` (a 1 ms ResNet-20 timed 3 times measured the VM's hiccups, not the engines);
+    warm-up a quarter of that, at least 3. Every engine gets the same counts."""
+    est = measure("resin", path, None, batch, threads, 1, 1)["median_ms"]
+    n = max(runs, math.ceil(min_ms / max(est, 1e-3)))
+    return n, max(3, n // 4)
 
 
 def build_tract():
@@ -120,8 +133,8 @@ def svg_plot(rows, path):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--ort-worker":
-        p, b, t, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-        ort_worker(p, b, t, n, warmup=3)
+        p, b, t, n, w = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+        ort_worker(p, b, t, n, warmup=w)
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=["resnet18", "resnet50", "densenet121", "resnet20"])
@@ -130,6 +143,8 @@ def main():
     ap.add_argument("--threads", nargs="*", type=int, default=[1, 2])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=10, help="timed runs per measurement (median taken)")
+    ap.add_argument("--min-ms", type=float, default=300,
+                    help="more timed runs for fast configurations, so that resin's last about this long")
     ap.add_argument("--engines", nargs="*", default=["resin", "ort", "tract"])
     ap.add_argument("--out", default=os.path.join(ROOT, "benches", "results"))
     a = ap.parse_args()
@@ -149,9 +164,10 @@ def main():
                 res = {e: [] for e in a.engines}
                 rss = {e: 0.0 for e in a.engines}
                 macs = None
+                runs, warmup = runs_for(path, batch, threads, a.runs, a.min_ms)
                 for _ in range(a.rounds):
                     for e in a.engines:
-                        r = measure(e, path, name, batch, threads, a.runs)
+                        r = measure(e, path, name, batch, threads, runs, warmup)
                         res[e].append(r["median_ms"])
                         rss[e] = max(rss[e], r["peak_rss_mib"])
                         macs = r.get("macs", macs)
@@ -174,7 +190,7 @@ def main():
     with open(a.out + ".md", "w") as f:
         f.write(f"Measured {time.strftime('%Y-%m-%d')} on {cpu}, {os.cpu_count()} cores; FMA peak (resin bench): "
                 + ", ".join(f"{t} thread(s) {p:.0f} GFLOP/s" for t, p in peak.items() if p) + "\n\n")
-        f.write(f"`python3 benches/compare.py --rounds {a.rounds} --runs {a.runs}` — engines: median of {a.rounds} alternating rounds, ms; ratios: median of the rounds' paired ratios\n\n")
+        f.write(f"`python3 benches/compare.py --rounds {a.rounds} --runs {a.runs} --min-ms {a.min_ms:g}` — engines: median of {a.rounds} alternating rounds, ms; ratios: median of the rounds' paired ratios\n\n")
         f.write("| " + " | ".join(header(a.engines).split()) + " |\n")
         f.write("|" + "---|" * len(header(a.engines).split()) + "\n")
         for r in rows:
