@@ -10,8 +10,8 @@ engine's median of its rounds' medians, and the ratios resin/ORT and resin/tract
 rounds' paired ratios (each round's runs back to back), so that the machine's drift between rounds,
 25-40% over minutes on a shared VM, cancels instead of landing on one engine. Each measurement times at
 least --runs runs, and more for a fast configuration: enough that resin's runs last --min-ms (300 ms by
-default; ResNet-20 at batch 1 gets ~300 runs instead of 3), with a quarter as many warm-up runs; every
-engine gets the same counts.
+default; ResNet-20 at batch 1 gets ~300 runs instead of --runs, which is 3 in the README's command), with a
+quarter as many warm-up runs; every engine gets the same counts.
 
 Usage:
   cargo build --release                       # resin
@@ -91,7 +91,7 @@ def runs_for(path, batch, threads, runs, min_ms):
     """Timed and warm-up runs for one configuration: at least `runs`, and enough that resin's timed runs
     last about `min_ms` (a 1 ms ResNet-20 timed 3 times measured the VM's hiccups, not the engines);
     warm-up a quarter of that, at least 3. Every engine gets the same counts."""
-    est = measure("resin", path, None, batch, threads, 1, 1)["median_ms"]
+    est = measure("resin", path, None, batch, threads, 3, 2)["median_ms"]
     n = max(runs, math.ceil(min_ms / max(est, 1e-3)))
     return n, max(3, n // 4)
 

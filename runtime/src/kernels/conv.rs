@@ -704,17 +704,20 @@ mod tests {
         y
     }
 
-    /// `gather_even` with its overlapping tail groups, for every length from the shortest source it is
-    /// given.
+    /// `gather_even` with its overlapping tail groups, for every length, from the shortest source it is
+    /// given and from longer ones.
     #[test]
     fn gather_even_takes_every_other_value_from_the_shortest_source() {
         for len in 0..40 {
-            let src: Vec<f32> = (0..(2 * len).max(1) - 1).map(|i| i as f32).collect();
-            let mut dst = vec![f32::NAN; len + 1];
-            gather_even(&mut dst[..len], &src);
-            let want: Vec<f32> = (0..len).map(|j| (2 * j) as f32).collect();
-            assert_eq!(&dst[..len], &want[..], "len {len}");
-            assert!(dst[len].is_nan(), "len {len}: wrote past the end");
+            // The shortest source, and longer ones (the main loop then finishes more of the row itself).
+            for extra in [0, 1, 16] {
+                let src: Vec<f32> = (0..((2 * len).max(1) - 1 + extra)).map(|i| i as f32).collect();
+                let mut dst = vec![f32::NAN; len + 1];
+                gather_even(&mut dst[..len], &src);
+                let want: Vec<f32> = (0..len).map(|j| (2 * j) as f32).collect();
+                assert_eq!(&dst[..len], &want[..], "len {len}, source {}", src.len());
+                assert!(dst[len].is_nan(), "len {len}: wrote past the end");
+            }
         }
     }
 

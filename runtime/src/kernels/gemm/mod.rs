@@ -37,8 +37,8 @@ pub const MR: usize = 6;
 /// Rows of B (the k extent) in one packed block.
 pub const KC: usize = 256;
 
-/// Rows of A per block of [`gemm_packed`] and [`gemm_shifted`]: 240 × [`KC`] floats = 240 KiB, a quarter
-/// of this machine's L2, which each block of A stays in while the micro-tiles of B pass over it.
+/// Rows of A per block of [`gemm_packed`] and [`gemm_shifted`]: 240 × [`KC`] floats = 240 KiB, about half
+/// of this machine's 512 KiB L2, which each block of A stays in while the micro-tiles of B pass over it.
 pub const MC: usize = 240;
 
 /// Micro-tiles of B packed together: a block is `NB · isa.nr()` columns, so gathering a convolution's
@@ -345,7 +345,7 @@ fn for_parts(parts: usize, scratch: &mut [f32], per: usize, f: &(dyn Fn(usize, &
 /// every block of columns) prefetches panel p + 1 while panel p's tile runs ([`Tile::a_next`]). Without
 /// it, each 6 KiB panel of a layer's weights arrived from L3 or memory only when its tile asked, and the
 /// prefetchers restart at every panel (panels of one k block are `k·MR` floats apart). ResNet-50 at
-/// batch 1, per-step profiles alternating builds: the 7-pixel layers (2.4-9.4 MB of weights each) 0.75-0.94
+/// batch 1, per-step profiles alternating builds: the 7-pixel layers (4.2-9.4 MB of weights each) 0.75-0.94
 /// of before on 2 threads, 0.76-0.92 on 1 thread; the whole network 0.94-0.96 on 2 threads and 0.95 on
 /// 1; batch 8 on 2 threads 0.92. Layers whose weights stay in L2 did not change. Outputs are bit-identical
 /// (prefetching changes no arithmetic).
@@ -399,7 +399,8 @@ unsafe fn run_part(
             for blk in 0..blocks {
                 let p_block = p_range.start + blk * p_len / blocks..p_range.start + (blk + 1) * p_len / blocks;
                 // The tile after which the next panel is read for the first time in this block: in column
-                // order, the first micro-tile's; panel by panel, a panel's last.
+                // order, the first micro-tile's; panel by panel, a panel's last (when that one is ragged,
+                // 8 columns or fewer, its kernel does not prefetch: ResNet widths never make it so).
                 let fetch_mt = if panel_outer { nbc.div_ceil(nr) - 1 } else { 0 };
                 let micro = |mt: usize, p: usize| {
                     let (n0, nc) = (nb0 + mt * nr, nr.min(nbc - mt * nr));

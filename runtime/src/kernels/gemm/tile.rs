@@ -24,7 +24,7 @@ pub(super) struct Tile {
     /// Null, or `k` offsets: row p of B starts at `b + b_offs[p]` (then `ldb` is unused).
     pub b_offs: *const u32,
     /// Null, or the A panel the next tile will read (at least `k·MR` floats): the full AVX2 tile asks
-    /// for it into L2, three cache lines every 8 steps of its k loop, so that the first pass over a block
+    /// for it into L2, three cache lines every 8 steps of its k loop (up to the last multiple of 8), so that the first pass over a block
     /// of weights streams them from L3 or memory behind the arithmetic instead of stalling on each panel
     /// (`run_part` sets it on that pass only). Other kernels ignore it.
     pub a_next: *const f32,
@@ -51,7 +51,8 @@ pub(super) struct Tile {
 /// hold `t.cols` rounded up to `isa`'s vector width (8 or 16) readable floats where it starts (see
 /// [`Tile::b_offs`]; `b_offs`, if not null, holds `t.k` offsets) — or, with `b_hi != 8`, 8 floats there
 /// and `t.cols - 8` rounded up to 8 at `b_hi` further —, C must hold `t.cols` floats at `t.c + r·t.ldc`
-/// for r < rows, and `t.bias` (if not null) `t.rows` floats.
+/// for r < rows, `t.bias` (if not null) `t.rows` floats, and `t.a_next` (if not null) `t.k · MR` floats
+/// of one allocation.
 pub(super) unsafe fn run(isa: Isa, t: &Tile) {
     debug_assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= isa.nr());
     match isa {
