@@ -29,6 +29,7 @@ import argparse
 import collections
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,7 +79,9 @@ def main():
     runs = [[] for _ in a.builds]
     for r in range(a.rounds):
         for i, (b, c) in enumerate(zip(a.builds, compiled)):
-            out = subprocess.run([b, "run", c, "--input", inp, "--profile", str(a.profile), "--steps", "1000",
+            # 1 thread: pinned to one core, the same for every build (this VM's two cores differ in speed).
+            pin = ["taskset", "-c", str(min(os.sched_getaffinity(0)))] if a.threads == 1 and shutil.which("taskset") else []
+            out = subprocess.run(pin + [b, "run", c, "--input", inp, "--profile", str(a.profile), "--steps", "1000",
                                   "--threads", str(a.threads)], capture_output=True, text=True, check=True)
             runs[i].append(groups(out.stdout))
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
