@@ -7,14 +7,15 @@
     flock /tmp/resin-cpu.lock python3 benches/ab_steps.py resnet50 /tmp/resin-old target/release/resin \
         /tmp/resin-old2 --threads 2 --rounds 8
 
-Each round runs every build once, in the order given, as `resin run MODEL --profile N --steps 1000` (every
+Each round runs every build once, the order rotated from round to round (round r starts with build
+r mod n; give a multiple of n rounds), as `resin run MODEL --profile N --steps 1000` (every
 step timed, the mean over N runs), on the model compiled by that build. Steps are grouped by kind and
 output size ("conv+relu 14px", "conv3x3(winograd4)+relu 56px", ...), and each group's time in each build
 is divided by the first build's in the same round: the table shows, per group, each build's median ms and
 the median of those paired ratios. A change shows as a ratio away from 1 in the groups it touches; the
 control (a copy of the first build, under another file name) shows what this machine's noise does to
 the same binary in the same rotation, and steps a change cannot reach (the max pool, the stem) show
-whether one position in the rotation was luckier than another (swap the order and run again).
+whether the change's effect is real (the rotation cancels a luckier position in the round).
 
 Why per-step rounds: this 2-core VM drifts by 25-40% within minutes, for whole processes at a time; a
 round's builds run back to back, so their ratio sees the same phase, and a group's ratio is not diluted
@@ -78,7 +79,11 @@ def main():
         compiled.append(path)
     runs = [[] for _ in a.builds]
     for r in range(a.rounds):
-        for i, (b, c) in enumerate(zip(a.builds, compiled)):
+        # Round r starts with build r mod n: a position in the rotation can be luckier than another
+        # (measured: the build run second in each round ~5% faster, whichever it was), and rotating
+        # over a multiple of n rounds cancels that.
+        for i in [(r + j) % len(a.builds) for j in range(len(a.builds))]:
+            b, c = a.builds[i], compiled[i]
             # 1 thread: pinned to one core, the same for every build (this VM's two cores differ in speed).
             pin = ["taskset", "-c", str(min(os.sched_getaffinity(0)))] if a.threads == 1 and shutil.which("taskset") else []
             out = subprocess.run(pin + [b, "run", c, "--input", inp, "--profile", str(a.profile), "--steps", "1000",
