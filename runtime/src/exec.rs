@@ -124,7 +124,7 @@ pub fn exec(
                 Some(v) => winograd::conv3x3(v, args, y, scratch, threads),
                 None => conv::conv2d(args, y, scratch, threads),
             };
-            let Some(parts) = image_parts(n, threads) else {
+            let Some(parts) = conv_image_parts(c, n, oh, ow, threads) else {
                 return run_conv(&args, out.data, scratch, threads);
             };
             let per = conv_scratch(c, oh, ow, 1);
@@ -247,6 +247,24 @@ fn image_parts(n: usize, threads: usize) -> Option<usize> {
     (threads > 1 && n >= threads && n.div_ceil(threads) * threads * 4 <= n * 5).then_some(threads)
 }
 
+/// [`image_parts`] for a convolution step: none for a Winograd step whose per-image buffers (the
+/// transformed input V and the products M, [`winograd::scratch_len`] for one thread) pass
+/// [`WINOGRAD_IMAGE_MAX`] floats. Two threads on two such images at once work in twice that, past what
+/// the caches hold; splitting each image's transforms and products between them shares one V. Per-step
+/// profiles at batch 8, 2 threads, rounds rotating the builds (`benches/ab_steps.py`, 6 rounds): the
+/// 56-pixel F(4×4) layers (3.6 MB an image in ResNet-50, 4.5 MB in DenseNet-121) took 0.884 and 0.856 of
+/// their whole-image time; at 28 px (1.8 MB) 1.007 and 0.996, at 14 px (1.2 MB) 0.974; every GEMM
+/// convolution was faster by whole images (the 7-pixel ones by 10-15%). With this rule, against whole
+/// images everywhere: DenseNet-121's 56-pixel layers 0.840 (the network 0.947), ResNet-50's 1.029 and
+/// 0.910 in two runs.
+fn conv_image_parts(c: &ConvStep, n: usize, oh: usize, ow: usize, threads: usize) -> Option<usize> {
+    let big = c.winograd.is_some_and(|v| winograd::scratch_len(&c.geom, v, oh, ow, 1) > WINOGRAD_IMAGE_MAX);
+    image_parts(n, threads).filter(|_| !big)
+}
+
+/// See [`conv_image_parts`]: 2 MiB of floats.
+const WINOGRAD_IMAGE_MAX: usize = 512 << 10;
+
 /// Scratch floats a convolution step needs for an `oh × ow` output with `threads` threads on one image.
 fn conv_scratch(c: &ConvStep, oh: usize, ow: usize, threads: usize) -> usize {
     match c.winograd {
@@ -260,7 +278,7 @@ pub fn step_scratch(op: &StepOp, out_shape: &[usize], threads: usize) -> usize {
     match op {
         StepOp::Conv(c) => {
             let (n, oh, ow) = (out_shape[0], out_shape[2], out_shape[3]);
-            match image_parts(n, threads) {
+            match conv_image_parts(c, n, oh, ow, threads) {
                 Some(parts) => parts * conv_scratch(c, oh, ow, 1),
                 None => conv_scratch(c, oh, ow, threads),
             }
