@@ -347,8 +347,10 @@ fn for_parts(parts: usize, scratch: &mut [f32], per: usize, f: &(dyn Fn(usize, &
 /// prefetchers restart at every panel (panels of one k block are `k·MR` floats apart). ResNet-50 at
 /// batch 1, per-step profiles alternating builds: the 7-pixel layers (4.2-9.4 MB of weights each) 0.75-0.94
 /// of before on 2 threads, 0.76-0.92 on 1 thread; the whole network 0.94-0.96 on 2 threads and 0.95 on
-/// 1; batch 8 on 2 threads 0.92. Layers whose weights stay in L2 did not change. Outputs are bit-identical
-/// (prefetching changes no arithmetic).
+/// 1; batch 8 on 2 threads 0.92 (the 2-thread figures with the new build in the place of its rounds that
+/// ran ~5% faster whatever it held; with this change and the packing's vector tails together, in rounds
+/// whose order rotates, `benches/ab_steps.py`: 0.933 on 2 threads, 0.942 on 1). Layers whose weights stay
+/// in L2 did not change. Outputs are bit-identical (prefetching changes no arithmetic).
 ///
 /// # Safety
 /// `gemm_packed`'s asserts must hold, and no other thread may write these tiles.
