@@ -10,12 +10,14 @@ warm-up; resin and PyTorch runs alternate --rounds times per row. Prints a Markd
 threads, the median resin and PyTorch samples/s, and resin/PyTorch as the median of the rounds' paired
 ratios (each round's two runs back to back, so the machine's drift between rounds cancels). The MLPs are those of tests/fixtures/train/make_fixtures.py at a bigger
 size (input 64, width 256, 8 layers); ResNet-20 is the CIFAR ResNet (3x32x32 input, batch --conv-batch).
-Run it with nothing else busy (e.g. under `flock /tmp/resin-cpu.lock`).
+Run it with nothing else busy (e.g. under `flock /tmp/resin-cpu.lock`). 1-thread rows run both engines pinned
+to the same core (this VM's two cores differ in speed; since session 10).
 """
 
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,8 +91,17 @@ def torch_rate(model, shape, batch, steps):
     return batch / statistics.median(times)
 
 
+def one_core(threads):
+    """For 1 thread, the core both engines run on (this process, hence PyTorch, and resin through
+    `taskset`): this VM's two cores run at different speeds that change over minutes, so unpinned 1-thread
+    runs measured whichever core the scheduler picked. None for more threads."""
+    return min(os.sched_getaffinity(0)) if threads == 1 and shutil.which("taskset") else None
+
+
 def resin_rate(path, batch, threads, steps, exe):
-    out = subprocess.run([exe, path, "--batch", str(batch), "--threads", str(threads), "--steps", str(steps)],
+    core = one_core(threads)
+    pin = ["taskset", "-c", str(core)] if core is not None else []
+    out = subprocess.run(pin + [exe, path, "--batch", str(batch), "--threads", str(threads), "--steps", str(steps)],
                          capture_output=True, text=True, check=True).stdout
     return float(re.search(r"([0-9.]+) samples/s", out).group(1))
 
@@ -135,9 +146,13 @@ def main():
             for t in threads:
                 torch.set_num_threads(t)
                 pts, rss = [], []
+                allowed, core = os.sched_getaffinity(0), one_core(t)
                 for _ in range(a.rounds):
                     m.load_state_dict(init)
+                    if core is not None:
+                        os.sched_setaffinity(0, {core})
                     pts.append(torch_rate(m, shape, batch, a.steps))
+                    os.sched_setaffinity(0, allowed)
                     rss.append(resin_rate(path, batch, t, a.steps, a.exe))
                 pt, rs = statistics.median(pts), statistics.median(rss)
                 # The ratio is the median of each round's resin/PyTorch pair, run back to back: on a shared
