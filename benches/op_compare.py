@@ -169,6 +169,10 @@ def main():
             np.save(npy, np.repeat(x, a.batch, axis=0))
         model = os.path.join(tmp, f"{a.model}.resin")
         subprocess.run([a.resin, "compile", onnx_path, "-o", model], check=True, capture_output=True)
+        # 1 thread: both engines on the same core (this process, which runs ONNX Runtime, and resin as its
+        # child inherit the affinity): this VM's two cores differ in speed.
+        if a.threads == 1:
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         for r in range(a.rounds):
             for k, v in resin_groups(a.resin, model, npy, a.threads, a.runs, densenet).items():
                 res[k].append(v)
