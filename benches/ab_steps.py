@@ -30,11 +30,12 @@ import argparse
 import collections
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+
+from pinning import one_core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP = re.compile(r"\s*\d+ (\S+)\s+(\S+)\s+\[(.*?)\]\s+[\d.]+ \S*MACs\s+([\d.]+) ms")
@@ -84,10 +85,10 @@ def main():
         # over a multiple of n rounds cancels that.
         for i in [(r + j) % len(a.builds) for j in range(len(a.builds))]:
             b, c = a.builds[i], compiled[i]
-            # 1 thread: pinned to one core, the same for every build (this VM's two cores differ in speed).
-            pin = ["taskset", "-c", str(min(os.sched_getaffinity(0)))] if a.threads == 1 and shutil.which("taskset") else []
-            out = subprocess.run(pin + [b, "run", c, "--input", inp, "--profile", str(a.profile), "--steps", "1000",
-                                  "--threads", str(a.threads)], capture_output=True, text=True, check=True)
+            # 1 thread: pinned to one core, the same for every build (`pinning.py`).
+            with one_core(a.threads):
+                out = subprocess.run([b, "run", c, "--input", inp, "--profile", str(a.profile), "--steps", "1000",
+                                      "--threads", str(a.threads)], capture_output=True, text=True, check=True)
             runs[i].append(groups(out.stdout))
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
     first = runs[0]

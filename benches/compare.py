@@ -12,7 +12,7 @@ rounds' paired ratios (each round's runs back to back), so that the machine's dr
 least --runs runs, and more for a fast configuration: enough that resin's runs last --min-ms (300 ms by
 default; ResNet-20 at batch 1 gets ~300 runs instead of --runs, which is 3 in the README's command), with a
 quarter as many warm-up runs; every engine gets the same counts. 1-thread measurements run pinned to one
-core (`taskset`), the same for every engine: this VM's two cores differ in speed, and by how much changes.
+core, the same for every engine (`benches/pinning.py`): this VM's two cores differ in speed, and by how much changes.
 
 Usage:
   cargo build --release                       # resin
@@ -21,7 +21,9 @@ Usage:
 Models come from $RESIN_MODELS (default ../shared/models). The table goes to stdout and, as Markdown,
 to benches/results.md; a plot of the ratios to benches/results.svg.
 """
-import argparse, json, math, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, math, os, statistics, subprocess, sys, tempfile, time
+
+from pinning import one_core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESIN = os.environ.get("RESIN_BIN", os.path.join(ROOT, "target", "release", "resin"))
@@ -76,25 +78,15 @@ def compiled(path):
     return out
 
 
-def pinned(threads):
-    """`taskset -c CPU` for a 1-thread measurement: every engine on the same core. This VM's two cores
-    run at different speeds that change over minutes (ResNet-20 on 1 thread: 1.17 ms on one core, 1.58 on
-    the other, then 2.0 on the first), so an unpinned 1-thread run measured whichever core the scheduler
-    picked."""
-    if threads != 1 or not shutil.which("taskset"):
-        return []
-    return ["taskset", "-c", str(min(os.sched_getaffinity(0)))]
-
-
 def measure(engine, path, name, batch, threads, runs, warmup):
     if engine == "resin":
-        return run_json(pinned(threads) + [RESIN, "bench", compiled(path), "--batch", str(batch), "--threads", str(threads),
+        return run_json([RESIN, "bench", compiled(path), "--batch", str(batch), "--threads", str(threads),
                          "--runs", str(runs), "--warmup", str(warmup), "--json", "--no-peak"])
     if engine == "ort":
-        return run_json(pinned(threads) + [sys.executable, os.path.abspath(__file__), "--ort-worker", path, str(batch), str(threads),
+        return run_json([sys.executable, os.path.abspath(__file__), "--ort-worker", path, str(batch), str(threads),
                          str(runs), str(warmup)])
     shape = ",".join(str(d) for d in [batch] + INPUT_SHAPES[name])
-    return run_json(pinned(threads) + [TRACT, path, "--shape", shape, "--threads", str(threads), "--runs", str(runs),
+    return run_json([TRACT, path, "--shape", shape, "--threads", str(threads), "--runs", str(runs),
                      "--warmup", str(warmup)])
 
 
@@ -178,7 +170,8 @@ def main():
                 runs, warmup = runs_for(path, batch, threads, a.runs, a.min_ms)
                 for _ in range(a.rounds):
                     for e in a.engines:
-                        r = measure(e, path, name, batch, threads, runs, warmup)
+                        with one_core(threads):
+                            r = measure(e, path, name, batch, threads, runs, warmup)
                         res[e].append(r["median_ms"])
                         rss[e] = max(rss[e], r["peak_rss_mib"])
                         macs = r.get("macs", macs)

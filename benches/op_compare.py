@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+from pinning import one_core
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -169,15 +171,13 @@ def main():
             np.save(npy, np.repeat(x, a.batch, axis=0))
         model = os.path.join(tmp, f"{a.model}.resin")
         subprocess.run([a.resin, "compile", onnx_path, "-o", model], check=True, capture_output=True)
-        # 1 thread: both engines on the same core (this process, which runs ONNX Runtime, and resin as its
-        # child inherit the affinity): this VM's two cores differ in speed.
-        if a.threads == 1:
-            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         for r in range(a.rounds):
-            for k, v in resin_groups(a.resin, model, npy, a.threads, a.runs, densenet).items():
-                res[k].append(v)
-            for k, v in ort_groups(onnx_path, npy, a.threads, a.runs, tmp, densenet).items():
-                ort_[k].append(v)
+            # 1 thread: both engines on the same core (ONNX Runtime in this process, resin as its child).
+            with one_core(a.threads):
+                for k, v in resin_groups(a.resin, model, npy, a.threads, a.runs, densenet).items():
+                    res[k].append(v)
+                for k, v in ort_groups(onnx_path, npy, a.threads, a.runs, tmp, densenet).items():
+                    ort_[k].append(v)
             print(f"round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
     title = "DenseNet-121" if densenet else "ResNet-50"
     print(f"{title}, batch {a.batch}, {a.threads} thread(s), {a.rounds} rounds ({time.strftime('%Y-%m-%d')})")

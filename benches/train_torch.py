@@ -17,7 +17,6 @@ to the same core (this VM's two cores differ in speed; since session 10).
 import argparse
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+from pinning import one_core  # noqa: E402
+
 sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures", "train"))
 from make_fixtures import MLP, GatedMLP  # noqa: E402
 
@@ -91,17 +92,8 @@ def torch_rate(model, shape, batch, steps):
     return batch / statistics.median(times)
 
 
-def one_core(threads):
-    """For 1 thread, the core both engines run on (this process, hence PyTorch, and resin through
-    `taskset`): this VM's two cores run at different speeds that change over minutes, so unpinned 1-thread
-    runs measured whichever core the scheduler picked. None for more threads."""
-    return min(os.sched_getaffinity(0)) if threads == 1 and shutil.which("taskset") else None
-
-
 def resin_rate(path, batch, threads, steps, exe):
-    core = one_core(threads)
-    pin = ["taskset", "-c", str(core)] if core is not None else []
-    out = subprocess.run(pin + [exe, path, "--batch", str(batch), "--threads", str(threads), "--steps", str(steps)],
+    out = subprocess.run([exe, path, "--batch", str(batch), "--threads", str(threads), "--steps", str(steps)],
                          capture_output=True, text=True, check=True).stdout
     return float(re.search(r"([0-9.]+) samples/s", out).group(1))
 
@@ -146,14 +138,12 @@ def main():
             for t in threads:
                 torch.set_num_threads(t)
                 pts, rss = [], []
-                allowed, core = os.sched_getaffinity(0), one_core(t)
                 for _ in range(a.rounds):
                     m.load_state_dict(init)
-                    if core is not None:
-                        os.sched_setaffinity(0, {core})
-                    pts.append(torch_rate(m, shape, batch, a.steps))
-                    os.sched_setaffinity(0, allowed)
-                    rss.append(resin_rate(path, batch, t, a.steps, a.exe))
+                    # 1 thread: PyTorch (in this process) and resin (its child) on the same core.
+                    with one_core(t):
+                        pts.append(torch_rate(m, shape, batch, a.steps))
+                        rss.append(resin_rate(path, batch, t, a.steps, a.exe))
                 pt, rs = statistics.median(pts), statistics.median(rss)
                 # The ratio is the median of each round's resin/PyTorch pair, run back to back: on a shared
                 # machine whose speed drifts between rounds, pairs cancel the drift that a ratio of the two
