@@ -28,7 +28,7 @@ pub use peak::fma_peak_gflops;
 
 use super::elementwise::{unary_inplace, UnaryOp};
 use super::transpose;
-use tile::Tile;
+use tile::{Tile, VecSegs, MAX_SEGS};
 
 /// Rows of A in one packed panel (and of C in one micro-tile), for every instruction set: 6 fills
 /// AVX2's 16 registers (6 × 16 tile: 12 accumulators, 2 vectors of B, one broadcast of A) and, at
@@ -480,6 +480,7 @@ fn block_epilogue(epi: &Epilogue, m0: usize, k0: usize, last: bool) -> Tile {
         b_offs: std::ptr::null(),
         a_next: std::ptr::null(),
         b_hi: 8,
+        segs: std::ptr::null(),
         c: std::ptr::null_mut(),
         ldc: 0,
         rows: 0,
@@ -526,6 +527,35 @@ pub struct ShiftedB<'a> {
     pub stride: usize,
 }
 
+impl ShiftedB<'_> {
+    /// The loads of a tile of `cols` output pixels from pixel `n0` on (at most 48): relative to where
+    /// pixel `n0` is read, lane j of vector v (pixel q = n0 + 16v + j, at row q / width, column
+    /// q % width) reads `(q / width)·stride + q % width`, so each run of lanes in one row is one masked
+    /// load at a fixed offset minus j.
+    fn vec_segs(&self, n0: usize, cols: usize) -> VecSegs {
+        let at = |q: usize| ((q / self.width) * self.stride + q % self.width) as isize;
+        let base = at(n0);
+        let mut segs = VecSegs::default();
+        for v in 0..cols.div_ceil(16) {
+            let mut s = 0;
+            let mut row = usize::MAX;
+            for j in 0..16.min(cols - 16 * v) {
+                let q = n0 + 16 * v + j;
+                if q / self.width != row {
+                    if row != usize::MAX {
+                        s += 1;
+                    }
+                    row = q / self.width;
+                    segs.offs[v][s] = at(q) - base - j as isize;
+                }
+                segs.masks[v][s] |= 1 << j;
+            }
+            segs.count = segs.count.max(s + 1);
+        }
+        segs
+    }
+}
+
 /// `C[m × rows·width]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B read in
 /// place through [`ShiftedB`]: no packing, no scratch. Micro-tiles run along grid rows (only on an 8-wide
 /// grid does one tile take two rows, on AVX2 and scalar kernels), each over every A panel; threads split
@@ -567,8 +597,17 @@ pub fn gemm_shifted(
     // one tile takes two grid rows, its second vector of B read one grid row further (`b_hi`) and its C
     // contiguous (rows of C are 8 apart).
     let pair = b.width == 8 && matches!(isa, Isa::Avx2 | Isa::Scalar);
-    let per_row = if pair { 1 } else { b.width.div_ceil(nr) };
-    let units = if pair { b.rows.div_ceil(2) } else { b.rows * per_row };
+    // On AVX-512 a tile is `nr` consecutive output pixels whatever the rows they lie in, each 16-lane
+    // vector of B loaded in as many masked pieces as the rows it spans ([`VecSegs`]), when a row's last
+    // tile would have less than two whole vectors (a width of 32 keeps its 32-pixel tiles: 1.09x faster
+    // than 48-pixel ones across rows) and rows are wide enough that a vector spans at most `MAX_SEGS`.
+    let flow = isa == Isa::Avx512 && b.width % nr % 32 != 0 && 16 <= (MAX_SEGS - 1) * b.width + 1;
+    let per_row = if pair || flow { 1 } else { b.width.div_ceil(nr) };
+    let units = match (pair, flow) {
+        (true, _) => b.rows.div_ceil(2),
+        (_, true) => n.div_ceil(nr),
+        _ => b.rows * per_row,
+    };
     let parts = if m * n * k >= 1 << 16 { threads.max(1).min(units) } else { 1 };
     let relu = epi.act == Some(UnaryOp::Relu);
     let other_act = epi.act.filter(|_| !relu);
@@ -585,12 +624,18 @@ pub fn gemm_shifted(
             let last = k0 + kc == k;
             for p_block in (0..panels).step_by(mc_panels) {
                 for u in part * units / parts..(part + 1) * units / parts {
-                    let (oy, t) = if pair { (2 * u, 0) } else { (u / per_row, u % per_row) };
-                    let (ox, cols) = match pair {
-                        true => (0, if oy + 1 < b.rows { 16 } else { 8 }),
-                        false => (t * nr, nr.min(b.width - t * nr)),
+                    let (oy, t) = match (pair, flow) {
+                        (true, _) => (2 * u, 0),
+                        (_, true) => (u * nr / b.width, 0),
+                        _ => (u / per_row, u % per_row),
+                    };
+                    let (ox, cols) = match (pair, flow) {
+                        (true, _) => (0, if oy + 1 < b.rows { 16 } else { 8 }),
+                        (_, true) => (u * nr % b.width, nr.min(n - u * nr)),
+                        _ => (t * nr, nr.min(b.width - t * nr)),
                     };
                     let (bp, n0) = (b.data[oy * b.stride + ox..].as_ptr(), oy * b.width + ox);
+                    let segs = flow.then(|| b.vec_segs(n0, cols));
                     let b_hi = if pair { b.stride } else { 8 };
                     for p in p_block..(p_block + mc_panels).min(panels) {
                         let (m0, rows) = (p * MR, MR.min(m - p * MR));
@@ -601,6 +646,7 @@ pub fn gemm_shifted(
                             ldb: 0,
                             b_offs: b.offs[k0..].as_ptr(),
                             b_hi,
+                            segs: segs.as_ref().map_or(std::ptr::null(), |s| s as *const VecSegs),
                             // SAFETY (this and the kernel call): bounds asserted above; parts own disjoint
                             // tiles of C.
                             c: unsafe { shared.get().add(m0 * ldc + n0) },
@@ -857,6 +903,13 @@ mod tests {
                 (6, 27, 3, 17, 19),
                 // More rows than one block of A (MC): blocks of panels, the last one ragged.
                 (250, 300, 2, 20, 22),
+                // AVX-512 tiles across rows (`VecSegs`): DenseNet's 14, 28 and 56, a vector over 4 rows of 5,
+                // and 4 (too narrow: a tile per row).
+                (32, 50, 3, 14, 16),
+                (8, 40, 2, 28, 30),
+                (12, 30, 2, 56, 58),
+                (6, 20, 6, 5, 7),
+                (7, 11, 9, 4, 6),
             ] {
                 // Row p of B starts at offs[p]: taps spread over `data` like a 3-wide kernel over planes.
                 let offs: Vec<u32> = (0..k).map(|p| ((p / 3) * (rows + 2) * stride + p % 3) as u32).collect();
@@ -904,6 +957,37 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The loads of a tile across rows: every lane of every vector in exactly one segment, at the offset
+    /// of its pixel; a 7-wide grid needs all four segments.
+    #[test]
+    fn vec_segs_cover_each_lane_once() {
+        let data = [0.0f32; 1];
+        for (width, stride) in [(7usize, 9usize), (8, 10), (14, 16), (56, 58), (5, 5)] {
+            let b = ShiftedB { data: &data, offs: &[0], width, rows: 40, stride };
+            let at = |q: usize| ((q / width) * stride + q % width) as isize;
+            let mut most = 0;
+            for n0 in (0..200).step_by(48) {
+                let cols = 48.min(40 * width - n0);
+                let s = b.vec_segs(n0, cols);
+                most = most.max(s.count);
+                for v in 0..3 {
+                    for j in 0..16 {
+                        let hits: Vec<usize> = (0..MAX_SEGS).filter(|&k| s.masks[v][k] >> j & 1 == 1).collect();
+                        let q = n0 + 16 * v + j;
+                        if q >= n0 + cols {
+                            assert!(hits.is_empty(), "lane past the tile is loaded");
+                            continue;
+                        }
+                        assert_eq!(hits.len(), 1, "width {width} pixel {q}");
+                        assert_eq!(s.offs[v][hits[0]] + j as isize, at(q) - at(n0), "width {width} pixel {q}");
+                    }
+                }
+            }
+            let expect = if width == 7 || width == 5 { 4 } else { 2 };
+            assert_eq!(most, expect, "width {width}");
         }
     }
 

@@ -32,6 +32,9 @@ pub(super) struct Tile {
     /// further when a tile covers two rows of an 8-wide grid (`gemm_shifted`). Not 8 only on AVX2 and
     /// scalar kernels (AVX-512 loads 16 columns at once).
     pub b_hi: usize,
+    /// Null, or how each 16-lane vector of a row of B is loaded (AVX-512 kernels only; needs `b_offs`):
+    /// a tile of consecutive output pixels that spans rows of a convolution's padded input.
+    pub segs: *const VecSegs,
     pub c: *mut f32,
     pub ldc: usize,
     /// 1..=MR
@@ -43,6 +46,24 @@ pub(super) struct Tile {
     pub bias: *const f32,
     pub relu: bool,
 }
+
+/// The loads that make each 16-lane vector of a tile's B row when its lanes lie in up to [`MAX_SEGS`]
+/// runs of memory: lane j of vector v is `row[offs[v][s] + j]` for the segment s whose `masks[v][s]` has
+/// bit j (lanes in no mask are 0 and never read). `count` is the most segments any vector uses.
+///
+/// `gemm_shifted` on AVX-512 builds these so that one tile covers 48 consecutive output pixels across
+/// the rows of an output narrower than the tile (ResNet-20's 32, 16 and 8, DenseNet's 56 to 7): a tile
+/// per output row left 16 or 8 columns of a 48-column tile, 6 of its 18 accumulators, in FMA chains too
+/// few to cover the latency.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct VecSegs {
+    pub offs: [[isize; MAX_SEGS]; 3],
+    pub masks: [[u16; MAX_SEGS]; 3],
+    pub count: usize,
+}
+
+/// Most rows one 16-lane vector of a [`VecSegs`] tile spans (a 7-pixel output: 1 + 7 + 7 + 1).
+pub(super) const MAX_SEGS: usize = 4;
 
 /// Runs the micro-kernel of `isa` on `t`.
 ///
@@ -136,10 +157,14 @@ fn scalar(t: &Tile) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{b_row_of, Tile, MR};
+
     use std::arch::x86_64::*;
 
     /// Dispatches on (rows, vectors per row) to a kernel whose loops are fully unrolled.
     pub(super) unsafe fn avx512(t: &Tile) {
+        if !t.segs.is_null() {
+            return unsafe { avx512_segs(t) };
+        }
         if t.b_offs.is_null() {
             unsafe { avx512_of::<false>(t) }
         } else {
@@ -157,9 +182,45 @@ mod x86 {
         macro_rules! by_nv {
             ($r:literal) => {
                 match nv {
-                    1 => k512::<$r, 1, OFFS>(t),
-                    2 => k512::<$r, 2, OFFS>(t),
-                    _ => k512::<$r, 3, OFFS>(t),
+                    1 => k512::<$r, 1, OFFS, 0>(t),
+                    2 => k512::<$r, 2, OFFS, 0>(t),
+                    _ => k512::<$r, 3, OFFS, 0>(t),
+                }
+            };
+        }
+        unsafe {
+            match t.rows {
+                1 => by_nv!(1),
+                2 => by_nv!(2),
+                3 => by_nv!(3),
+                4 => by_nv!(4),
+                5 => by_nv!(5),
+                _ => by_nv!(6),
+            }
+        }
+    }
+
+    /// Dispatches a [`VecSegs`] tile on (rows, vectors, segments).
+    unsafe fn avx512_segs(t: &Tile) {
+        assert!(!t.b_offs.is_null(), "segmented tiles read shifted rows");
+        let nv = t.cols.div_ceil(16);
+        let segs = unsafe { (*t.segs).count };
+        macro_rules! by_seg {
+            ($r:literal, $v:literal) => {
+                match segs {
+                    0 | 1 => k512::<$r, $v, true, 1>(t),
+                    2 => k512::<$r, $v, true, 2>(t),
+                    3 => k512::<$r, $v, true, 3>(t),
+                    _ => k512::<$r, $v, true, 4>(t),
+                }
+            };
+        }
+        macro_rules! by_nv {
+            ($r:literal) => {
+                match nv {
+                    1 => by_seg!($r, 1),
+                    2 => by_seg!($r, 2),
+                    _ => by_seg!($r, 3),
                 }
             };
         }
@@ -176,8 +237,9 @@ mod x86 {
     }
 
     /// R rows × NV vectors of 16: up to 18 accumulators, NV loads of B and R broadcasts of A per step.
+    /// With SEG > 0 each vector of B is SEG masked loads from `t.segs` (see [`super::VecSegs`]).
     #[target_feature(enable = "avx512f")]
-    unsafe fn k512<const R: usize, const NV: usize, const OFFS: bool>(t: &Tile) {
+    unsafe fn k512<const R: usize, const NV: usize, const OFFS: bool, const SEG: usize>(t: &Tile) {
         let rem = t.cols - (NV - 1) * 16;
         let mask: __mmask16 = if rem >= 16 { 0xffff } else { (1u16 << rem) - 1 };
         let mut acc = [[_mm512_setzero_ps(); NV]; R];
@@ -188,7 +250,16 @@ mod x86 {
                 let b = b_row_of::<OFFS>(t, p);
                 let mut bv = [_mm512_setzero_ps(); NV];
                 for (v, x) in bv.iter_mut().enumerate() {
-                    *x = _mm512_loadu_ps(b.add(16 * v));
+                    if SEG == 0 {
+                        *x = _mm512_loadu_ps(b.add(16 * v));
+                    } else {
+                        // Masked lanes are never read, so a segment's base may lie outside B.
+                        let sg = &*t.segs;
+                        *x = _mm512_maskz_loadu_ps(sg.masks[v][0], b.wrapping_offset(sg.offs[v][0]));
+                        for s in 1..SEG {
+                            *x = _mm512_mask_loadu_ps(*x, sg.masks[v][s], b.wrapping_offset(sg.offs[v][s]));
+                        }
+                    }
                 }
                 for (r, row) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*a.add(r));
