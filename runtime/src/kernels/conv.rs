@@ -21,7 +21,7 @@ use super::gemm::{
     gemm_packed, gemm_shifted, pack_a, packed_len, put_row, put_row_map, BSource, Epilogue, Isa, MatRef, ShiftedB,
     MAX_BLOCK,
 };
-use super::{copy_short, zero_short};
+use super::{copy_short, prefetch, zero_short};
 use crate::parallel::for_chunks_mut;
 
 /// The most weights (floats, per group) a convolution may have and still read its input in place: 256 KB,
@@ -208,6 +208,10 @@ impl Pre<'_> {
     }
 }
 
+/// Rows ahead that a 1x1 convolution's packing asks for: each row of a block is a run of up to 384
+/// floats in its own channel plane, a plane apart, more streams than the hardware prefetchers follow.
+const PREFETCH_ROWS: usize = 8;
+
 /// The implicit im2col matrix of one image and group, as GEMM B tiles.
 struct ConvB<'a> {
     /// The group's input planes, `[C/G, h, w]`.
@@ -250,6 +254,10 @@ impl ConvB<'_> {
             // micro-panels unless a prologue has to transform it on the way.
             for i in 0..kc {
                 let ch = k0 + i;
+                if i + PREFETCH_ROWS < kc {
+                    let ahead = (ch + PREFETCH_ROWS) * hw + n0;
+                    prefetch(&self.x[ahead..ahead + nc]);
+                }
                 let src = &self.x[ch * hw + n0..ch * hw + n0 + nc];
                 match &self.pre {
                     None => put_row(dst, kc, nr, i, src),
