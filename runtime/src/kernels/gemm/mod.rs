@@ -28,7 +28,7 @@ pub use peak::fma_peak_gflops;
 
 use super::elementwise::{unary_inplace, UnaryOp};
 use super::transpose;
-use tile::{Tile, VecSegs, MAX_SEGS};
+use tile::{Tile, VecSegs, MAX_SEGS, TALL_PANELS};
 
 /// Rows of A in one packed panel (and of C in one micro-tile), for every instruction set: 6 fills
 /// AVX2's 16 registers (6 × 16 tile: 12 accumulators, 2 vectors of B, one broadcast of A) and, at
@@ -382,6 +382,8 @@ unsafe fn run_part(
     // smaller ones stay in L2 after the first block.
     let a_big = p_len * MR * k * std::mem::size_of::<f32>() > 256 << 10;
     let t_first = t_range.start;
+    // A micro-tile of one vector of B runs down up to `TALL_PANELS` panels at once on AVX-512.
+    let tall = isa == Isa::Avx512;
     for t in t_range {
         let fetch_a = a_big || t == t_first;
         let (nb0, nbc) = (t * width, width.min(n - t * width));
@@ -404,17 +406,18 @@ unsafe fn run_part(
                 // order, the first micro-tile's; panel by panel, a panel's last (when that one is ragged,
                 // 8 columns or fewer, its kernel does not prefetch: ResNet widths never make it so).
                 let fetch_mt = if panel_outer { nbc.div_ceil(nr) - 1 } else { 0 };
-                let micro = |mt: usize, p: usize| {
+                // `np` panels from p down micro-tile mt: 1, or up to `TALL_PANELS` whole ones (see `tall`).
+                let micro = |mt: usize, p: usize, np: usize| {
                     let (n0, nc) = (nb0 + mt * nr, nr.min(nbc - mt * nr));
                     let (bp, ldb) = match in_place {
                         Some((d, ld)) => (d[k0 * ld + n0..].as_ptr(), ld),
                         None => (buf[mt * kc * nr..].as_ptr(), nr),
                     };
-                    let (m0, rows) = (p * MR, MR.min(m - p * MR));
+                    let (m0, rows) = (p * MR, if np > 1 { np * MR } else { MR.min(m - p * MR) });
                     // The first pass over a block of A brings it in from beyond L2: that pass's tiles
-                    // prefetch the next panel while they run (later passes find the block in L2).
-                    let a_next = match fetch_a && mt == fetch_mt && p + 1 < p_block.end {
-                        true => a[((p + 1) * k + k0) * MR..].as_ptr(),
+                    // prefetch the next panel(s) while they run (later passes find the block in L2).
+                    let a_next = match fetch_a && mt == fetch_mt && p + 2 * np <= p_block.end {
+                        true => a[((p + np) * k + k0) * MR..].as_ptr(),
                         false => std::ptr::null(),
                     };
                     let tile = Tile {
@@ -427,6 +430,7 @@ unsafe fn run_part(
                         b_hi: 8,
                         c: unsafe { c.0.add(m0 * ldc + n0) },
                         ldc,
+                        a_stride: k * MR,
                         rows,
                         cols: nc,
                         ..block_epilogue(epi, m0, k0, last)
@@ -436,13 +440,20 @@ unsafe fn run_part(
                 if panel_outer {
                     for p in p_block.clone() {
                         for mt in 0..nbc.div_ceil(nr) {
-                            micro(mt, p);
+                            micro(mt, p, 1);
                         }
                     }
                 } else {
                     for mt in 0..nbc.div_ceil(nr) {
-                        for p in p_block.clone() {
-                            micro(mt, p);
+                        // (One column is the row-vectorized kernel's, `k256_col1`.)
+                        let narrow = tall && (2..=16).contains(&(nbc - mt * nr));
+                        let mut p = p_block.start;
+                        while p < p_block.end {
+                            // Whole panels only: the last panel of A may be ragged.
+                            let whole = (m / MR).min(p_block.end).saturating_sub(p);
+                            let np = if narrow { whole.clamp(1, TALL_PANELS) } else { 1 };
+                            micro(mt, p, np);
+                            p += np;
                         }
                     }
                 }
@@ -483,6 +494,7 @@ fn block_epilogue(epi: &Epilogue, m0: usize, k0: usize, last: bool) -> Tile {
         segs: std::ptr::null(),
         c: std::ptr::null_mut(),
         ldc: 0,
+        a_stride: 0,
         rows: 0,
         cols: 0,
         accumulate: epi.accumulate || k0 > 0,
@@ -601,7 +613,7 @@ pub fn gemm_shifted(
     // vector of B loaded in as many masked pieces as the rows it spans ([`VecSegs`]), when a row's last
     // tile would have less than two whole vectors (a width of 32 keeps its 32-pixel tiles: 1.09x faster
     // than 48-pixel ones across rows) and rows are wide enough that a vector spans at most `MAX_SEGS`.
-    let flow = isa == Isa::Avx512 && b.width % nr % 32 != 0 && 16 <= (MAX_SEGS - 1) * b.width + 1;
+    let flow = isa == Isa::Avx512 && !(b.width % nr).is_multiple_of(32) && 16 <= (MAX_SEGS - 1) * b.width + 1;
     let per_row = if pair || flow { 1 } else { b.width.div_ceil(nr) };
     let units = match (pair, flow) {
         (true, _) => b.rows.div_ceil(2),

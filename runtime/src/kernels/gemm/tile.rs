@@ -23,10 +23,11 @@ pub(super) struct Tile {
     pub ldb: usize,
     /// Null, or `k` offsets: row p of B starts at `b + b_offs[p]` (then `ldb` is unused).
     pub b_offs: *const u32,
-    /// Null, or the A panel the next tile will read (at least `k·MR` floats): the full AVX2 tile asks
-    /// for it into L2, three cache lines every 8 steps of its k loop (up to the last multiple of 8), so that the first pass over a block
-    /// of weights streams them from L3 or memory behind the arithmetic instead of stalling on each panel
-    /// (`run_part` sets it on that pass only). Other kernels ignore it.
+    /// Null, or the A panel the next tile will read (at least `k·MR` floats; for a tall tile, as many
+    /// panels as it has, `a_stride` apart): the full AVX2 tile and the AVX-512 tiles ask for it into L2,
+    /// three cache lines every 8 steps of their k loop (up to the last multiple of 8), so that the first
+    /// pass over a block of weights streams them from L3 or memory behind the arithmetic instead of
+    /// stalling on each panel (`run_part` sets it on that pass only). Other kernels ignore it.
     pub a_next: *const f32,
     /// Where a row of B continues after its first 8 columns, from the row's start: 8 (contiguous), or
     /// further when a tile covers two rows of an 8-wide grid (`gemm_shifted`). Not 8 only on AVX2 and
@@ -37,7 +38,10 @@ pub(super) struct Tile {
     pub segs: *const VecSegs,
     pub c: *mut f32,
     pub ldc: usize,
-    /// 1..=MR
+    /// Floats from one A panel to the next, for a tall AVX-512 tile (`rows` > MR: 2 or 3 whole panels
+    /// down one 16-column vector of B, see [`TALL_PANELS`]).
+    pub a_stride: usize,
+    /// 1..=MR, or a multiple of MR up to `TALL_PANELS`·MR for a tall tile
     pub rows: usize,
     /// 1..=isa.nr()
     pub cols: usize,
@@ -65,17 +69,26 @@ pub(super) struct VecSegs {
 /// Most rows one 16-lane vector of a [`VecSegs`] tile spans (a 7-pixel output: 1 + 7 + 7 + 1).
 pub(super) const MAX_SEGS: usize = 4;
 
+/// Most panels of A a tall tile covers. A tile of one 16-column vector (a product 16 columns wide, such
+/// as a Winograd product over 16 tiles, or the last micro-tile of a row) has only 6 accumulators on
+/// AVX-512, one FMA chain per row, too few to cover the FMA latency; 3 panels make 18.
+pub(super) const TALL_PANELS: usize = 3;
+
 /// Runs the micro-kernel of `isa` on `t`.
 ///
 /// # Safety
-/// `isa` must be available on this CPU; `t.a` must hold `t.k · MR` floats, every row p < k of B must
+/// `isa` must be available on this CPU; `t.a` must hold `t.k · MR` floats (a tall tile: that at each of
+/// its `rows / MR` panels, `a_stride` apart), every row p < k of B must
 /// hold `t.cols` rounded up to `isa`'s vector width (8 or 16) readable floats where it starts (see
 /// [`Tile::b_offs`]; `b_offs`, if not null, holds `t.k` offsets) — or, with `b_hi != 8`, 8 floats there
 /// and `t.cols - 8` rounded up to 8 at `b_hi` further —, C must hold `t.cols` floats at `t.c + r·t.ldc`
 /// for r < rows, `t.bias` (if not null) `t.rows` floats, and `t.a_next` (if not null) `t.k · MR` floats
 /// of one allocation.
 pub(super) unsafe fn run(isa: Isa, t: &Tile) {
-    debug_assert!(t.rows >= 1 && t.rows <= MR && t.cols >= 1 && t.cols <= isa.nr());
+    debug_assert!(t.rows >= 1 && t.cols >= 1 && t.cols <= isa.nr());
+    debug_assert!(
+        t.rows <= MR || (isa == Isa::Avx512 && t.rows.is_multiple_of(MR) && t.rows <= TALL_PANELS * MR && t.cols <= 16)
+    );
     match isa {
         Isa::Scalar => scalar(t),
         #[cfg(target_arch = "x86_64")]
@@ -177,6 +190,15 @@ mod x86 {
         if t.cols == 1 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // The 49th pixel of a 7 × 7 output: vectorized along the panel's rows (see `k256_col1`).
             return unsafe { k256_col1::<OFFS>(t) };
+        }
+        if t.rows > MR {
+            // A tall tile: whole panels down one vector of B.
+            return unsafe {
+                match t.rows / MR {
+                    2 => k512_tall::<2, OFFS>(t),
+                    _ => k512_tall::<3, OFFS>(t),
+                }
+            };
         }
         let nv = t.cols.div_ceil(16);
         macro_rules! by_nv {
@@ -303,6 +325,77 @@ mod x86 {
                     }
                     _mm512_mask_storeu_ps(c.add(16 * v), m, x);
                 }
+            }
+        }
+    }
+
+    /// A tall tile: P whole panels of A (6·P rows) down one 16-column vector of B, 6·P accumulators
+    /// written out (a loop over 18 rows was not unrolled, and its accumulators lived on the stack). Per
+    /// step: one load of B and 6·P broadcasts of A. With [`Tile::a_next`], each group of 8 steps first
+    /// prefetches the matching three lines of each of the next tile's panels.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn k512_tall<const P: usize, const OFFS: bool>(t: &Tile) {
+        let rem = t.cols.min(16);
+        let mask: __mmask16 = if rem >= 16 { 0xffff } else { (1u16 << rem) - 1 };
+        let z = _mm512_setzero_ps();
+        let mut acc = [z; 18];
+        unsafe {
+            prefetch_c(t);
+            let (a0, a1, a2) = (t.a, t.a.add(t.a_stride), t.a.add(2 * t.a_stride));
+            macro_rules! panel {
+                ($a:expr, $base:literal, $b:expr, $p:expr) => {{
+                    let a = $a.add($p * MR);
+                    acc[$base] = _mm512_fmadd_ps(_mm512_set1_ps(*a), $b, acc[$base]);
+                    acc[$base + 1] = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(1)), $b, acc[$base + 1]);
+                    acc[$base + 2] = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(2)), $b, acc[$base + 2]);
+                    acc[$base + 3] = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(3)), $b, acc[$base + 3]);
+                    acc[$base + 4] = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(4)), $b, acc[$base + 4]);
+                    acc[$base + 5] = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(5)), $b, acc[$base + 5]);
+                }};
+            }
+            macro_rules! step {
+                ($p:expr) => {{
+                    let b = _mm512_loadu_ps(b_row_of::<OFFS>(t, $p));
+                    panel!(a0, 0, b, $p);
+                    panel!(a1, 6, b, $p);
+                    if P == 3 {
+                        panel!(a2, 12, b, $p);
+                    }
+                }};
+            }
+            let mut p = 0;
+            if !t.a_next.is_null() {
+                while p + 8 <= t.k {
+                    for j in 0..P {
+                        let nx = t.a_next.add(j * t.a_stride + p * MR) as *const i8;
+                        _mm_prefetch::<_MM_HINT_T1>(nx);
+                        _mm_prefetch::<_MM_HINT_T1>(nx.add(64));
+                        _mm_prefetch::<_MM_HINT_T1>(nx.add(128));
+                    }
+                    for q in 0..8 {
+                        step!(p + q);
+                    }
+                    p += 8;
+                }
+            }
+            while p < t.k {
+                step!(p);
+                p += 1;
+            }
+            for (r, &x) in acc.iter().enumerate().take(P * MR) {
+                let c = t.c.add(r * t.ldc);
+                let mut x = x;
+                if t.accumulate {
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, c));
+                }
+                if !t.bias.is_null() {
+                    x = _mm512_add_ps(x, _mm512_set1_ps(*t.bias.add(r)));
+                }
+                if t.relu {
+                    // max(0, x) returns x when x is NaN: NaN propagates as in the scalar Relu.
+                    x = _mm512_max_ps(z, x);
+                }
+                _mm512_mask_storeu_ps(c, mask, x);
             }
         }
     }
