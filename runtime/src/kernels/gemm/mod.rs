@@ -545,22 +545,22 @@ impl ShiftedB<'_> {
     /// q % width) reads `(q / width)·stride + q % width`, so each run of lanes in one row is one masked
     /// load at a fixed offset minus j.
     fn vec_segs(&self, n0: usize, cols: usize) -> VecSegs {
-        let at = |q: usize| ((q / self.width) * self.stride + q % self.width) as isize;
-        let base = at(n0);
+        // Walk the pixels once, (row, column) kept incrementally: no division per lane.
+        let (mut y, mut x) = (n0 / self.width, n0 % self.width);
+        let base = (y * self.stride + x) as isize;
         let mut segs = VecSegs::default();
         for v in 0..cols.div_ceil(16) {
             let mut s = 0;
-            let mut row = usize::MAX;
             for j in 0..16.min(cols - 16 * v) {
-                let q = n0 + 16 * v + j;
-                if q / self.width != row {
-                    if row != usize::MAX {
-                        s += 1;
-                    }
-                    row = q / self.width;
-                    segs.offs[v][s] = at(q) - base - j as isize;
+                if j == 0 || x == 0 {
+                    s += usize::from(j > 0);
+                    segs.offs[v][s] = (y * self.stride + x) as isize - base - j as isize;
                 }
                 segs.masks[v][s] |= 1 << j;
+                x += 1;
+                if x == self.width {
+                    (y, x) = (y + 1, 0);
+                }
             }
             segs.count = segs.count.max(s + 1);
         }
