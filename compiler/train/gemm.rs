@@ -72,6 +72,13 @@ fn copy_panels_body(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr:
                 let d: &mut [f32; 16] = (&mut d[..16]).try_into().unwrap();
                 *d = *s;
             }
+        } else if cols == 48 {
+            // A whole AVX-512 panel row.
+            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
+                let s: &[f32; 48] = src[r + j0..r + j0 + 48].try_into().unwrap();
+                let d: &mut [f32; 48] = (&mut d[..48]).try_into().unwrap();
+                *d = *s;
+            }
         } else {
             for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
                 copy_short(&mut d[..cols], &src[r + j0..r + j0 + cols]);

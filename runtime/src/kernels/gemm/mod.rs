@@ -146,24 +146,31 @@ pub fn put_row(dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
 #[inline(always)]
 pub fn put_row_map(dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32], f: impl Fn(f32) -> f32) {
     let store = |d: &mut [f32], piece: &[f32]| d.iter_mut().zip(piece).for_each(|(o, &x)| *o = f(x));
-    if nr == 16 {
-        // The AVX2 width as a constant: each piece is a few register operations, not a call to memmove
-        // for 64 bytes (which was most of the packing time).
-        let mut pieces = row.chunks_exact(16);
-        for (t, piece) in (&mut pieces).enumerate() {
-            let at = t * kc * 16 + i * 16;
-            let d: &mut [f32; 16] = (&mut dst[at..at + 16]).try_into().expect("16 floats");
-            // Through local arrays: once inlined, the compiler could not tell `dst` and `row` apart and
-            // copied the piece value by value; a local copy in, a whole-array store out, vectorize.
-            let src: [f32; 16] = piece.try_into().expect("16 floats");
-            *d = src.map(&f);
-        }
-        let rest = pieces.remainder();
-        if !rest.is_empty() {
-            let at = (row.len() / 16) * kc * 16 + i * 16;
-            store(&mut dst[at..at + rest.len()], rest);
-        }
-        return;
+    // The AVX2 and AVX-512 widths as constants: each piece is a few register operations, not a call to
+    // memmove for 64 or 192 bytes (which was most of the packing time).
+    macro_rules! fixed {
+        ($w:literal) => {{
+            let mut pieces = row.chunks_exact($w);
+            for (t, piece) in (&mut pieces).enumerate() {
+                let at = t * kc * $w + i * $w;
+                let d: &mut [f32; $w] = (&mut dst[at..at + $w]).try_into().expect("a whole piece");
+                // Through local arrays: once inlined, the compiler could not tell `dst` and `row` apart and
+                // copied the piece value by value; a local copy in, a whole-array store out, vectorize.
+                let src: [f32; $w] = piece.try_into().expect("a whole piece");
+                *d = src.map(&f);
+            }
+            let rest = pieces.remainder();
+            if !rest.is_empty() {
+                let at = (row.len() / $w) * kc * $w + i * $w;
+                store(&mut dst[at..at + rest.len()], rest);
+            }
+            return;
+        }};
+    }
+    match nr {
+        16 => fixed!(16),
+        48 => fixed!(48),
+        _ => {}
     }
     for (t, piece) in row.chunks(nr).enumerate() {
         let at = t * kc * nr + i * nr;
