@@ -349,7 +349,7 @@ fn for_parts(parts: usize, scratch: &mut [f32], per: usize, f: &(dyn Fn(usize, &
 /// The blocks `t_range` (each `width` columns) × panels `p_range` of C.
 ///
 /// The first pass over each block of A (and, when the part's A outgrows half the L2, the first pass of
-/// every block of columns) prefetches panel p + 1 while panel p's tile runs ([`Tile::a_next`]). Without
+/// every block of columns) prefetches the next panel(s) while panel p's tile runs ([`Tile::a_next`]). Without
 /// it, each 6 KiB panel of a layer's weights arrived from L3 or memory only when its tile asked, and the
 /// prefetchers restart at every panel (panels of one k block are `k·MR` floats apart). ResNet-50 at
 /// batch 1, per-step profiles alternating builds: the 7-pixel layers (4.2-9.4 MB of weights each) 0.75-0.94
@@ -411,7 +411,7 @@ unsafe fn run_part(
                 let p_block = p_range.start + blk * p_len / blocks..p_range.start + (blk + 1) * p_len / blocks;
                 // The tile after which the next panel is read for the first time in this block: in column
                 // order, the first micro-tile's; panel by panel, a panel's last (when that one is ragged,
-                // 8 columns or fewer, its kernel does not prefetch: ResNet widths never make it so).
+                // 8 columns or fewer on AVX2 or 1 on AVX-512, its kernel does not prefetch).
                 let fetch_mt = if panel_outer { nbc.div_ceil(nr) - 1 } else { 0 };
                 // `np` panels from p down micro-tile mt: 1, or up to `TALL_PANELS` whole ones (see `tall`).
                 let micro = |mt: usize, p: usize, np: usize| {
@@ -576,8 +576,9 @@ impl ShiftedB<'_> {
 }
 
 /// `C[m × rows·width]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B read in
-/// place through [`ShiftedB`]: no packing, no scratch. Micro-tiles run along grid rows (only on an 8-wide
-/// grid does one tile take two rows, on AVX2 and scalar kernels), each over every A panel; threads split
+/// place through [`ShiftedB`]: no packing, no scratch. Micro-tiles run along grid rows (on AVX2 and
+/// scalar kernels an 8-wide grid's tile takes two rows; on AVX-512 a tile is 48 consecutive pixels across
+/// rows when rows would leave ragged tiles, see [`VecSegs`]), each over every A panel; threads split
 /// the tiles. Each element sums its k blocks in the
 /// same order whatever the thread count.
 ///
@@ -620,7 +621,7 @@ pub fn gemm_shifted(
     // vector of B loaded in as many masked pieces as the rows it spans ([`VecSegs`]), when a row's last
     // tile would have less than two whole vectors (a width of 32 keeps its 32-pixel tiles: 1.09x faster
     // than 48-pixel ones across rows) and rows are wide enough that a vector spans at most `MAX_SEGS`.
-    let flow = isa == Isa::Avx512 && !(b.width % nr).is_multiple_of(32) && 16 <= (MAX_SEGS - 1) * b.width + 1;
+    let flow = isa == Isa::Avx512 && matches!(b.width % nr, 1..=31) && 16 <= (MAX_SEGS - 1) * b.width + 1;
     let per_row = if pair || flow { 1 } else { b.width.div_ceil(nr) };
     let units = match (pair, flow) {
         (true, _) => b.rows.div_ceil(2),
@@ -917,7 +918,8 @@ mod tests {
                 (6, 600, 5, 8, 10),
                 (20, 4, 1, 50, 50),
                 (7, 20, 1, 8, 8),
-                // One-column tiles at the end of each grid row (a 7 × 7 output is 3 tiles of 16 and 1).
+                // One-column tiles at the end of each grid row on AVX2 (a 7 × 7 output is 3 tiles of 16 and
+                // 1); on AVX-512 these flow across rows (48 + 48 + 2).
                 (9, 300, 2, 49, 51),
                 (6, 27, 3, 17, 19),
                 // More rows than one block of A (MC): blocks of panels, the last one ragged.
@@ -929,6 +931,13 @@ mod tests {
                 (12, 30, 2, 56, 58),
                 (6, 20, 6, 5, 7),
                 (7, 11, 9, 4, 6),
+                // AVX-512 per-row tiles: one 32-pixel tile a row, and 48 + 32 split between threads.
+                (8, 27, 3, 32, 34),
+                (7, 60, 2, 80, 82),
+                // A 7 × 7 output across rows: 48 + a 1-pixel tile; and 3 vectors of 4 segments each (the
+                // tile at pixel 48 of a 7-wide grid starts at column 6: 1 + 7 + 7 + 1), over threads.
+                (9, 300, 7, 7, 9),
+                (6, 120, 14, 7, 9),
             ] {
                 // Row p of B starts at offs[p]: taps spread over `data` like a 3-wide kernel over planes.
                 let offs: Vec<u32> = (0..k).map(|p| ((p / 3) * (rows + 2) * stride + p % 3) as u32).collect();

@@ -1,13 +1,14 @@
 //! Register-blocked micro-kernels: one call computes a tile of C, at most `MR` rows by `isa.nr()`
-//! columns, over a block of k.
+//! columns (or, on AVX-512, a tall tile of 2-3 whole panels by at most 16 columns), over a block of k.
 //!
 //! Math: C[r, j] = (C[r, j] if accumulate) + Σ_p A[p][r] · B[p][j] (+ bias[r]), then max(·, 0) when
 //! `relu`, for r < rows and j < cols. A is an `MR`-row panel (k-major: `MR` floats per p); row p of B
 //! starts at `b + p·ldb`, or at `b + b_offs[p]` when the tile carries row offsets (a convolution's
-//! shifted views of its padded input, read in place: see `gemm_shifted`). Accumulators live in registers for the whole k loop. Rows of B are read whole
-//! vectors at a time (up to `cols` rounded up to the vector width — the caller guarantees that memory,
-//! whose extra lanes compute values nobody stores); C is stored under a mask, so a ragged edge of C is
-//! never written past `cols`. No mask is live in the loop.
+//! shifted views of its padded input, read in place: see `gemm_shifted`). Accumulators live in registers
+//! for the whole k loop. Rows of B are read whole vectors at a time (up to `cols` rounded up to the vector
+//! width — the caller guarantees that memory, whose extra lanes compute values nobody stores), except in
+//! an AVX-512 tile across rows ([`VecSegs`]), whose vectors are up to 4 masked loads each; C is stored
+//! under a mask, so a ragged edge of C is never written past `cols`.
 //!
 //! This module owns the unsafe SIMD; its only entry is [`run`], which the safe driver in `gemm` calls
 //! after checking every bound.
@@ -56,7 +57,7 @@ pub(super) struct Tile {
 /// bit j (lanes in no mask are 0 and never read). `count` is the most segments any vector uses.
 ///
 /// `gemm_shifted` on AVX-512 builds these so that one tile covers 48 consecutive output pixels across
-/// the rows of an output narrower than the tile (ResNet-20's 32, 16 and 8, DenseNet's 56 to 7): a tile
+/// the rows of an output that does not split into whole tiles (ResNet-20's 16 and 8, DenseNet's 56 to 7): a tile
 /// per output row left 16 or 8 columns of a 48-column tile, 6 of its 18 accumulators, in FMA chains too
 /// few to cover the latency.
 #[derive(Clone, Copy, Debug, Default)]
@@ -81,13 +82,20 @@ pub(super) const TALL_PANELS: usize = 3;
 /// its `rows / MR` panels, `a_stride` apart), every row p < k of B must
 /// hold `t.cols` rounded up to `isa`'s vector width (8 or 16) readable floats where it starts (see
 /// [`Tile::b_offs`]; `b_offs`, if not null, holds `t.k` offsets) — or, with `b_hi != 8`, 8 floats there
-/// and `t.cols - 8` rounded up to 8 at `b_hi` further —, C must hold `t.cols` floats at `t.c + r·t.ldc`
-/// for r < rows, `t.bias` (if not null) `t.rows` floats, and `t.a_next` (if not null) `t.k · MR` floats
-/// of one allocation.
+/// and `t.cols - 8` rounded up to 8 at `b_hi` further; or, with `segs` (AVX-512, `b_offs` set, at most
+/// `MR` rows), `row + offs[v][s] + j` readable for every lane j in `masks[v][s]`, and nothing else —,
+/// C must hold `t.cols` floats at `t.c + r·t.ldc` for r < rows, `t.bias` (if not null) `t.rows` floats,
+/// and `t.a_next` (if not null) `t.k · MR` floats of one allocation at each of the tile's panels
+/// (`a_stride` apart in a tall tile).
 pub(super) unsafe fn run(isa: Isa, t: &Tile) {
     debug_assert!(t.rows >= 1 && t.cols >= 1 && t.cols <= isa.nr());
     debug_assert!(
-        t.rows <= MR || (isa == Isa::Avx512 && t.rows.is_multiple_of(MR) && t.rows <= TALL_PANELS * MR && t.cols <= 16)
+        t.rows <= MR
+            || (isa == Isa::Avx512
+                && t.rows.is_multiple_of(MR)
+                && t.rows <= TALL_PANELS * MR
+                && (2..=16).contains(&t.cols)
+                && t.segs.is_null())
     );
     match isa {
         Isa::Scalar => scalar(t),
@@ -225,6 +233,10 @@ mod x86 {
     /// Dispatches a [`VecSegs`] tile on (rows, vectors, segments).
     unsafe fn avx512_segs(t: &Tile) {
         assert!(!t.b_offs.is_null(), "segmented tiles read shifted rows");
+        if t.cols == 1 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // One pixel (a 7 × 7 output's 49th): lane 0 of vector 0 reads the row's start (offset 0).
+            return unsafe { k256_col1::<true>(t) };
+        }
         let nv = t.cols.div_ceil(16);
         let segs = unsafe { (*t.segs).count };
         macro_rules! by_seg {
@@ -341,7 +353,9 @@ mod x86 {
         let mut acc = [z; 18];
         unsafe {
             prefetch_c(t);
-            let (a0, a1, a2) = (t.a, t.a.add(t.a_stride), t.a.add(2 * t.a_stride));
+            // The third panel's pointer only when there is one (past the end of A is not a pointer to form).
+            let (a0, a1) = (t.a, t.a.add(t.a_stride));
+            let a2 = if P == 3 { t.a.add(2 * t.a_stride) } else { t.a };
             macro_rules! panel {
                 ($a:expr, $base:literal, $b:expr, $p:expr) => {{
                     let a = $a.add($p * MR);
@@ -388,9 +402,10 @@ mod x86 {
                 if t.accumulate {
                     x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, c));
                 }
-                if !t.bias.is_null() {
-                    x = _mm512_add_ps(x, _mm512_set1_ps(*t.bias.add(r)));
-                }
+                // + 0 without a bias, as `k512` does: the same bits (a −0 becomes +0) whichever kernel a
+                // panel gets, and that depends on the thread count.
+                let bias = if t.bias.is_null() { z } else { _mm512_set1_ps(*t.bias.add(r)) };
+                x = _mm512_add_ps(x, bias);
                 if t.relu {
                     // max(0, x) returns x when x is NaN: NaN propagates as in the scalar Relu.
                     x = _mm512_max_ps(z, x);
