@@ -12,6 +12,7 @@
 
 use super::gemm::{copy_panels, Copied, Gemm};
 use super::mem::{Mem, View};
+use resin_runtime::kernels::conv::{conv2d, Conv2d, ConvArgs};
 use resin_runtime::kernels::elementwise::{unary, unary_inplace, UnaryOp};
 use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
 use resin_runtime::kernels::transpose::transpose;
@@ -863,6 +864,25 @@ impl ConvDims {
         Nhwc { x: buf, c: cg, wp, k: self.k, s: self.s, d: self.d, ow: self.o[1] }
     }
 
+    /// The runtime's description of this convolution (bottom and right pads: what the output size needs).
+    fn conv2d(&self) -> Conv2d {
+        let [hp, wp] = self.padded_hw();
+        Conv2d {
+            cin: self.c,
+            cout: self.m,
+            kernel: self.k,
+            strides: self.s,
+            pads: [
+                self.pads[0],
+                self.pads[1],
+                hp.saturating_sub(self.pads[0] + self.hw[0]),
+                wp.saturating_sub(self.pads[1] + self.hw[1]),
+            ],
+            dilations: self.d,
+            group: self.group,
+        }
+    }
+
     /// Whether the products run on the padded grid ([`GridIm2col`]): stride 1 and not a plain 1x1.
     fn on_grid(&self) -> bool {
         self.s == [1, 1] && !(self.k == [1, 1] && self.pads == [0, 0] && self.o == self.hw)
@@ -902,9 +922,39 @@ impl ConvDims {
         let wlen = packed_len(mg, ckk);
         let pointwise = self.k == [1, 1] && self.s == [1, 1] && self.pads == [0, 0] && self.o == self.hw;
         let grid = self.on_grid();
+        // The runtime's convolution when its in-place path applies (small weights): it reads a padded
+        // copy of the input through shifted views, no packing of B (and on AVX-512 its tiles run across
+        // the rows of a narrow output); see `Conv2d::reads_in_place`.
+        let p = self.conv2d();
+        let runtime = !pointwise && p.reads_in_place(self.o[1]);
         split_images(rows, threads, lanes, y, yld, |lane, images, y, threads| {
             lane.scratch.resize(resin_runtime::kernels::gemm::scratch_len(isa, threads), 0.0);
             let first = images.start;
+            if runtime {
+                let [oh, ow] = self.o;
+                lane.scratch.resize(p.scratch_len(oh, ow, threads).max(lane.scratch.len()), 0.0);
+                for n in images {
+                    let args = ConvArgs {
+                        x: &x[n * xld..],
+                        x_stride: xld,
+                        n: 1,
+                        h,
+                        w,
+                        p: &p,
+                        weight: packed,
+                        bias,
+                        act: None,
+                        accumulate,
+                        pre: None,
+                        oh,
+                        ow,
+                        y_stride: yld,
+                    };
+                    let yo = (n - first) * yld;
+                    conv2d(&args, &mut y[yo..yo + self.m * ohw], &mut lane.scratch, threads);
+                }
+                return;
+            }
             for n in images {
                 for g in 0..self.group {
                     let xg = &x[n * xld + g * cg * h * w..n * xld + (g + 1) * cg * h * w];
