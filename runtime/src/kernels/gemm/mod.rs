@@ -628,22 +628,32 @@ pub fn gemm_shifted(
         (_, true) => n.div_ceil(nr),
         _ => b.rows * per_row,
     };
-    let parts = if m * n * k >= 1 << 16 { threads.max(1).min(units) } else { 1 };
+    let panels = m.div_ceil(MR);
+    // Threads split the tiles, or the panels of A when there are too few tiles to share evenly (an 8 × 8
+    // output is one 48-pixel tile and one of 16 on AVX-512: 3/4 of the work on one thread).
+    let split_m = units < 2 * threads && panels >= 2 * units;
+    let parts = match m * n * k >= 1 << 16 {
+        true => threads.max(1).min(if split_m { panels } else { units }),
+        false => 1,
+    };
     let relu = epi.act == Some(UnaryOp::Relu);
     let other_act = epi.act.filter(|_| !relu);
-    let panels = m.div_ceil(MR);
     let shared = crate::parallel::SendPtr(c.as_mut_ptr());
     // Loop nest: k blocks, then blocks of A's panels, then this part's tiles, then the block's panels. An
     // A block (at most `MC` rows × `KC`) stays in L2 while every tile of the part passes over it; with
     // tiles outermost, each 16-pixel tile streamed all of A, which is why large weights gathered instead.
     let mc_panels = (MC / MR).max(1);
     crate::parallel::run(parts, &|part| {
+        let (my_units, my_panels) = match split_m {
+            true => (0..units, part * panels / parts..(part + 1) * panels / parts),
+            false => (part * units / parts..(part + 1) * units / parts, 0..panels),
+        };
         let mut k0 = 0;
         while k0 < k {
             let kc = KC.min(k - k0);
             let last = k0 + kc == k;
-            for p_block in (0..panels).step_by(mc_panels) {
-                for u in part * units / parts..(part + 1) * units / parts {
+            for p_block in my_panels.clone().step_by(mc_panels) {
+                for u in my_units.clone() {
                     let (oy, t) = match (pair, flow) {
                         (true, _) => (2 * u, 0),
                         (_, true) => (u * nr / b.width, 0),
@@ -657,7 +667,7 @@ pub fn gemm_shifted(
                     let (bp, n0) = (b.data[oy * b.stride + ox..].as_ptr(), oy * b.width + ox);
                     let segs = flow.then(|| b.vec_segs(n0, cols));
                     let b_hi = if pair { b.stride } else { 8 };
-                    for p in p_block..(p_block + mc_panels).min(panels) {
+                    for p in p_block..(p_block + mc_panels).min(my_panels.end) {
                         let (m0, rows) = (p * MR, MR.min(m - p * MR));
                         let tile = Tile {
                             k: kc,
