@@ -2,7 +2,9 @@
 //! FMA peak: the ceiling the GEMM driver works under.
 //! `cargo run --release -p resin-runtime --example kernel_peak`
 
-use resin_runtime::kernels::gemm::{fma_peak_gflops, gemm_matrix_b, pack_a, packed_len, Epilogue, Isa, MatRef, MR};
+use resin_runtime::kernels::gemm::{
+    fma_peak_gflops, gemm_matrix_b, pack_a, packed_len, scratch_len, Epilogue, Isa, MatRef, MR,
+};
 use std::time::Instant;
 
 fn main() {
@@ -13,7 +15,8 @@ fn main() {
         let mut pa = vec![0.0; packed_len(m, k)];
         pack_a(m, k, MatRef::new(&a, k), 1.0, &mut pa);
         let mut c = vec![0.0; m * n];
-        let mut scratch = vec![0.0; 1 << 16];
+        // The ISA's own packing scratch (AVX-512's blocks are 3x AVX2's: a fixed 64K floats was too small).
+        let mut scratch = vec![0.0; scratch_len(isa, 1)];
         let epi = Epilogue::default();
         let reps = 20_000;
         let mut best = f64::MAX;
