@@ -267,6 +267,27 @@ fn conv_gradients_on_the_padded_grid() {
     grad_check("Conv on the padded grid (stride 1, group 2; dilation 2)", &g.finish(y), 3, 0.0, false);
 }
 
+/// Geometries the runtime's in-place convolution takes in training (small weights): a non-square kernel
+/// with different strides and dilations per axis, asymmetric pads and an output that does not read the
+/// whole input, with groups.
+#[test]
+fn conv_gradients_non_square_asymmetric() {
+    let (mut g, x) = G::new(&[4, 7, 6], 19);
+    let op = Op::Conv(Conv {
+        weight: g.tensor(&[4, 2, 3, 2], 0.4),
+        bias: Some(g.tensor(&[4], 0.3)),
+        strides: [2, 1],
+        pads: [1, 0, 0, 1],
+        dilations: [2, 1],
+        group: 2,
+        act: None,
+        pre: None,
+    });
+    let c = g.op("conv_odd", op, &[x]);
+    let y = flat(&mut g, c);
+    grad_check("Conv (3x2 kernel, strides 2/1, dilations 2/1, pads 1,0,0,1, group 2)", &g.finish(y), 2, 0.0, false);
+}
+
 #[test]
 fn batchnorm_gradients_2d_and_4d() {
     let (mut g, x) = G::new(&[3, 2, 2], 14);

@@ -864,7 +864,8 @@ impl ConvDims {
         Nhwc { x: buf, c: cg, wp, k: self.k, s: self.s, d: self.d, ow: self.o[1] }
     }
 
-    /// The runtime's description of this convolution (bottom and right pads: what the output size needs).
+    /// The runtime's description of this convolution. Its bottom and right pads are what the output size
+    /// needs; the in-place path never reads them (it pads to what the output reads, as [`Self::padded_hw`]).
     fn conv2d(&self) -> Conv2d {
         let [hp, wp] = self.padded_hw();
         Conv2d {
@@ -900,7 +901,9 @@ impl ConvDims {
     }
 
     /// y_n = W ⋆ x_n (+ bias) (+ y_n when `accumulate`) for the `rows` images: one product per image and
-    /// group, the im2col matrix gathered into the product's tiles (read in place for a 1x1, stride-1 conv).
+    /// group, the im2col matrix gathered into the product's tiles (read in place for a 1x1, stride-1 conv);
+    /// a convolution with small weights runs the runtime's `conv2d` instead, which reads a padded copy in
+    /// place (so `RESIN_CONV` steers training too).
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -926,13 +929,17 @@ impl ConvDims {
         // copy of the input through shifted views, no packing of B (and on AVX-512 its tiles run across
         // the rows of a narrow output); see `Conv2d::reads_in_place`.
         let p = self.conv2d();
-        let runtime = !pointwise && p.reads_in_place(self.o[1]);
+        let runtime = p.reads_in_place(self.o[1]);
         split_images(rows, threads, lanes, y, yld, |lane, images, y, threads| {
-            lane.scratch.resize(resin_runtime::kernels::gemm::scratch_len(isa, threads), 0.0);
+            let gemm_scratch = resin_runtime::kernels::gemm::scratch_len(isa, threads);
+            let need =
+                if runtime { p.scratch_len(self.o[0], self.o[1], threads).max(gemm_scratch) } else { gemm_scratch };
+            if lane.scratch.len() < need {
+                lane.scratch.resize(need, 0.0);
+            }
             let first = images.start;
             if runtime {
                 let [oh, ow] = self.o;
-                lane.scratch.resize(p.scratch_len(oh, ow, threads).max(lane.scratch.len()), 0.0);
                 for n in images {
                     let args = ConvArgs {
                         x: &x[n * xld..],

@@ -579,7 +579,7 @@ impl ShiftedB<'_> {
 /// place through [`ShiftedB`]: no packing, no scratch. Micro-tiles run along grid rows (on AVX2 and
 /// scalar kernels an 8-wide grid's tile takes two rows; on AVX-512 a tile is 48 consecutive pixels across
 /// rows when rows would leave ragged tiles, see [`VecSegs`]), each over every A panel; threads split
-/// the tiles. Each element sums its k blocks in the
+/// the tiles, or A's panels when there are fewer than twice as many tiles as threads. Each element sums its k blocks in the
 /// same order whatever the thread count.
 ///
 /// Panics if an operand is too small: `data` must hold every row's reads, whole 16-float vectors
@@ -678,7 +678,7 @@ pub fn gemm_shifted(
                             b_hi,
                             segs: segs.as_ref().map_or(std::ptr::null(), |s| s as *const VecSegs),
                             // SAFETY (this and the kernel call): bounds asserted above; parts own disjoint
-                            // tiles of C.
+                            // tiles, or disjoint panels (rows), of C.
                             c: unsafe { shared.get().add(m0 * ldc + n0) },
                             ldc,
                             rows,
@@ -948,6 +948,10 @@ mod tests {
                 // tile at pixel 48 of a 7-wide grid starts at column 6: 1 + 7 + 7 + 1), over threads.
                 (9, 300, 7, 7, 9),
                 (6, 120, 14, 7, 9),
+                // Threads splitting A's panels (too few tiles): AVX2's 8-wide pairs, and a part of more
+                // than one MC block starting past panel 0.
+                (48, 300, 4, 8, 10),
+                (500, 300, 1, 20, 22),
             ] {
                 // Row p of B starts at offs[p]: taps spread over `data` like a 3-wide kernel over planes.
                 let offs: Vec<u32> = (0..k).map(|p| ((p / 3) * (rows + 2) * stride + p % 3) as u32).collect();
