@@ -96,17 +96,18 @@ pub fn zero_short(dst: &mut [f32]) {
     }
 }
 
-/// Asks for every cache line of `data` to be brought into L1 ahead of its use: a hint that never faults
-/// and changes no value (no-op off x86-64).
+/// Asks for the cache lines at every 16 floats of `data` (from its start) to be brought into L1 ahead of
+/// their use: a hint that never faults and changes no value (no-op off x86-64). An unaligned run's last
+/// line may be left to the hardware. (Also asking for it, through `iter().step_by(16).chain(last)`,
+/// made ResNet-50 on 2 threads 1.08-1.10x slower: the 1x1 layers' packing calls this once per row.)
 #[inline]
 pub fn prefetch(data: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // Every 16 floats from the start, then the last one: an unaligned run's last line too.
-        for at in data.iter().step_by(16).chain(data.last()) {
+        for line in data.chunks(16) {
             // SAFETY: prefetching is a hint about an address inside `data`; it reads nothing.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(at as *const f32 as *const i8) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr() as *const i8) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
