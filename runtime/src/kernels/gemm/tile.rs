@@ -306,10 +306,7 @@ mod x86 {
             if !t.a_next.is_null() {
                 // 8 steps read 48 floats of A (three cache lines): ask for the same three of the next panel.
                 while p + 8 <= t.k {
-                    let nx = t.a_next.add(p * MR) as *const i8;
-                    _mm_prefetch::<_MM_HINT_T1>(nx);
-                    _mm_prefetch::<_MM_HINT_T1>(nx.add(64));
-                    _mm_prefetch::<_MM_HINT_T1>(nx.add(128));
+                    prefetch_a8(t.a_next, p);
                     for q in 0..8 {
                         step(&mut acc, p + q);
                     }
@@ -381,10 +378,7 @@ mod x86 {
             if !t.a_next.is_null() {
                 while p + 8 <= t.k {
                     for j in 0..P {
-                        let nx = t.a_next.add(j * t.a_stride + p * MR) as *const i8;
-                        _mm_prefetch::<_MM_HINT_T1>(nx);
-                        _mm_prefetch::<_MM_HINT_T1>(nx.add(64));
-                        _mm_prefetch::<_MM_HINT_T1>(nx.add(128));
+                        prefetch_a8(t.a_next.add(j * t.a_stride), p);
                     }
                     for q in 0..8 {
                         step!(p + q);
@@ -497,10 +491,7 @@ mod x86 {
             if !t.a_next.is_null() {
                 // 8 steps read 48 floats of A (three cache lines): ask for the same three of the next panel.
                 while p + 8 <= t.k {
-                    let nx = t.a_next.add(p * MR) as *const i8;
-                    _mm_prefetch::<_MM_HINT_T1>(nx);
-                    _mm_prefetch::<_MM_HINT_T1>(nx.add(64));
-                    _mm_prefetch::<_MM_HINT_T1>(nx.add(128));
+                    prefetch_a8(t.a_next, p);
                     for q in 0..8 {
                         step!(p + q);
                     }
@@ -574,6 +565,21 @@ mod x86 {
                 _mm_prefetch::<_MM_HINT_T0>(c as *const i8);
                 _mm_prefetch::<_MM_HINT_T0>(c.add(t.cols - 1) as *const i8);
             }
+        }
+    }
+
+    /// Asks for the three cache lines (48 floats) that steps p..p + 8 read of the A panel at `next`, into
+    /// L2 ([`Tile::a_next`]): every kernel that prefetches weights calls it once per 8 steps and panel.
+    ///
+    /// # Safety
+    /// A hint only, but `next + p·MR + 32` must lie in the panel's allocation (`p + 8 ≤ k`).
+    #[inline(always)]
+    unsafe fn prefetch_a8(next: *const f32, p: usize) {
+        unsafe {
+            let nx = next.add(p * MR) as *const i8;
+            _mm_prefetch::<_MM_HINT_T1>(nx);
+            _mm_prefetch::<_MM_HINT_T1>(nx.add(64));
+            _mm_prefetch::<_MM_HINT_T1>(nx.add(128));
         }
     }
 
