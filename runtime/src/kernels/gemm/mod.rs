@@ -146,30 +146,25 @@ pub fn put_row(dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32]) {
 #[inline(always)]
 pub fn put_row_map(dst: &mut [f32], kc: usize, nr: usize, i: usize, row: &[f32], f: impl Fn(f32) -> f32) {
     let store = |d: &mut [f32], piece: &[f32]| d.iter_mut().zip(piece).for_each(|(o, &x)| *o = f(x));
-    // The AVX2 width as a constant: each piece is a few register operations, not a call to memmove for
-    // 64 bytes (which was most of the packing time). (The same for AVX-512's 48 made DenseNet-121 1.05x
-    // slower on 1 thread, its BatchNorm+ReLU prologue mapped over 48-float arrays; the generic loop stays.)
-    macro_rules! fixed {
-        ($w:literal) => {{
-            let mut pieces = row.chunks_exact($w);
-            for (t, piece) in (&mut pieces).enumerate() {
-                let at = t * kc * $w + i * $w;
-                let d: &mut [f32; $w] = (&mut dst[at..at + $w]).try_into().expect("a whole piece");
-                // Through local arrays: once inlined, the compiler could not tell `dst` and `row` apart and
-                // copied the piece value by value; a local copy in, a whole-array store out, vectorize.
-                let src: [f32; $w] = piece.try_into().expect("a whole piece");
-                *d = src.map(&f);
-            }
-            let rest = pieces.remainder();
-            if !rest.is_empty() {
-                let at = (row.len() / $w) * kc * $w + i * $w;
-                store(&mut dst[at..at + rest.len()], rest);
-            }
-            return;
-        }};
-    }
     if nr == 16 {
-        fixed!(16)
+        // The AVX2 width as a constant: each piece is a few register operations, not a call to memmove
+        // for 64 bytes (which was most of the packing time). (The same for AVX-512's 48 made DenseNet-121
+        // 1.05x slower on 1 thread, its BatchNorm+ReLU prologue mapped over 48-float arrays.)
+        let mut pieces = row.chunks_exact(16);
+        for (t, piece) in (&mut pieces).enumerate() {
+            let at = t * kc * 16 + i * 16;
+            let d: &mut [f32; 16] = (&mut dst[at..at + 16]).try_into().expect("16 floats");
+            // Through local arrays: once inlined, the compiler could not tell `dst` and `row` apart and
+            // copied the piece value by value; a local copy in, a whole-array store out, vectorize.
+            let src: [f32; 16] = piece.try_into().expect("16 floats");
+            *d = src.map(&f);
+        }
+        let rest = pieces.remainder();
+        if !rest.is_empty() {
+            let at = (row.len() / 16) * kc * 16 + i * 16;
+            store(&mut dst[at..at + rest.len()], rest);
+        }
+        return;
     }
     for (t, piece) in row.chunks(nr).enumerate() {
         let at = t * kc * nr + i * nr;
