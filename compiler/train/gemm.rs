@@ -66,24 +66,26 @@ fn copy_panels_body(src: &[f32], rows: &[usize], nc: usize, dst: &mut [f32], nr:
     for t in 0..nc.div_ceil(nr) {
         let (j0, cols) = (t * nr, nr.min(nc - t * nr));
         let panel = &mut dst[t * kc * nr..(t + 1) * kc * nr];
-        if cols == 16 {
-            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
-                let s: &[f32; 16] = src[r + j0..r + j0 + 16].try_into().unwrap();
-                let d: &mut [f32; 16] = (&mut d[..16]).try_into().unwrap();
-                *d = *s;
-            }
-        } else if cols == 48 {
-            // A whole AVX-512 panel row.
-            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
-                let s: &[f32; 48] = src[r + j0..r + j0 + 48].try_into().unwrap();
-                let d: &mut [f32; 48] = (&mut d[..48]).try_into().unwrap();
-                *d = *s;
-            }
-        } else {
-            for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
-                copy_short(&mut d[..cols], &src[r + j0..r + j0 + cols]);
+        match cols {
+            // Whole AVX2 and AVX-512 panel rows: fixed-size copies.
+            16 => copy_fixed::<16>(src, rows, j0, panel, nr),
+            48 => copy_fixed::<48>(src, rows, j0, panel, nr),
+            _ => {
+                for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
+                    copy_short(&mut d[..cols], &src[r + j0..r + j0 + cols]);
+                }
             }
         }
+    }
+}
+
+/// Row i of a micro-panel (`nr` wide) gets W floats from `src[rows[i] + j0 ..]`, each a fixed-size copy.
+#[inline(always)]
+fn copy_fixed<const W: usize>(src: &[f32], rows: &[usize], j0: usize, panel: &mut [f32], nr: usize) {
+    for (d, &r) in panel.chunks_exact_mut(nr).zip(rows) {
+        let s: &[f32; W] = src[r + j0..r + j0 + W].try_into().unwrap();
+        let d: &mut [f32; W] = (&mut d[..W]).try_into().unwrap();
+        *d = *s;
     }
 }
 

@@ -616,7 +616,8 @@ pub fn gemm_shifted(
     // tile would have less than two whole vectors (a width of 32 keeps its 32-pixel tiles: 1.09x faster
     // than 48-pixel ones across rows) and rows are wide enough that a vector spans at most `MAX_SEGS`.
     let flow = isa == Isa::Avx512 && matches!(b.width % nr, 1..=31) && 16 <= (MAX_SEGS - 1) * b.width + 1;
-    let per_row = if pair || flow { 1 } else { b.width.div_ceil(nr) };
+    // Tiles per grid row, for the per-row tiles (neither paired nor across rows).
+    let per_row = b.width.div_ceil(nr);
     let units = match (pair, flow) {
         (true, _) => b.rows.div_ceil(2),
         (_, true) => n.div_ceil(nr),

@@ -183,6 +183,16 @@ mod x86 {
 
     /// Dispatches on (rows, vectors per row) to a kernel whose loops are fully unrolled.
     pub(super) unsafe fn avx512(t: &Tile) {
+        if t.cols == 1 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // One column (the 49th pixel of a 7 × 7 output): vectorized along the panel's rows (see
+            // `k256_col1`). A tile across rows reads its one pixel at the row's start (offset 0).
+            return unsafe {
+                match t.b_offs.is_null() {
+                    true => k256_col1::<false>(t),
+                    false => k256_col1::<true>(t),
+                }
+            };
+        }
         if !t.segs.is_null() {
             return unsafe { avx512_segs(t) };
         }
@@ -195,10 +205,6 @@ mod x86 {
 
     unsafe fn avx512_of<const OFFS: bool>(t: &Tile) {
         assert_eq!(t.b_hi, 8, "AVX-512 tiles read rows of B contiguously");
-        if t.cols == 1 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // The 49th pixel of a 7 × 7 output: vectorized along the panel's rows (see `k256_col1`).
-            return unsafe { k256_col1::<OFFS>(t) };
-        }
         if t.rows > MR {
             // A tall tile: whole panels down one vector of B.
             return unsafe {
@@ -233,10 +239,6 @@ mod x86 {
     /// Dispatches a [`VecSegs`] tile on (rows, vectors, segments).
     unsafe fn avx512_segs(t: &Tile) {
         assert!(!t.b_offs.is_null(), "segmented tiles read shifted rows");
-        if t.cols == 1 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // One pixel (a 7 × 7 output's 49th): lane 0 of vector 0 reads the row's start (offset 0).
-            return unsafe { k256_col1::<true>(t) };
-        }
         let nv = t.cols.div_ceil(16);
         let segs = unsafe { (*t.segs).count };
         macro_rules! by_seg {
