@@ -14,7 +14,9 @@ use super::gemm::{copy_panels, Copied, Gemm};
 use super::mem::{Mem, View};
 use resin_runtime::kernels::conv::{conv2d, Conv2d, ConvArgs};
 use resin_runtime::kernels::elementwise::{unary, unary_inplace, UnaryOp};
-use resin_runtime::kernels::gemm::{gemm_packed, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, MAX_BLOCK};
+use resin_runtime::kernels::gemm::{
+    gemm_packed, gemm_shifted, pack_a, packed_len, BSource, Epilogue, Isa, MatB, MatRef, ShiftedB, MAX_BLOCK,
+};
 use resin_runtime::kernels::transpose::transpose;
 use resin_runtime::kernels::{copy_short, zero_short};
 
@@ -556,6 +558,10 @@ pub struct Lane {
     grid: Vec<f32>,
     /// ∂L/∂W of one group with its columns in (u, v, c) order, summed over this thread's images.
     dwt: Vec<f32>,
+    /// One image's Δ packed as the weight gradient's A, and where each output pixel's window starts in
+    /// the channels-last copy (B read in place, see [`Conv::backward`]).
+    dpack: Vec<f32>,
+    offs: Vec<u32>,
 }
 
 /// Runs `f(lane, images, part_of_y, gemm_threads)` over the `rows` images split into contiguous parts, one
@@ -847,7 +853,8 @@ impl ConvDims {
         let [h, w] = self.hw;
         let [hp, wp] = self.padded_hw();
         let [pt, pl] = self.pads;
-        buf.resize(hp * wp * cg, 0.0);
+        // 16 floats of slack past the grid: a product reading it in place loads whole 16-float vectors.
+        buf.resize(hp * wp * cg + 16, 0.0);
         // Input columns that land inside the padded extent: iw < c1.
         let c1 = w.min(wp.saturating_sub(pl));
         for (r, row) in buf[..hp * wp * cg].chunks_exact_mut(wp * cg).enumerate() {
@@ -1074,18 +1081,48 @@ impl Conv {
         // ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ, one product per image with the transposed im2col (columns in (u, v, c)
         // order, from a channels-last copy of the image) as B; each thread sums its images and reorders the
         // columns to W's (c, u, v), then the threads' sums are added in order.
+        //
+        // With no dilation along the width, a window row (one u, every v and c) is `kw·C_g` consecutive
+        // floats of the channels-last copy, so B is read in place ([`gemm_shifted`]): the row of output
+        // pixel p = (i, j) starts at offs[p] = (i·s₀·W_p + j·s₁)·C_g, its columns (u, (v, c)) lie at
+        // u·d₀·W_p·C_g + v·C_g + c from there; no im2col is packed.
         let taps = self.k[0] * self.k[1];
+        let in_place = self.dil[1] == 1;
+        let isa = Isa::detect();
         let parts = split_images(rows, cx.threads, &mut self.bufs.lanes, &mut [], 0, |lane, images, _, threads| {
             lane.dw.resize(self.group * mg * ckk, 0.0);
             lane.dwt.resize(mg * ckk, 0.0);
             let first = images.start;
+            let wp = dims.padded_hw()[1];
+            if in_place {
+                let (ow, [s0, s1]) = (self.o[1], self.strides);
+                lane.offs.clear();
+                lane.offs.extend(
+                    (0..ohw).map(|p| u32::try_from((p / ow * s0 * wp + p % ow * s1) * cg).expect("image too large")),
+                );
+                lane.dpack.resize(packed_len(mg, ohw), 0.0);
+            }
             for g in 0..self.group {
                 for n in images.clone() {
                     let d = MatRef::new(&dy[n * ov.ld + g * mg * ohw..n * ov.ld + (g + 1) * mg * ohw], ohw);
-                    lane.gw.pack(mg, ohw, d, 1.0);
                     let xg = &x[n * xv.ld + g * cg * h * w..n * xv.ld + (g + 1) * cg * h * w];
-                    let b = ColsTNhwc(dims.padded_nhwc(xg, &mut lane.pad));
-                    lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, None, &mut lane.dwt, ckk, threads);
+                    let nhwc = dims.padded_nhwc(xg, &mut lane.pad);
+                    if in_place {
+                        pack_a(mg, ohw, d, 1.0, &mut lane.dpack);
+                        let b = ShiftedB {
+                            data: nhwc.x,
+                            offs: &lane.offs,
+                            width: self.k[1] * cg,
+                            rows: self.k[0],
+                            stride: self.dil[0] * wp * cg,
+                        };
+                        let epi = Epilogue { accumulate: n > first, bias: None, act: None };
+                        gemm_shifted(isa, mg, &lane.dpack, &b, &mut lane.dwt, ckk, &epi, threads);
+                    } else {
+                        lane.gw.pack(mg, ohw, d, 1.0);
+                        let b = ColsTNhwc(nhwc);
+                        lane.gw.mul_packed(mg, ckk, ohw, &b, n > first, None, &mut lane.dwt, ckk, threads);
+                    }
                 }
                 for (m, src) in lane.dwt.chunks_exact(ckk).enumerate() {
                     let dst = &mut lane.dw[(g * mg + m) * ckk..(g * mg + m + 1) * ckk];
