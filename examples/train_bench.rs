@@ -1,9 +1,10 @@
 //! Training throughput of one model: `samples/s` of SGD steps (forward, loss, backward, update) on random
 //! data, and with `--compare-merge` the step time with each layer's matrices merged into one product
-//! against one product per matrix (the two plans step in turn; medians).
+//! against one product per matrix (the two plans step in turn; medians); `--profile` adds where the time of
+//! those steps went, by step kind.
 //!
 //! ```sh
-//! cargo run --release --example train_bench -- MODEL.onnx [--batch 128] [--threads 1] [--steps 50] [--compare-merge]
+//! cargo run --release --example train_bench -- MODEL.onnx [--batch 128] [--threads 1] [--steps 50] [--compare-merge] [--profile]
 //! ```
 //! `benches/train_torch.py` runs it beside PyTorch on the same models and prints the ratios (see
 //! `benches/README.md`).
@@ -44,7 +45,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Median seconds per step over `steps` steps after 3 warm-up steps.
-fn time_steps(plan: &mut TrainPlan, batch: usize, steps: usize, seed: u64) -> Result<f64> {
+fn time_steps(plan: &mut TrainPlan, batch: usize, steps: usize, seed: u64, profile: bool) -> Result<f64> {
     let (x, y) = batch_for(plan, batch, seed);
     let mut opt = Optimizer::sgd(1e-3);
     let mut times = Vec::with_capacity(steps);
@@ -53,6 +54,9 @@ fn time_steps(plan: &mut TrainPlan, batch: usize, steps: usize, seed: u64) -> Re
         if i >= 3 {
             times.push(t);
         }
+        if i == 2 && profile {
+            plan.profile();
+        }
     }
     Ok(median(times))
 }
@@ -60,15 +64,21 @@ fn time_steps(plan: &mut TrainPlan, batch: usize, steps: usize, seed: u64) -> Re
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = args.first().filter(|a| !a.starts_with("--")).ok_or_else(|| {
-        anyhow!("usage: train_bench MODEL.onnx [--batch N] [--threads N] [--steps N] [--compare-merge]")
+        anyhow!("usage: train_bench MODEL.onnx [--batch N] [--threads N] [--steps N] [--compare-merge] [--profile]")
     })?;
     let batch = arg(&args, "--batch", 128usize)?;
     let threads = arg(&args, "--threads", 1usize)?;
     let steps = arg(&args, "--steps", 50usize)?.max(1);
     let g = resin::onnx::load(model.as_ref(), &Default::default())?;
     let mut plan = TrainPlan::new(&g, &PlanOptions { merge: true, threads })?;
-    let t = time_steps(&mut plan, batch, steps, 1)?;
+    let profile = args.iter().any(|a| a == "--profile");
+    let t = time_steps(&mut plan, batch, steps, 1, profile)?;
     println!("{model}: batch {batch}, {threads} thread(s): {:.3} ms/step, {:.0} samples/s", t * 1e3, batch as f64 / t);
+    if let Some(report) = plan.profile_report() {
+        print!(
+            "per step kind, summed over {steps} steps (the optimizer's update and the loss not included):\n{report}"
+        );
+    }
     if args.iter().any(|a| a == "--compare-merge") {
         // One step of each in turn, so that this machine's drifting speed weighs on both alike.
         let mut sep = TrainPlan::new(&g, &PlanOptions { merge: false, threads })?;

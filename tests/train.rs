@@ -299,6 +299,12 @@ fn batchnorm_gradients_2d_and_4d() {
     let op = bn(&mut g, 3);
     let y = g.op("bn", op, &[x]);
     grad_check("BatchNormalization 2-D", &g.finish(y), 4, 0.0, false);
+    // Planes of 42: the passes' 32-lane loops and their tails (the 2x2 planes above are tails only).
+    let (mut g, x) = G::new(&[2, 6, 7], 17);
+    let op = bn(&mut g, 2);
+    let b = g.op("bn", op, &[x]);
+    let y = flat(&mut g, b);
+    grad_check("BatchNormalization 4-D, 6x7 planes", &g.finish(y), 3, 0.0, false);
     // BatchNorm then Sigmoid: the plan fuses the activation into the BatchNorm step (smooth, so the
     // finite differences see no kink; the conv ResNet fixture checks the fused Relu against PyTorch).
     let (mut g, x) = G::new(&[3, 2, 2], 16);
@@ -567,4 +573,34 @@ fn unsupported_graphs_are_refused_with_the_node_named() {
     assert!(plan.forward(&[1.0; 5], true).unwrap_err().to_string().contains("not a whole number"));
     plan.forward(&[1.0; 8], true).unwrap();
     assert!(plan.backward(&[1.0; 3]).is_err());
+}
+
+/// `TrainPlan::profile` times every step of the passes that follow, by kind, and only those.
+#[test]
+fn training_profile_reports_each_step_kind() {
+    let (mut g, x) = G::new(&[2, 6, 6], 18);
+    let op = conv(&mut g, 2, 4, 3, 1, 1, 1, 1);
+    let c = g.op("conv", op, &[x]);
+    let op = bn(&mut g, 4);
+    let b = g.op("bn", op, &[c]);
+    let y = flat(&mut g, b);
+    let mut plan = TrainPlan::new(&g.finish(y), &PlanOptions::default()).unwrap();
+    assert!(plan.profile_report().is_none(), "no report before profiling starts");
+    let per: usize = plan.input_shape().iter().product();
+    let x = inputs(2 * per, 3, 0.0, false);
+    plan.profile();
+    let y = plan.forward(&x, true).unwrap();
+    plan.backward(&vec![1.0; y.len()]).unwrap();
+    let report = plan.profile_report().unwrap();
+    for kind in ["conv", "batchnorm", "unary"] {
+        let line = report.lines().find(|l| l.starts_with(kind)).unwrap_or_else(|| panic!("no {kind} in\n{report}"));
+        let f: Vec<f64> = line.split_whitespace().skip(1).map(|v| v.trim_end_matches('%').parse().unwrap()).collect();
+        assert!(f.len() == 3 && f.iter().all(|&t| t >= 0.0) && f[2] > 0.0, "{report}");
+    }
+    let share: f64 = report
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().last().unwrap().trim_end_matches('%').parse::<f64>().unwrap())
+        .sum();
+    assert!((share - 100.0).abs() < 0.5, "shares sum to {share}:\n{report}");
 }

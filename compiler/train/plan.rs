@@ -108,6 +108,8 @@ pub struct TrainPlan {
     /// before adding into it, so the plan does not zero them beforehand ([`BackCtx::overwrite`], see
     /// [`overwrite_first_writes`]).
     overwrites: Vec<Vec<usize>>,
+    /// When set ([`TrainPlan::profile`]), the time each step took, forward and backward, summed over passes.
+    timings: Option<Vec<[std::time::Duration; 2]>>,
 }
 
 /// The row stride of a feature arena holding `cols` columns: one cache line more when `cols` is a multiple
@@ -870,7 +872,7 @@ impl<'g> Builder<'g> {
                     momentum: 0.1,
                     running_mean: mean,
                     running_var: var,
-                    xhat: vec![],
+                    mean: vec![],
                     inv_std: vec![],
                     act: None,
                 })
@@ -1119,6 +1121,7 @@ impl TrainPlan {
             fused_activations,
             zero_before: vec![],
             overwrites: vec![],
+            timings: None,
         };
         plan.zero_before = first_writes(&plan.steps, &plan.views, &plan.store_ld, plan.output);
         overwrite_first_products(&mut plan.steps, &plan.views, &mut plan.zero_before);
@@ -1171,9 +1174,14 @@ impl TrainPlan {
         }
         let mut cx = Ctx { views: &self.views, vals: &mem, params: &mut self.params, threads: self.threads, training };
         let steps = &mut self.steps;
+        let timings = &mut self.timings;
         with_pool(self.threads, || {
-            for s in steps {
+            for (i, s) in steps.iter_mut().enumerate() {
+                let t0 = timings.is_some().then(std::time::Instant::now);
                 s.forward(&mut cx);
+                if let (Some(t), Some(t0)) = (timings.as_mut(), t0) {
+                    t[i][0] += t0.elapsed();
+                }
             }
         });
         let ov = self.views[self.output];
@@ -1214,13 +1222,18 @@ impl TrainPlan {
             overwrite: &[],
         };
         let (steps, zero_before, overwrites) = (&mut self.steps, &self.zero_before, &self.overwrites);
+        let timings = &mut self.timings;
         with_pool(self.threads, || {
-            for ((s, zs), ow) in steps.iter_mut().zip(zero_before).zip(overwrites).rev() {
+            for (i, ((s, zs), ow)) in steps.iter_mut().zip(zero_before).zip(overwrites).enumerate().rev() {
+                let t0 = timings.is_some().then(std::time::Instant::now);
                 for z in zs {
                     cx.grads.zero_view(z);
                 }
                 cx.overwrite = ow;
                 s.backward(&mut cx);
+                if let (Some(t), Some(t0)) = (timings.as_mut(), t0) {
+                    t[i][1] += t0.elapsed();
+                }
             }
         });
         Ok(())
@@ -1233,23 +1246,52 @@ impl TrainPlan {
         (0..self.batch).flat_map(|r| grads.row(&iv, r).to_vec()).collect()
     }
 
+    /// Starts (or restarts) timing every step, forward and backward, for [`TrainPlan::profile_report`].
+    pub fn profile(&mut self) {
+        self.timings = Some(vec![Default::default(); self.steps.len()]);
+    }
+
+    /// The time of the passes run since [`TrainPlan::profile`], by step kind: one line per kind with its
+    /// forward and backward milliseconds and share of the total, largest first; `None` when not profiling.
+    pub fn profile_report(&self) -> Option<String> {
+        let t = self.timings.as_ref()?;
+        let mut m: std::collections::BTreeMap<&str, [f64; 2]> = Default::default();
+        for (s, d) in self.steps.iter().zip(t) {
+            let e = m.entry(Self::kind_name(s)).or_default();
+            e[0] += d[0].as_secs_f64() * 1e3;
+            e[1] += d[1].as_secs_f64() * 1e3;
+        }
+        let total: f64 = m.values().map(|v| v[0] + v[1]).sum::<f64>().max(f64::MIN_POSITIVE);
+        let mut rows: Vec<_> = m.into_iter().collect();
+        rows.sort_by(|a, b| (b.1[0] + b.1[1]).total_cmp(&(a.1[0] + a.1[1])));
+        let mut out = format!("{:<14} {:>10} {:>10} {:>7}\n", "step kind", "fwd ms", "bwd ms", "share");
+        for (k, [f, b]) in rows {
+            out += &format!("{k:<14} {f:>10.2} {b:>10.2} {:>6.1}%\n", 100.0 * (f + b) / total);
+        }
+        Some(out)
+    }
+
+    fn kind_name(s: &Step) -> &'static str {
+        match &s.kind {
+            StepKind::Linear(_) => "linear",
+            StepKind::Conv(_) => "conv",
+            StepKind::BatchNorm(_) => "batchnorm",
+            StepKind::Pool(p) if p.max => "maxpool",
+            StepKind::Pool(_) => "avgpool",
+            StepKind::GlobalAvgPool { .. } => "globalavgpool",
+            StepKind::Unary { .. } => "unary",
+            StepKind::Binary { .. } => "binary",
+            StepKind::Gate { .. } => "gate",
+            StepKind::Sum { .. } => "sum",
+            StepKind::Concat { .. } => "concat",
+        }
+    }
+
     /// Steps by kind, e.g. `linear 7 (5 merged, 5 over an arena)`, for reports.
     pub fn describe(&self) -> String {
         let mut m: std::collections::BTreeMap<&str, usize> = Default::default();
         for s in &self.steps {
-            let k = match &s.kind {
-                StepKind::Linear(_) => "linear",
-                StepKind::Conv(_) => "conv",
-                StepKind::BatchNorm(_) => "batchnorm",
-                StepKind::Pool(p) if p.max => "maxpool",
-                StepKind::Pool(_) => "avgpool",
-                StepKind::GlobalAvgPool { .. } => "globalavgpool",
-                StepKind::Unary { .. } => "unary",
-                StepKind::Binary { .. } => "binary",
-                StepKind::Gate { .. } => "gate",
-                StepKind::Sum { .. } => "sum",
-                StepKind::Concat { .. } => "concat",
-            };
+            let k = Self::kind_name(s);
             *m.entry(k).or_default() += 1;
         }
         let parts: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n}")).collect();

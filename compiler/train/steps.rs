@@ -77,7 +77,7 @@ impl Unary {
     }
 
     /// y ← act(y).
-    fn apply_inplace(self, y: &mut [f32]) {
+    pub(super) fn apply_inplace(self, y: &mut [f32]) {
         match self {
             Unary::Relu => y.iter_mut().for_each(|y| *y = y.max(0.0)),
             Unary::Sigmoid => unary_inplace(UnaryOp::Sigmoid, y),
@@ -88,7 +88,7 @@ impl Unary {
 
     /// δ ← δ ⊙ act'(z) given a = act(z), for a [`fusable`](Self::fusable) activation: Relu δ·[a > 0],
     /// Sigmoid δ·a(1 − a).
-    fn through(self, a: &[f32], d: &mut [f32]) {
+    pub(super) fn through(self, a: &[f32], d: &mut [f32]) {
         let a = &a[..d.len()];
         match self {
             Unary::Relu => {
@@ -204,7 +204,8 @@ pub struct BatchNorm {
     pub momentum: f32,
     pub running_mean: Vec<f32>,
     pub running_var: Vec<f32>,
-    pub(crate) xhat: Vec<f32>,
+    /// The last training pass's batch mean and 1/√(σ² + ε) per channel, for the backward.
+    pub(crate) mean: Vec<f32>,
     pub(crate) inv_std: Vec<f32>,
     /// A Relu or Sigmoid fused by the plan, as [`Linear::act`]: `out` holds a = act(BN(x)), and backward
     /// first turns δa into δ of the normalized output, in place.
@@ -360,7 +361,7 @@ pub struct BackCtx<'a, 'b> {
 
 impl BackCtx<'_, '_> {
     /// Whether the running step writes `v`'s gradient first (see [`BackCtx::overwrite`]).
-    fn first_write(&self, v: usize) -> bool {
+    pub(super) fn first_write(&self, v: usize) -> bool {
         self.overwrite.contains(&v)
     }
 }
@@ -1226,144 +1227,6 @@ fn lanes_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
 }
 
-/// Σ a·b in eight float32 lanes, returned in float64.
-#[inline]
-fn lanes_dot(a: &[f32], b: &[f32]) -> f64 {
-    let mut acc = [0f32; 8];
-    let (mut ia, mut ib) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (ca, cb) in (&mut ia).zip(&mut ib) {
-        for ((s, x), y) in acc.iter_mut().zip(ca).zip(cb) {
-            *s += x * y;
-        }
-    }
-    let tail: f32 = ia.remainder().iter().zip(ib.remainder()).map(|(x, y)| x * y).sum();
-    acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
-}
-
-impl BatchNorm {
-    fn forward(&mut self, cx: &mut Ctx) {
-        let rows = cx.vals.rows();
-        let (xv, ov) = (cx.views[self.x], cx.views[self.out]);
-        let (c, s) = (self.c, self.s);
-        let gamma = &cx.params[self.scale].data;
-        let beta = &cx.params[self.bias].data;
-        let vals = cx.vals;
-        self.inv_std.resize(c, 0.0);
-        if !cx.training {
-            let kt: Vec<(f32, f32)> = (0..c)
-                .map(|ch| {
-                    let inv = 1.0 / (self.running_var[ch] + self.eps).sqrt();
-                    (gamma[ch] * inv, beta[ch] - gamma[ch] * self.running_mean[ch] * inv)
-                })
-                .collect();
-            let act = self.act;
-            par_rows(rows, rows * c * s, cx.threads, |r| {
-                let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
-                for (ch, &(k, t)) in kt.iter().enumerate() {
-                    for (y, x) in y[ch * s..(ch + 1) * s].iter_mut().zip(&x[ch * s..(ch + 1) * s]) {
-                        *y = k * x + t;
-                    }
-                }
-                if let Some(op) = act {
-                    op.apply_inplace(y);
-                }
-            });
-            return;
-        }
-        self.xhat.resize(rows * c * s, 0.0);
-        let n = (rows * s) as f64;
-        // Per channel (channels split between the threads): sums in float32 lanes within a row's plane,
-        // float64 across planes; two passes (mean, then the squared deviations), as accurate as PyTorch's
-        // Welford and vectorized. Returns (mean, Σ(x − μ32)², Σ(x − μ32)) with μ32 the rounded mean.
-        let mut stats = vec![(0.0f64, 0.0f64, 0.0f64); c];
-        par_channels(&mut stats, rows * c * s, cx.threads, |ch, st| {
-            let mut sum = 0.0f64;
-            for r in 0..rows {
-                sum += lanes_sum(&vals.row(&xv, r)[ch * s..(ch + 1) * s], |v| v);
-            }
-            let mean = sum / n;
-            let m32 = mean as f32;
-            let (mut sq, mut dev) = (0.0f64, 0.0f64);
-            for r in 0..rows {
-                let x = &vals.row(&xv, r)[ch * s..(ch + 1) * s];
-                sq += lanes_sum(x, |v| (v - m32) * (v - m32));
-                dev += lanes_sum(x, |v| v - m32);
-            }
-            *st = (mean, sq, dev);
-        });
-        let mut coef = Vec::with_capacity(c);
-        for (ch, &(mean, sq, dev)) in stats.iter().enumerate() {
-            // Σ(x − μ)² from deviations about the rounded μ32: Σ(x − μ32)² − (Σ(x − μ32))²/n.
-            let var = ((sq - dev * dev / n) / n).max(0.0);
-            let inv = 1.0 / (var + self.eps as f64).sqrt();
-            self.inv_std[ch] = inv as f32;
-            let m = self.momentum;
-            let mean = mean + dev / n;
-            self.running_mean[ch] = (1.0 - m) * self.running_mean[ch] + m * mean as f32;
-            let unbiased = if n > 1.0 { var * n / (n - 1.0) } else { var };
-            self.running_var[ch] = (1.0 - m) * self.running_var[ch] + m * unbiased as f32;
-            coef.push((mean as f32, inv as f32, gamma[ch], beta[ch]));
-        }
-        // x̂ and y, rows split between the threads.
-        let act = self.act;
-        par_row_chunks(&mut self.xhat[..rows * c * s], c * s, cx.threads, |r, xhr| {
-            let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
-            for (ch, &(mu, inv, g, b)) in coef.iter().enumerate() {
-                let span = ch * s..(ch + 1) * s;
-                for ((y, x), xh) in y[span.clone()].iter_mut().zip(&x[span.clone()]).zip(&mut xhr[span]) {
-                    *xh = (x - mu) * inv;
-                    *y = g * *xh + b;
-                }
-            }
-            if let Some(op) = act {
-                op.apply_inplace(y);
-            }
-        });
-    }
-
-    fn backward(&mut self, cx: &mut BackCtx) {
-        let rows = cx.vals.rows();
-        let (xv, ov) = (cx.views[self.x], cx.views[self.out]);
-        let (c, s) = (self.c, self.s);
-        let n = (rows * s) as f32;
-        let (grads, xhat) = (cx.grads, &self.xhat);
-        if let Some(op) = self.act {
-            undo_activation(op, &ov, cx.vals, grads, cx.threads);
-        }
-        // Σδ and Σδx̂ per channel (channels split between the threads).
-        let mut sums = vec![(0.0f64, 0.0f64); c];
-        par_channels(&mut sums, rows * c * s, cx.threads, |ch, st| {
-            let (mut sd, mut sdx) = (0.0f64, 0.0f64);
-            for r in 0..rows {
-                let d = &grads.row(&ov, r)[ch * s..(ch + 1) * s];
-                let xh = &xhat[(r * c + ch) * s..(r * c + ch + 1) * s];
-                sd += lanes_sum(d, |v| v);
-                sdx += lanes_dot(d, xh);
-            }
-            *st = (sd, sdx);
-        });
-        let mut coef = Vec::with_capacity(c);
-        for (ch, &(sd, sdx)) in sums.iter().enumerate() {
-            cx.params[self.scale].grad[ch] = sdx as f32;
-            cx.params[self.bias].grad[ch] = sd as f32;
-            // ∂L/∂x = γ/(n√(σ²+ε)) · (n δ − Σδ − x̂ Σδx̂) = a·δ − b − e·x̂.
-            let k = cx.params[self.scale].data[ch] as f64 * self.inv_std[ch] as f64 / n as f64;
-            coef.push(((k * n as f64) as f32, (k * sd) as f32, (k * sdx) as f32));
-        }
-        let first = cx.first_write(self.x);
-        par_rows(rows, rows * c * s, cx.threads, |r| {
-            let (d, dx) = (grads.row(&ov, r), grads.grad_row(&xv, r, first));
-            let xh = &xhat[r * c * s..(r + 1) * c * s];
-            for (ch, &(a, b, e)) in coef.iter().enumerate() {
-                let span = ch * s..(ch + 1) * s;
-                for ((dx, d), xh) in dx[span.clone()].iter_mut().zip(&d[span.clone()]).zip(&xh[span]) {
-                    *dx += a * d - b - e * xh;
-                }
-            }
-        });
-    }
-}
-
 /// Elementwise work below this many elements stays on one thread (a dispatch costs a few microseconds).
 const PAR_MIN: usize = 1 << 14;
 
@@ -1386,26 +1249,14 @@ fn undo_activation(op: Unary, out: &View, vals: &Mem, grads: &Mem, threads: usiz
 
 /// Runs `f(r)` for every row r < `rows`, the rows split into contiguous ranges, one per thread of the
 /// installed pool. `f` must write only row r of the tensors it writes (so the parts write disjoint rows).
-fn par_rows(rows: usize, elems: usize, threads: usize, f: impl Fn(usize) + Sync) {
+pub(super) fn par_rows(rows: usize, elems: usize, threads: usize, f: impl Fn(usize) + Sync) {
     let parts = parts_for(rows, elems, threads);
     resin_runtime::parallel::run(parts, &|p| (p * rows / parts..(p + 1) * rows / parts).for_each(&f));
 }
 
-/// [`par_rows`] with row r of `buf` (rows of `ld` elements) handed to `f` as well.
-fn par_row_chunks(buf: &mut [f32], ld: usize, threads: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let rows = buf.len() / ld.max(1);
-    let parts = parts_for(rows, buf.len(), threads);
-    let per = rows.div_ceil(parts.max(1)).max(1);
-    resin_runtime::parallel::for_chunks_mut(buf, per * ld.max(1), |i, chunk| {
-        for (j, row) in chunk.chunks_exact_mut(ld.max(1)).enumerate() {
-            f(i * per + j, row);
-        }
-    });
-}
-
 /// Runs `f(ch, &mut out[ch])` for every channel, the channels split between the threads when the step
 /// touches `elems` elements in all.
-fn par_channels<T: Send>(out: &mut [T], elems: usize, threads: usize, f: impl Fn(usize, &mut T) + Sync) {
+pub(super) fn par_channels<T: Send>(out: &mut [T], elems: usize, threads: usize, f: impl Fn(usize, &mut T) + Sync) {
     let parts = parts_for(out.len(), elems, threads);
     let per = out.len().div_ceil(parts.max(1)).max(1);
     resin_runtime::parallel::for_chunks_mut(out, per, |i, chunk| {

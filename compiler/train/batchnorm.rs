@@ -1,0 +1,237 @@
+//! BatchNormalization in training: batch statistics forward, and the backward through them.
+//!
+//! Per channel ch over the batch's n = rows·s values (s = spatial size):
+//!
+//! - forward: μ = Σx/n, σ² = Σ(x − μ)²/n, x̂ = (x − μ)/√(σ² + ε), y = γ x̂ + β (then the fused activation);
+//!   running statistics move by `momentum` towards μ and the unbiased σ²·n/(n − 1), as PyTorch does;
+//! - backward, with δ = ∂L/∂y: ∂L/∂γ = Σδx̂, ∂L/∂β = Σδ, and
+//!   ∂L/∂x = γ/(n√(σ²+ε)) · (n δ − Σδ − x̂ Σδx̂).
+//!
+//! x̂ is not stored: the backward recomputes it from x (the step's input, which no later step writes) with
+//! the same float32 operations, so it has the same bits, and the forward writes one tensor instead of two.
+//! Each pass is one sweep over the batch in float32 lanes (sums carried in float64 across rows), compiled
+//! with 256-bit vectors where the CPU has AVX.
+//!
+//! This module owns that arithmetic; the tensors' places come from the plan ([`super::mem`]).
+
+use super::steps::{par_channels, par_rows, BackCtx, BatchNorm, Ctx};
+
+/// Defines `fn $name(args) -> R` running `$body` compiled with AVX where the CPU has it, else as is: the
+/// same float32 operations in the same order either way, so the same bits.
+macro_rules! with_avx {
+    ($(#[$doc:meta])* fn $name:ident($($a:ident: $t:ty),*) -> $r:ty $body:block) => {
+        $(#[$doc])*
+        fn $name($($a: $t),*) -> $r {
+            #[inline(always)]
+            fn body($($a: $t),*) -> $r $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx")]
+                unsafe fn avx($($a: $t),*) -> $r {
+                    body($($a),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx") {
+                    // SAFETY: the CPU has AVX (checked); the body is safe code.
+                    return unsafe { avx($($a),*) };
+                }
+            }
+            body($($a),*)
+        }
+    };
+}
+
+/// Lanes of the float32 partial sums: four 256-bit vectors, so that the adds of consecutive chunks do not
+/// wait on each other.
+const L: usize = 32;
+
+/// Σ of the lanes in float64, plus a tail summed in float32.
+#[inline(always)]
+fn fold(acc: &[f32; L], tail: f32) -> f64 {
+    acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
+}
+
+with_avx! {
+    /// Σx.
+    fn sum(x: &[f32]) -> f64 {
+        let mut acc = [0f32; L];
+        let mut it = x.chunks_exact(L);
+        for c in &mut it {
+            for (a, x) in acc.iter_mut().zip(c) {
+                *a += x;
+            }
+        }
+        fold(&acc, it.remainder().iter().sum())
+    }
+}
+
+with_avx! {
+    /// (Σ(x − m)², Σ(x − m)) in one sweep.
+    fn deviations(x: &[f32], m: f32) -> (f64, f64) {
+        let (mut sq, mut dev) = ([0f32; L], [0f32; L]);
+        let mut it = x.chunks_exact(L);
+        for c in &mut it {
+            for ((q, d), x) in sq.iter_mut().zip(dev.iter_mut()).zip(c) {
+                let v = x - m;
+                *q += v * v;
+                *d += v;
+            }
+        }
+        let r = it.remainder();
+        (fold(&sq, r.iter().map(|x| (x - m) * (x - m)).sum()), fold(&dev, r.iter().map(|x| x - m).sum()))
+    }
+}
+
+with_avx! {
+    /// y = γ (x − μ)·inv + β.
+    fn normalize(x: &[f32], y: &mut [f32], mu: f32, inv: f32, g: f32, b: f32) -> () {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = g * ((x - mu) * inv) + b;
+        }
+    }
+}
+
+with_avx! {
+    /// (Σδ, Σδx̂) with x̂ = (x − μ)·inv.
+    fn grad_sums(d: &[f32], x: &[f32], mu: f32, inv: f32) -> (f64, f64) {
+        let (mut sd, mut sdx) = ([0f32; L], [0f32; L]);
+        let x = &x[..d.len()];
+        let (mut id, mut ix) = (d.chunks_exact(L), x.chunks_exact(L));
+        for (cd, cx) in (&mut id).zip(&mut ix) {
+            for (((s, t), d), x) in sd.iter_mut().zip(sdx.iter_mut()).zip(cd).zip(cx) {
+                *s += d;
+                *t += d * ((x - mu) * inv);
+            }
+        }
+        let (rd, rx) = (id.remainder(), ix.remainder());
+        let tail_dx = rd.iter().zip(rx).map(|(d, x)| d * ((x - mu) * inv)).sum();
+        (fold(&sd, rd.iter().sum()), fold(&sdx, tail_dx))
+    }
+}
+
+with_avx! {
+    /// δx += a·δ − b − e·x̂ with x̂ = (x − μ)·inv.
+    fn grad_input(dx: &mut [f32], d: &[f32], x: &[f32], k: [f32; 5]) -> () {
+        let [a, b, e, mu, inv] = k;
+        for ((dx, d), x) in dx.iter_mut().zip(d).zip(x) {
+            *dx += a * d - b - e * ((x - mu) * inv);
+        }
+    }
+}
+
+impl BatchNorm {
+    pub(super) fn forward(&mut self, cx: &mut Ctx) {
+        let rows = cx.vals.rows();
+        let (xv, ov) = (cx.views[self.x], cx.views[self.out]);
+        let (c, s) = (self.c, self.s);
+        let gamma = &cx.params[self.scale].data;
+        let beta = &cx.params[self.bias].data;
+        let vals = cx.vals;
+        let act = self.act;
+        if !cx.training {
+            let kt: Vec<(f32, f32)> = (0..c)
+                .map(|ch| {
+                    let inv = 1.0 / (self.running_var[ch] + self.eps).sqrt();
+                    (gamma[ch] * inv, beta[ch] - gamma[ch] * self.running_mean[ch] * inv)
+                })
+                .collect();
+            par_rows(rows, rows * c * s, cx.threads, |r| {
+                let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
+                for (ch, &(k, t)) in kt.iter().enumerate() {
+                    for (y, x) in y[ch * s..(ch + 1) * s].iter_mut().zip(&x[ch * s..(ch + 1) * s]) {
+                        *y = k * x + t;
+                    }
+                }
+                if let Some(op) = act {
+                    op.apply_inplace(y);
+                }
+            });
+            return;
+        }
+        let n = (rows * s) as f64;
+        // Per channel (channels split between the threads): two sweeps (the mean, then the deviations from
+        // its float32 rounding), as accurate as PyTorch's Welford. (mean, Σ(x − μ32)², Σ(x − μ32)).
+        let mut stats = vec![(0.0f64, 0.0f64, 0.0f64); c];
+        par_channels(&mut stats, rows * c * s, cx.threads, |ch, st| {
+            let plane = |r: usize| &vals.row(&xv, r)[ch * s..(ch + 1) * s];
+            let mean = (0..rows).map(|r| sum(plane(r))).sum::<f64>() / n;
+            let m32 = mean as f32;
+            let (mut sq, mut dev) = (0.0f64, 0.0f64);
+            for r in 0..rows {
+                let (q, d) = deviations(plane(r), m32);
+                sq += q;
+                dev += d;
+            }
+            *st = (mean, sq, dev);
+        });
+        self.inv_std.resize(c, 0.0);
+        self.mean.resize(c, 0.0);
+        for (ch, &(mean, sq, dev)) in stats.iter().enumerate() {
+            // Σ(x − μ)² from deviations about the rounded μ32: Σ(x − μ32)² − (Σ(x − μ32))²/n.
+            let var = ((sq - dev * dev / n) / n).max(0.0);
+            let inv = 1.0 / (var + self.eps as f64).sqrt();
+            self.inv_std[ch] = inv as f32;
+            let m = self.momentum;
+            let mean = mean + dev / n;
+            self.mean[ch] = mean as f32;
+            self.running_mean[ch] = (1.0 - m) * self.running_mean[ch] + m * mean as f32;
+            let unbiased = if n > 1.0 { var * n / (n - 1.0) } else { var };
+            self.running_var[ch] = (1.0 - m) * self.running_var[ch] + m * unbiased as f32;
+        }
+        // y, rows split between the threads; the activation on each plane while it is in L1.
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        par_rows(rows, rows * c * s, cx.threads, |r| {
+            let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
+            for ch in 0..c {
+                let span = ch * s..(ch + 1) * s;
+                let y = &mut y[span.clone()];
+                normalize(&x[span], y, mean[ch], inv_std[ch], gamma[ch], beta[ch]);
+                if let Some(op) = act {
+                    op.apply_inplace(y);
+                }
+            }
+        });
+    }
+
+    pub(super) fn backward(&mut self, cx: &mut BackCtx) {
+        let rows = cx.vals.rows();
+        let (xv, ov) = (cx.views[self.x], cx.views[self.out]);
+        let (c, s) = (self.c, self.s);
+        let n = (rows * s) as f32;
+        let (vals, grads, act) = (cx.vals, cx.grads, self.act);
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        // Per channel (channels split between the threads): δ of the normalized output (a fused
+        // activation's derivative applied in place, this step being δa's only reader), then Σδ and Σδx̂.
+        let mut sums = vec![(0.0f64, 0.0f64); c];
+        par_channels(&mut sums, rows * c * s, cx.threads, |ch, st| {
+            let span = ch * s..(ch + 1) * s;
+            let (mut sd, mut sdx) = (0.0f64, 0.0f64);
+            for r in 0..rows {
+                // Channel ch's columns of every row are this closure's alone (threads split the channels).
+                let d = grads.row_part_mut(&ov, r, span.clone());
+                if let Some(op) = act {
+                    op.through(&vals.row(&ov, r)[span.clone()], d);
+                }
+                let (a, b) = grad_sums(d, &vals.row(&xv, r)[span.clone()], mean[ch], inv_std[ch]);
+                sd += a;
+                sdx += b;
+            }
+            *st = (sd, sdx);
+        });
+        let mut coef = Vec::with_capacity(c);
+        for (ch, &(sd, sdx)) in sums.iter().enumerate() {
+            cx.params[self.scale].grad[ch] = sdx as f32;
+            cx.params[self.bias].grad[ch] = sd as f32;
+            // ∂L/∂x = γ/(n√(σ²+ε)) · (n δ − Σδ − x̂ Σδx̂) = a·δ − b − e·x̂.
+            let k = cx.params[self.scale].data[ch] as f64 * inv_std[ch] as f64 / n as f64;
+            coef.push([(k * n as f64) as f32, (k * sd) as f32, (k * sdx) as f32, mean[ch], inv_std[ch]]);
+        }
+        let first = cx.first_write(self.x);
+        par_rows(rows, rows * c * s, cx.threads, |r| {
+            let (d, x, dx) = (grads.row(&ov, r), vals.row(&xv, r), grads.grad_row(&xv, r, first));
+            for (ch, &k) in coef.iter().enumerate() {
+                let span = ch * s..(ch + 1) * s;
+                grad_input(&mut dx[span.clone()], &d[span.clone()], &x[span], k);
+            }
+        });
+    }
+}
