@@ -873,6 +873,7 @@ impl<'g> Builder<'g> {
                     running_mean: mean,
                     running_var: var,
                     mean: vec![],
+                    partial: vec![],
                     inv_std: vec![],
                     act: None,
                 })

@@ -207,6 +207,8 @@ pub struct BatchNorm {
     /// The last training pass's batch mean and 1/√(σ² + ε) per channel, for the backward.
     pub(crate) mean: Vec<f32>,
     pub(crate) inv_std: Vec<f32>,
+    /// Per image and channel, (Σδ, Σδx̂) over the image's plane: the backward's partial sums.
+    pub(crate) partial: Vec<(f64, f64)>,
     /// A Relu or Sigmoid fused by the plan, as [`Linear::act`]: `out` holds a = act(BN(x)), and backward
     /// first turns δa into δ of the normalized output, in place.
     pub act: Option<Unary>,
@@ -1231,7 +1233,7 @@ fn lanes_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 const PAR_MIN: usize = 1 << 14;
 
 /// How many parts `units` independent pieces of `elems` elements in all are split into.
-fn parts_for(units: usize, elems: usize, threads: usize) -> usize {
+pub(super) fn parts_for(units: usize, elems: usize, threads: usize) -> usize {
     if elems >= PAR_MIN {
         threads.min(units).max(1)
     } else {
@@ -1252,18 +1254,6 @@ fn undo_activation(op: Unary, out: &View, vals: &Mem, grads: &Mem, threads: usiz
 pub(super) fn par_rows(rows: usize, elems: usize, threads: usize, f: impl Fn(usize) + Sync) {
     let parts = parts_for(rows, elems, threads);
     resin_runtime::parallel::run(parts, &|p| (p * rows / parts..(p + 1) * rows / parts).for_each(&f));
-}
-
-/// Runs `f(ch, &mut out[ch])` for every channel, the channels split between the threads when the step
-/// touches `elems` elements in all.
-pub(super) fn par_channels<T: Send>(out: &mut [T], elems: usize, threads: usize, f: impl Fn(usize, &mut T) + Sync) {
-    let parts = parts_for(out.len(), elems, threads);
-    let per = out.len().div_ceil(parts.max(1)).max(1);
-    resin_runtime::parallel::for_chunks_mut(out, per, |i, chunk| {
-        for (j, t) in chunk.iter_mut().enumerate() {
-            f(i * per + j, t);
-        }
-    });
 }
 
 impl Pool {
