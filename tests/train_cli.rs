@@ -1,7 +1,7 @@
 //! `resin train` end to end, and learning on digits: a dense-skip MLP reaches at least 97% validation
 //! accuracy on the bundled digits (a fast configuration, a few seconds), training is deterministic given a
 //! seed, and the trained model written by the CLI as `.onnx` gives the same predictions in ONNX Runtime as
-//! the `.resin` does in resin.
+//! the `.resin` does in resin; and the degradation experiment shows the effect the spec describes.
 //!
 //! The ONNX Runtime check needs `python3` with `onnxruntime`; without it that part prints "SKIPPED".
 
@@ -145,4 +145,35 @@ fn cli_errors_are_one_line() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("cannot view samples"), "{err}");
+}
+
+/// `resin train --experiment degradation` at depths 4 and 48 (the README's budget: 20 epochs, Adam, seed 0):
+/// the 48-layer plain MLP ends with a clearly higher training error than the 4-layer one, and the 48-layer
+/// residual MLP does not (He et al.'s degradation problem, and skips removing it). Also checks the plot and
+/// the table are written.
+#[test]
+fn degradation_experiment_deep_plain_degrades_and_residual_does_not() {
+    let dir = tmp("degradation");
+    let plot = dir.join("deg.svg");
+    let out = resin()
+        .args(["train", "--experiment", "degradation", "--depths", "4,48", "--quiet", "--plot"])
+        .arg(&plot)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&plot).unwrap().contains("<svg"));
+    let table = std::fs::read_to_string(plot.with_extension("md")).unwrap();
+    // | network | depth | epoch 1 | 5 | 10 | 20 | validation | time |: the last epoch's training error.
+    let last = |net: &str, depth: &str| -> f64 {
+        let row = table
+            .lines()
+            .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+            .find(|c| c.len() > 6 && c[1] == net && c[2] == depth)
+            .unwrap_or_else(|| panic!("no {net} {depth} row in\n{table}"));
+        row[6].trim_end_matches('%').parse::<f64>().unwrap() / 100.0
+    };
+    let (plain4, plain48, res48) = (last("plain-mlp", "4"), last("plain-mlp", "48"), last("res-mlp", "48"));
+    println!("final training error: plain 4 {plain4}, plain 48 {plain48}, residual 48 {res48}");
+    assert!(plain48 >= 0.05 && plain48 >= 5.0 * plain4.max(0.002), "the deep plain net did not degrade:\n{table}");
+    assert!(res48 <= 0.05 && res48 <= plain48 / 4.0, "the deep residual net degraded:\n{table}");
 }
