@@ -18,8 +18,8 @@
 
 use super::elementwise::UnaryOp;
 use super::gemm::{
-    gemm_packed, gemm_shifted, pack_a, packed_len, put_row, put_row_map, BSource, Epilogue, Isa, MatRef, ShiftedB,
-    MAX_BLOCK,
+    gemm_packed, gemm_shifted, pack_a, packed_len, put_row, put_row_map, BSource, Epilogue, Isa, MatRef, PackedShifted,
+    ShiftedB, MAX_BLOCK,
 };
 use super::{copy_short, prefetch, zero_short};
 use crate::parallel::for_chunks_mut;
@@ -57,11 +57,18 @@ impl Conv2d {
     /// Never an im2col matrix.
     pub fn scratch_len(&self, oh: usize, ow: usize, threads: usize) -> usize {
         let packing = super::gemm::scratch_len(Isa::detect(), threads);
-        if !self.reads_in_place(ow) {
-            return packing;
+        if self.reads_in_place(ow) {
+            packing.max(self.planes_len(oh, ow))
+        } else if self.kernel != [1, 1] {
+            packing + self.planes_len(oh, ow)
+        } else {
+            packing
         }
+    }
+    /// Floats of one group's padded phase planes and tap offsets (see `shifted_input`).
+    fn planes_len(&self, oh: usize, ow: usize) -> usize {
         let (hq, wq) = self.phase_dims(oh, ow);
-        packing.max(self.cin / self.group * self.phase_count() * hq * wq + SLACK + self.k())
+        self.cin / self.group * self.phase_count() * hq * wq + SLACK + self.k()
     }
     /// Whether some tap reads phase `x` along axis `a`: u·d ≡ x (mod s) for some u < k.
     fn reads_phase(&self, a: usize, x: usize) -> bool {
@@ -556,6 +563,10 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
                 conv_shifted(xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
                 continue;
             }
+            if p.kernel != [1, 1] {
+                conv_phased(xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
+                continue;
+            }
             let src = ConvB { x: xg, h, w, p, ow, pre };
             gemm_packed(isa, cout_g, ohw, k, wg, &src, yg, ohw, &epi, threads, scratch);
         }
@@ -591,7 +602,55 @@ fn conv_shifted(
     if oh == 0 || ow == 0 {
         return;
     }
-    assert!(scratch.len() >= p.scratch_len(oh, ow, 1), "conv2d: scratch is too small for the padded input");
+    let (b, _) = shifted_input(x, h, w, p, pre, oh, ow, scratch);
+    gemm_shifted(isa, p.cout / p.group, weight, &b, y, oh * ow, epi, threads);
+}
+
+/// One image and group of a convolution whose weights are too large to read its input in place (and not a
+/// 1x1): the same padded phase planes as [`conv_shifted`], then [`gemm_packed`] packs its B tiles from them
+/// ([`PackedShifted`]: contiguous copies, the padding and stride done once by the planes). Gathering each
+/// tile straight from the input instead tests every run of an output row against the padding and, with
+/// stride 2, gathers every other value: that packing was 29% of a 256→256 3x3 stride-2 convolution at
+/// 28 px (`conv_bench` under perf), with the product 71%.
+#[allow(clippy::too_many_arguments)]
+fn conv_phased(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    p: &Conv2d,
+    weight: &[f32],
+    epi: &Epilogue,
+    pre: Option<(Pre, usize)>,
+    oh: usize,
+    ow: usize,
+    y: &mut [f32],
+    scratch: &mut [f32],
+    isa: Isa,
+    threads: usize,
+) {
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    let (b, packing) = shifted_input(x, h, w, p, pre, oh, ow, scratch);
+    let src = PackedShifted(b);
+    gemm_packed(isa, p.cout / p.group, oh * ow, p.k(), weight, &src, y, oh * ow, epi, threads, packing);
+}
+
+/// Builds one image and group's zero-padded phase planes (the prologue applied) and tap offsets at the
+/// front of `scratch` ([`Conv2d::planes_len`] floats); returns B as their shifted views, and the rest of
+/// the scratch.
+#[allow(clippy::too_many_arguments)]
+fn shifted_input<'s>(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    p: &Conv2d,
+    pre: Option<(Pre, usize)>,
+    oh: usize,
+    ow: usize,
+    scratch: &'s mut [f32],
+) -> (ShiftedB<'s>, &'s mut [f32]) {
+    assert!(scratch.len() >= p.planes_len(oh, ow), "conv2d: scratch is too small for the padded input");
     let cin_g = p.cin / p.group;
     let [s0, s1] = p.strides;
     let hp = p.padded_dims(oh, ow).0;
@@ -609,7 +668,7 @@ fn conv_shifted(
     let [kh, kw] = p.kernel;
     // Offsets stored in the float scratch as u32 bit patterns (same size and alignment; every pattern is
     // valid for both), so that a run allocates nothing.
-    let offs_f = &mut rest[..p.k()];
+    let (offs_f, rest) = rest.split_at_mut(p.k());
     // Tap (u, v)'s offset within a channel's planes, computed once per tap, not per channel.
     for u in 0..kh {
         for v in 0..kw {
@@ -624,8 +683,7 @@ fn conv_shifted(
     }
     // SAFETY: f32 and u32 have the same size and alignment, and any bits are a valid u32.
     let offs: &[u32] = unsafe { std::slice::from_raw_parts(offs_f.as_ptr() as *const u32, offs_f.len()) };
-    let b = ShiftedB { data: padded, offs, width: ow, rows: oh, stride: wq };
-    gemm_shifted(isa, p.cout / p.group, weight, &b, y, oh * ow, epi, threads);
+    (ShiftedB { data: padded, offs, width: ow, rows: oh, stride: wq }, rest)
 }
 
 #[cfg(test)]
@@ -900,8 +958,8 @@ mod tests {
             },
         ];
         // A narrow and two wide images: output rows shorter than a micro-tile, spanning several, and ending
-        // in half a tile (24 = 16 + 8).
-        for ((n, h, w), p) in [(2, 11, 9), (1, 5, 37), (1, 4, 24)]
+        // in half a tile (24 = 16 + 8); and rows longer than a packed block (one run per block row).
+        for ((n, h, w), p) in [(2, 11, 9), (1, 5, 37), (1, 4, 24), (1, 7, 2 * MAX_BLOCK + 21)]
             .into_iter()
             .flat_map(|s| cases.iter().chain(&extra).map(move |p| (s, *p)))
         {
@@ -913,7 +971,8 @@ mod tests {
             let want = naive(&x, n, h, w, &p, &wt, &b, oh, ow);
             let mut y = vec![f32::NAN; want.len()];
             // NaN, not zeros: a padding value the copy forgot to write shows up in the output.
-            let mut scratch = vec![f32::NAN; p.scratch_len(oh, ow, 2)];
+            // (The in-place strategy's length, plus packing for the gathered one this test also runs.)
+            let mut scratch = vec![f32::NAN; p.scratch_len(oh, ow, 2) + super::super::gemm::scratch_len(Isa::detect(), 2)];
             let wt_raw = wt;
             let wt = p.pack_weights(&wt_raw);
             // Both strategies where the geometry allows reading in place, and the same bits

@@ -569,6 +569,53 @@ impl ShiftedB<'_> {
     }
 }
 
+/// A [`ShiftedB`] packed into micro-panels, for [`gemm_packed`]: the same B (row k, pixel n = i·width + j
+/// at `data[offs[k] + i·stride + j]`) for products whose weights are too large for the in-place tiles of
+/// [`gemm_shifted`] (each of which passes over all of A). Each row of a block is one contiguous copy per
+/// grid row it spans: no bounds, padding or stride logic (the padded phase planes hold all of that).
+pub struct PackedShifted<'a>(pub ShiftedB<'a>);
+
+impl BSource for PackedShifted<'_> {
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        self.pack_twin(k0, kc, n0, nc, dst, nr)
+    }
+}
+
+impl PackedShifted<'_> {
+    avx2_twin!(
+        /// [`PackedShifted::pack_body`] with AVX2 moves where the CPU has them. Same bits.
+        method pack_twin / pack_avx2 => pack_body (k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize)
+    );
+
+    #[inline(always)]
+    fn pack_body(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
+        let b = &self.0;
+        assert!(nc <= MAX_BLOCK && k0 + kc <= b.offs.len());
+        // The block's columns as runs along grid rows: (first column, length, offset from a row's start).
+        let mut runs = [(0usize, 0usize, 0usize); MAX_BLOCK];
+        let (mut count, mut q) = (0, 0);
+        while q < nc {
+            let (i, j) = ((n0 + q) / b.width, (n0 + q) % b.width);
+            let len = (b.width - j).min(nc - q);
+            runs[count] = (q, len, i * b.stride + j);
+            count += 1;
+            q += len;
+        }
+        let mut buf = [0f32; MAX_BLOCK];
+        for (i, &off) in b.offs[k0..k0 + kc].iter().enumerate() {
+            let off = off as usize;
+            if count == 1 {
+                put_row(dst, kc, nr, i, &b.data[off + runs[0].2..][..nc]);
+                continue;
+            }
+            for &(q, len, at) in &runs[..count] {
+                super::copy_short(&mut buf[q..q + len], &b.data[off + at..][..len]);
+            }
+            put_row(dst, kc, nr, i, &buf[..nc]);
+        }
+    }
+}
+
 /// `C[m × rows·width]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B read in
 /// place through [`ShiftedB`]: no packing, no scratch. Micro-tiles run along grid rows (on AVX2 and
 /// scalar kernels an 8-wide grid's tile takes two rows; on AVX-512 a tile is 48 consecutive pixels across
