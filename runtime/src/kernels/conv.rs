@@ -972,7 +972,8 @@ mod tests {
             let mut y = vec![f32::NAN; want.len()];
             // NaN, not zeros: a padding value the copy forgot to write shows up in the output.
             // (The in-place strategy's length, plus packing for the gathered one this test also runs.)
-            let mut scratch = vec![f32::NAN; p.scratch_len(oh, ow, 2) + super::super::gemm::scratch_len(Isa::detect(), 2)];
+            let mut scratch =
+                vec![f32::NAN; p.scratch_len(oh, ow, 2) + super::super::gemm::scratch_len(Isa::detect(), 2)];
             let wt_raw = wt;
             let wt = p.pack_weights(&wt_raw);
             // Both strategies where the geometry allows reading in place, and the same bits
