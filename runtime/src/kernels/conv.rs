@@ -59,11 +59,16 @@ impl Conv2d {
         let packing = super::gemm::scratch_len(Isa::detect(), threads);
         if self.reads_in_place(ow) {
             packing.max(self.planes_len(oh, ow))
-        } else if self.kernel != [1, 1] {
+        } else if self.kernel != [1, 1] && self.phased() {
             packing + self.planes_len(oh, ow)
         } else {
             packing
         }
+    }
+    /// Whether its input can be read through phase planes: at most [`MAX_PHASES`] of them (else tiles
+    /// are gathered straight from the input).
+    fn phased(&self) -> bool {
+        self.phase_count() <= MAX_PHASES
     }
     /// Floats of one group's padded phase planes and tap offsets (see `shifted_input`).
     fn planes_len(&self, oh: usize, ow: usize) -> usize {
@@ -118,7 +123,7 @@ impl Conv2d {
             _ => None,
         });
         let weights = self.cout / self.group * self.k();
-        self.kernel != [1, 1] && ow > 0 && force.unwrap_or(weights <= IN_PLACE_MAX_WEIGHTS)
+        self.kernel != [1, 1] && self.phased() && ow > 0 && force.unwrap_or(weights <= IN_PLACE_MAX_WEIGHTS)
     }
     /// The part of the zero-padded input an `oh × ow` output reads: (oh − 1)·s + (k − 1)·d + 1 per axis.
     fn padded_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
@@ -384,16 +389,61 @@ fn div_ceil_stride(a: usize, s: usize) -> usize {
     }
 }
 
-/// Where one channel's input lands in its zero-padded phase planes (see [`conv2d`]).
+/// Where one channel's input lands in its zero-padded phase planes (see [`conv2d`]): the same for every
+/// channel, so worked out once per call ([`PadGeometry::new`]).
 struct PadGeometry {
-    h: usize,
     w: usize,
-    /// Padded rows, and the width and size of one phase plane.
-    hp: usize,
     wq: usize,
     plane: usize,
-    top: usize,
-    left: usize,
+    /// The phase planes some tap reads, the first `count` of `phases`.
+    phases: [PhaseCopy; MAX_PHASES],
+    count: usize,
+}
+
+/// The most phase planes a convolution builds: strides up to 4 × 4 (ONNX allows more: not supported by
+/// the in-place and phase-plane paths, see [`Conv2d::reads_in_place`]).
+const MAX_PHASES: usize = 16;
+
+/// How one phase plane (a, b) (padded rows a, a + s0, …, columns b, b + s1, …) is filled: its `slot` among
+/// the planes; its columns lo..lo + n come from input columns first, first + s1, …; its rows rlo..rhi
+/// from input rows i·s0 + a − top; the rest is zero. `n == 0` or `rlo == rhi`: padding only.
+#[derive(Clone, Copy, Debug, Default)]
+struct PhaseCopy {
+    slot: usize,
+    a: usize,
+    b: usize,
+    lo: usize,
+    n: usize,
+    first: usize,
+    rlo: usize,
+    rhi: usize,
+}
+
+impl PadGeometry {
+    fn new(p: &Conv2d, h: usize, w: usize, oh: usize, ow: usize) -> Self {
+        let hp = p.padded_dims(oh, ow).0;
+        let (hq, wq) = p.phase_dims(oh, ow);
+        let (top, left) = (p.pads[0], p.pads[1]);
+        let [s0, s1] = p.strides;
+        let mut g = PadGeometry { w, wq, plane: hq * wq, phases: [PhaseCopy::default(); MAX_PHASES], count: 0 };
+        for a in 0..s0 {
+            for b in 0..s1 {
+                let Some(slot) = p.phase_slot(a, b) else { continue };
+                // Column j of this phase is padded column j·s1 + b, input column j·s1 + b − left: valid for
+                // j in lo..hi. Row i is padded row i·s0 + a, input row i·s0 + a − top: valid for i in
+                // rlo..rhi (and below hp, the rows the output reads).
+                let lo = left.saturating_sub(b).div_ceil(s1).min(wq);
+                let hi = (left + w).saturating_sub(b).div_ceil(s1).clamp(lo, wq);
+                let first = (lo * s1 + b).saturating_sub(left);
+                let below = |lim: usize| lim.saturating_sub(a).div_ceil(s0);
+                let rhi = below(hp).min(below(top + h)).min(hq);
+                let rlo = below(top).min(rhi);
+                g.phases[g.count] = PhaseCopy { slot, a, b, lo, n: hi - lo, first, rlo, rhi };
+                g.count += 1;
+            }
+        }
+        g
+    }
 }
 
 avx2_twin!(
@@ -421,51 +471,37 @@ avx2_twin!(
 /// samples on 1 thread.
 #[inline(always)]
 fn pad_channel_body(p: &Conv2d, g: &PadGeometry, src: &[f32], c: usize, pre: Option<&(Pre, usize)>, chan: &mut [f32]) {
-    let PadGeometry { h, w, hp, wq, plane, top, left } = *g;
+    let (w, wq, plane) = (g.w, g.wq, g.plane);
     let [s0, s1] = p.strides;
-    let hq = plane / wq;
-    for a in 0..s0 {
-        for b in 0..s1 {
-            // Only the phases some tap reads (a 1x2 stride-2 convolution copies half of its input).
-            let Some(slot) = p.phase_slot(a, b) else { continue };
-            let dst = &mut chan[slot * plane..][..plane];
-            // Column j of this phase is padded column j·s1 + b, input column j·s1 + b − left: valid for j
-            // in lo..hi. Row i is padded row i·s0 + a, input row i·s0 + a − top: valid for i in rlo..rhi
-            // (and below hp, the rows the output reads). Both computed once per plane, not per row.
-            let lo = left.saturating_sub(b).div_ceil(s1).min(wq);
-            let hi = (left + w).saturating_sub(b).div_ceil(s1).clamp(lo, wq);
-            let first = (lo * s1 + b).saturating_sub(left);
-            let below = |lim: usize| lim.saturating_sub(a).div_ceil(s0);
-            let rhi = below(hp).min(below(top + h)).min(hq);
-            let rlo = below(top).min(rhi);
-            if lo == hi || rlo == rhi {
-                zero_short(dst); // this phase reads only padding (a stride wider than the input)
-                continue;
+    let top = p.pads[0];
+    for &PhaseCopy { slot, a, lo, n, first, rlo, rhi, .. } in &g.phases[..g.count] {
+        let dst = &mut chan[slot * plane..][..plane];
+        if n == 0 || rlo == rhi {
+            zero_short(dst); // this phase reads only padding (a stride wider than the input)
+            continue;
+        }
+        zero_short(&mut dst[..rlo * wq + lo]);
+        for i in rlo..rhi {
+            let start = i * wq + lo;
+            let input = &src[(i * s0 + a - top) * w..][..w];
+            let inner = &mut dst[start..start + n];
+            match s1 {
+                // Rows of 7 to 56 floats: inline vector moves, not a `memcpy` call per row.
+                1 => copy_short(inner, &input[first..first + n]),
+                2 => gather_even(inner, &input[first..]),
+                _ => inner.iter_mut().zip(input[first..].chunks(s1)).for_each(|(o, q)| *o = q[0]),
             }
-            let n = hi - lo;
-            zero_short(&mut dst[..rlo * wq + lo]);
-            for i in rlo..rhi {
-                let start = i * wq + lo;
-                let input = &src[(i * s0 + a - top) * w..][..w];
-                let inner = &mut dst[start..start + n];
-                match s1 {
-                    // Rows of 7 to 56 floats: inline vector moves, not a `memcpy` call per row.
-                    1 => copy_short(inner, &input[first..first + n]),
-                    2 => gather_even(inner, &input[first..]),
-                    _ => inner.iter_mut().zip(input[first..].chunks(s1)).for_each(|(o, q)| *o = q[0]),
-                }
-                if let Some((f, c0)) = pre {
-                    f.apply_row(c0 + c, inner);
-                }
-                let gap = start + n;
-                if i + 1 == rhi {
-                    zero_short(&mut dst[gap..]);
-                } else if wq - n <= 8 && gap + 8 <= plane {
-                    let z: &mut [f32; 8] = (&mut dst[gap..gap + 8]).try_into().expect("8 floats");
-                    *z = [0.0; 8];
-                } else {
-                    zero_short(&mut dst[gap..gap + wq - n]);
-                }
+            if let Some((f, c0)) = pre {
+                f.apply_row(c0 + c, inner);
+            }
+            let gap = start + n;
+            if i + 1 == rhi {
+                zero_short(&mut dst[gap..]);
+            } else if wq - n <= 8 && gap + 8 <= plane {
+                let z: &mut [f32; 8] = (&mut dst[gap..gap + 8]).try_into().expect("8 floats");
+                *z = [0.0; 8];
+            } else {
+                zero_short(&mut dst[gap..gap + wq - n]);
             }
         }
     }
@@ -563,7 +599,7 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
                 conv_shifted(xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
                 continue;
             }
-            if p.kernel != [1, 1] {
+            if p.kernel != [1, 1] && p.phased() {
                 conv_phased(xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
                 continue;
             }
@@ -653,14 +689,12 @@ fn shifted_input<'s>(
     assert!(scratch.len() >= p.planes_len(oh, ow), "conv2d: scratch is too small for the padded input");
     let cin_g = p.cin / p.group;
     let [s0, s1] = p.strides;
-    let hp = p.padded_dims(oh, ow).0;
     let (hq, wq) = p.phase_dims(oh, ow);
-    let (top, left) = (p.pads[0], p.pads[1]);
     let (plane, phases) = (hq * wq, p.phase_count());
     let (padded, rest) = scratch.split_at_mut(cin_g * phases * plane + SLACK);
     // Channel by channel, the channels split between the threads (each channel's phase planes are one
     // chunk): a serial copy was a tenth of a small ResNet's time on 2 threads, the other thread waiting.
-    let geo = PadGeometry { h, w, hp, wq, plane, top, left };
+    let geo = PadGeometry::new(p, h, w, oh, ow);
     for_chunks_mut(&mut padded[..cin_g * phases * plane], phases * plane, |c, chan| {
         pad_channel(p, &geo, &x[c * h * w..(c + 1) * h * w], c, pre.as_ref(), chan)
     });
@@ -670,10 +704,11 @@ fn shifted_input<'s>(
     // valid for both), so that a run allocates nothing.
     let (offs_f, rest) = rest.split_at_mut(p.k());
     // Tap (u, v)'s offset within a channel's planes, computed once per tap, not per channel.
+    let slot_of = |a: usize, b: usize| geo.phases[..geo.count].iter().find(|q| (q.a, q.b) == (a, b)).map(|q| q.slot);
     for u in 0..kh {
         for v in 0..kw {
             let (du, dv) = (u * p.dilations[0], v * p.dilations[1]);
-            let slot = p.phase_slot(du % s0, dv % s1).expect("every tap's phase is built");
+            let slot = slot_of(du % s0, dv % s1).expect("every tap's phase is built");
             let tap = slot * plane + du / s0 * wq + dv / s1;
             for c in 0..cin_g {
                 let off = c * phases * plane + tap;
@@ -944,6 +979,16 @@ mod tests {
                 strides: [2, 3],
                 pads: [1, 2, 0, 1],
                 dilations: [2, 1],
+                group: 1,
+            },
+            // 25 phase planes, past MAX_PHASES: tiles gathered from the input.
+            Conv2d {
+                cin: 2,
+                cout: 3,
+                kernel: [5, 5],
+                strides: [5, 5],
+                pads: [2, 2, 2, 2],
+                dilations: [1, 1],
                 group: 1,
             },
             // Side padding wider than 8: the padded copy's gap between rows takes its general branch.
