@@ -595,7 +595,9 @@ fn training_profile_reports_each_step_kind() {
     for kind in ["conv", "batchnorm", "unary"] {
         let line = report.lines().find(|l| l.starts_with(kind)).unwrap_or_else(|| panic!("no {kind} in\n{report}"));
         let f: Vec<f64> = line.split_whitespace().skip(1).map(|v| v.trim_end_matches('%').parse().unwrap()).collect();
-        assert!(f.len() == 3 && f.iter().all(|&t| t >= 0.0) && f[2] > 0.0, "{report}");
+        assert!(f.len() == 3 && f.iter().all(|&t| t >= 0.0), "{report}");
+        // (A sub-microsecond Flatten copy may print as 0.0%; the convolution cannot.)
+        assert!(kind != "conv" || f[2] > 0.0, "{report}");
     }
     let share: f64 = report
         .lines()

@@ -15,7 +15,7 @@
 //!
 //! This module owns that arithmetic; the tensors' places come from the plan ([`super::mem`]).
 
-use super::steps::{par_rows, parts_for, BackCtx, BatchNorm, Ctx};
+use super::steps::{par_rows, parts_for, BackCtx, BatchNorm, Ctx, Unary};
 
 /// Defines `fn $name(args) -> R` running `$body` compiled with AVX where the CPU has it, else as is: the
 /// same float32 operations in the same order either way, so the same bits.
@@ -51,76 +51,117 @@ fn fold(acc: &[f32; L], tail: f32) -> f64 {
     acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
 }
 
+/// Σx over one plane.
+#[inline(always)]
+fn sum(x: &[f32]) -> f64 {
+    let mut acc = [0f32; L];
+    let mut it = x.chunks_exact(L);
+    for c in &mut it {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    fold(&acc, it.remainder().iter().sum())
+}
+
+/// (Σ(x − m)², Σ(x − m)) over one plane, in one sweep.
+#[inline(always)]
+fn deviations(x: &[f32], m: f32) -> (f64, f64) {
+    let (mut sq, mut dev) = ([0f32; L], [0f32; L]);
+    let mut it = x.chunks_exact(L);
+    for c in &mut it {
+        for ((q, d), x) in sq.iter_mut().zip(dev.iter_mut()).zip(c) {
+            let v = x - m;
+            *q += v * v;
+            *d += v;
+        }
+    }
+    let r = it.remainder();
+    (fold(&sq, r.iter().map(|x| (x - m) * (x - m)).sum()), fold(&dev, r.iter().map(|x| x - m).sum()))
+}
+
+/// (Σδ, Σδx̂) over one plane, with x̂ = (x − μ)·inv.
+#[inline(always)]
+fn grad_sums(d: &[f32], x: &[f32], mu: f32, inv: f32) -> (f64, f64) {
+    let (mut sd, mut sdx) = ([0f32; L], [0f32; L]);
+    let x = &x[..d.len()];
+    let (mut id, mut ix) = (d.chunks_exact(L), x.chunks_exact(L));
+    for (cd, cx) in (&mut id).zip(&mut ix) {
+        for (((s, t), d), x) in sd.iter_mut().zip(sdx.iter_mut()).zip(cd).zip(cx) {
+            *s += d;
+            *t += d * ((x - mu) * inv);
+        }
+    }
+    let (rd, rx) = (id.remainder(), ix.remainder());
+    let tail_dx = rd.iter().zip(rx).map(|(d, x)| d * ((x - mu) * inv)).sum();
+    (fold(&sd, rd.iter().sum()), fold(&sdx, tail_dx))
+}
+
+// The passes over one image's row (c planes of s values), each compiled with AVX where the CPU has it: one
+// feature test per row, not per plane (a 2-D BatchNorm's planes are single values).
+
 with_avx! {
-    /// Σx.
-    fn sum(x: &[f32]) -> f64 {
-        let mut acc = [0f32; L];
-        let mut it = x.chunks_exact(L);
-        for c in &mut it {
-            for (a, x) in acc.iter_mut().zip(c) {
-                *a += x;
+    /// Per plane: out[ch] = (Σx, 0).
+    fn sums_row(x: &[f32], s: usize, out: &mut [(f64, f64)]) -> () {
+        for (ch, o) in out.iter_mut().enumerate() {
+            *o = (sum(&x[ch * s..(ch + 1) * s]), 0.0);
+        }
+    }
+}
+
+with_avx! {
+    /// Per plane: out[ch] = (Σ(x − m_ch)², Σ(x − m_ch)).
+    fn deviations_row(x: &[f32], s: usize, m: &[f32], out: &mut [(f64, f64)]) -> () {
+        for (ch, o) in out.iter_mut().enumerate() {
+            *o = deviations(&x[ch * s..(ch + 1) * s], m[ch]);
+        }
+    }
+}
+
+with_avx! {
+    /// Per plane: y = act(γ (x − μ)·inv + β), with k[ch] = [μ, inv, γ, β].
+    fn normalize_row(x: &[f32], y: &mut [f32], s: usize, k: &[[f32; 4]], act: Option<Unary>) -> () {
+        for (ch, &[mu, inv, g, b]) in k.iter().enumerate() {
+            let y = &mut y[ch * s..(ch + 1) * s];
+            for (y, x) in y.iter_mut().zip(&x[ch * s..(ch + 1) * s]) {
+                *y = g * ((x - mu) * inv) + b;
+            }
+            if let Some(op) = act {
+                op.apply_inplace(y);
             }
         }
-        fold(&acc, it.remainder().iter().sum())
     }
 }
 
 with_avx! {
-    /// (Σ(x − m)², Σ(x − m)) in one sweep.
-    fn deviations(x: &[f32], m: f32) -> (f64, f64) {
-        let (mut sq, mut dev) = ([0f32; L], [0f32; L]);
-        let mut it = x.chunks_exact(L);
-        for c in &mut it {
-            for ((q, d), x) in sq.iter_mut().zip(dev.iter_mut()).zip(c) {
-                let v = x - m;
-                *q += v * v;
-                *d += v;
+    /// Per plane: δ ← δ ⊙ act'(z) (from a = act(z), when an activation is fused), then
+    /// out[ch] = (Σδ, Σδx̂) with x̂ = (x − μ)·inv and k[ch] = (μ, inv).
+    fn grad_sums_row(d: &mut [f32], a: Option<(&[f32], Unary)>, x: &[f32], s: usize, k: &[(f32, f32)], out: &mut [(f64, f64)]) -> () {
+        for (ch, (o, &(mu, inv))) in out.iter_mut().zip(k).enumerate() {
+            let span = ch * s..(ch + 1) * s;
+            let d = &mut d[span.clone()];
+            if let Some((a, op)) = a {
+                op.through(&a[span.clone()], d);
+            }
+            *o = grad_sums(d, &x[span], mu, inv);
+        }
+    }
+}
+
+with_avx! {
+    /// Per plane: δx += a·δ − b − e·x̂ with x̂ = (x − μ)·inv and k[ch] = [a, b, e, μ, inv].
+    fn grad_input_row(dx: &mut [f32], d: &[f32], x: &[f32], s: usize, k: &[[f32; 5]]) -> () {
+        for (ch, &[a, b, e, mu, inv]) in k.iter().enumerate() {
+            let span = ch * s..(ch + 1) * s;
+            for ((dx, d), x) in dx[span.clone()].iter_mut().zip(&d[span.clone()]).zip(&x[span]) {
+                *dx += a * d - b - e * ((x - mu) * inv);
             }
         }
-        let r = it.remainder();
-        (fold(&sq, r.iter().map(|x| (x - m) * (x - m)).sum()), fold(&dev, r.iter().map(|x| x - m).sum()))
     }
 }
 
-with_avx! {
-    /// y = γ (x − μ)·inv + β.
-    fn normalize(x: &[f32], y: &mut [f32], mu: f32, inv: f32, g: f32, b: f32) -> () {
-        for (y, x) in y.iter_mut().zip(x) {
-            *y = g * ((x - mu) * inv) + b;
-        }
-    }
-}
-
-with_avx! {
-    /// (Σδ, Σδx̂) with x̂ = (x − μ)·inv.
-    fn grad_sums(d: &[f32], x: &[f32], mu: f32, inv: f32) -> (f64, f64) {
-        let (mut sd, mut sdx) = ([0f32; L], [0f32; L]);
-        let x = &x[..d.len()];
-        let (mut id, mut ix) = (d.chunks_exact(L), x.chunks_exact(L));
-        for (cd, cx) in (&mut id).zip(&mut ix) {
-            for (((s, t), d), x) in sd.iter_mut().zip(sdx.iter_mut()).zip(cd).zip(cx) {
-                *s += d;
-                *t += d * ((x - mu) * inv);
-            }
-        }
-        let (rd, rx) = (id.remainder(), ix.remainder());
-        let tail_dx = rd.iter().zip(rx).map(|(d, x)| d * ((x - mu) * inv)).sum();
-        (fold(&sd, rd.iter().sum()), fold(&sdx, tail_dx))
-    }
-}
-
-with_avx! {
-    /// δx += a·δ − b − e·x̂ with x̂ = (x − μ)·inv.
-    fn grad_input(dx: &mut [f32], d: &[f32], x: &[f32], k: [f32; 5]) -> () {
-        let [a, b, e, mu, inv] = k;
-        for ((dx, d), x) in dx.iter_mut().zip(d).zip(x) {
-            *dx += a * d - b - e * ((x - mu) * inv);
-        }
-    }
-}
-
-/// Σ over the rows of `f(r, ch)` for every channel (planes of `s` values): the rows split between the threads, each swept
-/// channel by channel in order (one pass through memory), and the partial sums, kept per row in `partial`,
+/// Σ over the rows of `f(r, out)`, which fills `out[ch]` for every channel (planes of `s` values): the rows
+/// split between the threads, each swept once in order, and the partial sums, kept per row in `partial`,
 /// added in row order (the same sums whatever the thread count).
 fn row_sums(
     partial: &mut Vec<(f64, f64)>,
@@ -128,15 +169,13 @@ fn row_sums(
     c: usize,
     s: usize,
     threads: usize,
-    f: impl Fn(usize, usize) -> (f64, f64) + Sync,
+    f: impl Fn(usize, &mut [(f64, f64)]) + Sync,
 ) -> Vec<(f64, f64)> {
     partial.resize(rows * c, (0.0, 0.0));
     let per = rows.div_ceil(parts_for(rows, rows * c * s, threads)).max(1);
     resin_runtime::parallel::for_chunks_mut(&mut partial[..rows * c], per * c, |i, chunk| {
         for (j, part) in chunk.chunks_exact_mut(c).enumerate() {
-            for (ch, p) in part.iter_mut().enumerate() {
-                *p = f(i * per + j, ch);
-            }
+            f(i * per + j, part);
         }
     });
     let mut sums = vec![(0.0f64, 0.0f64); c];
@@ -179,12 +218,13 @@ impl BatchNorm {
             return;
         }
         let n = (rows * s) as f64;
-        let plane = |r: usize, ch: usize| &vals.row(&xv, r)[ch * s..(ch + 1) * s];
         // Two sweeps (the mean, then the deviations from its float32 rounding), as accurate as PyTorch's
         // Welford: (mean, Σ(x − μ32)², Σ(x − μ32)) per channel. Each sweep goes image by image.
-        let sums = row_sums(&mut self.partial, rows, c, s, cx.threads, |r, ch| (sum(plane(r, ch)), 0.0));
+        let sums = row_sums(&mut self.partial, rows, c, s, cx.threads, |r, out| sums_row(vals.row(&xv, r), s, out));
         let m32: Vec<f32> = sums.iter().map(|&(t, _)| (t / n) as f32).collect();
-        let devs = row_sums(&mut self.partial, rows, c, s, cx.threads, |r, ch| deviations(plane(r, ch), m32[ch]));
+        let devs = row_sums(&mut self.partial, rows, c, s, cx.threads, |r, out| {
+            deviations_row(vals.row(&xv, r), s, &m32, out)
+        });
         let stats: Vec<_> = sums.iter().zip(&devs).map(|(&(t, _), &(sq, dev))| (t / n, sq, dev)).collect();
         self.inv_std.resize(c, 0.0);
         self.mean.resize(c, 0.0);
@@ -201,18 +241,8 @@ impl BatchNorm {
             self.running_var[ch] = (1.0 - m) * self.running_var[ch] + m * unbiased as f32;
         }
         // y, rows split between the threads; the activation on each plane while it is in L1.
-        let (mean, inv_std) = (&self.mean, &self.inv_std);
-        par_rows(rows, rows * c * s, cx.threads, |r| {
-            let (x, y) = (vals.row(&xv, r), vals.row_mut(&ov, r));
-            for ch in 0..c {
-                let span = ch * s..(ch + 1) * s;
-                let y = &mut y[span.clone()];
-                normalize(&x[span], y, mean[ch], inv_std[ch], gamma[ch], beta[ch]);
-                if let Some(op) = act {
-                    op.apply_inplace(y);
-                }
-            }
-        });
+        let k: Vec<[f32; 4]> = (0..c).map(|ch| [self.mean[ch], self.inv_std[ch], gamma[ch], beta[ch]]).collect();
+        par_rows(rows, rows * c * s, cx.threads, |r| normalize_row(vals.row(&xv, r), vals.row_mut(&ov, r), s, &k, act));
     }
 
     pub(super) fn backward(&mut self, cx: &mut BackCtx) {
@@ -222,17 +252,13 @@ impl BatchNorm {
         let n = (rows * s) as f32;
         let (vals, grads, act) = (cx.vals, cx.grads, self.act);
         let (mean, inv_std) = (&self.mean, &self.inv_std);
+        let mk: Vec<(f32, f32)> = mean.iter().copied().zip(inv_std.iter().copied()).collect();
         // Per image (rows split between the threads, each row swept in order): δ of the normalized output
         // (a fused activation's derivative applied in place, this step being δa's only reader), then each
         // channel's Σδ and Σδx̂ over the row, summed over the rows in row order (whatever the threads).
-        let sums = row_sums(&mut self.partial, rows, c, s, cx.threads, |r, ch| {
-            let span = ch * s..(ch + 1) * s;
-            // Row r's columns of channel ch: this call's alone (the rows are split between the threads).
-            let d = grads.row_part_mut(&ov, r, span.clone());
-            if let Some(op) = act {
-                op.through(&vals.row(&ov, r)[span.clone()], d);
-            }
-            grad_sums(d, &vals.row(&xv, r)[span], mean[ch], inv_std[ch])
+        let sums = row_sums(&mut self.partial, rows, c, s, cx.threads, |r, out| {
+            let a = act.map(|op| (vals.row(&ov, r), op));
+            grad_sums_row(grads.row_mut(&ov, r), a, vals.row(&xv, r), s, &mk, out)
         });
         let mut coef = Vec::with_capacity(c);
         for (ch, &(sd, sdx)) in sums.iter().enumerate() {
@@ -244,11 +270,7 @@ impl BatchNorm {
         }
         let first = cx.first_write(self.x);
         par_rows(rows, rows * c * s, cx.threads, |r| {
-            let (d, x, dx) = (grads.row(&ov, r), vals.row(&xv, r), grads.grad_row(&xv, r, first));
-            for (ch, &k) in coef.iter().enumerate() {
-                let span = ch * s..(ch + 1) * s;
-                grad_input(&mut dx[span.clone()], &d[span.clone()], &x[span], k);
-            }
+            grad_input_row(grads.grad_row(&xv, r, first), grads.row(&ov, r), vals.row(&xv, r), s, &coef)
         });
     }
 }

@@ -78,17 +78,6 @@ impl<'a> Mem<'a> {
         unsafe { std::slice::from_raw_parts_mut(p.add(r * v.ld), v.cols) }
     }
 
-    /// Columns `cols` of row `r` of `v`, to write: the piece of a row one thread owns when threads split a
-    /// tensor by channels rather than by rows.
-    #[allow(clippy::mut_from_ref)]
-    pub fn row_part_mut(&self, v: &View, r: usize, cols: std::ops::Range<usize>) -> &mut [f32] {
-        assert!(r < self.rows && cols.start <= cols.end && cols.end <= v.cols);
-        let (p, _) = self.span(v);
-        // SAFETY: inside row r (checked); the caller holds no other reference to these columns of the row
-        // (threads splitting a tensor by channels own disjoint column ranges).
-        unsafe { std::slice::from_raw_parts_mut(p.add(r * v.ld + cols.start), cols.len()) }
-    }
-
     /// [`Mem::row_mut`] of a gradient to add into, zeroed first when `first` (the running step is the
     /// first to write it: see `BackCtx::overwrite`).
     pub fn grad_row(&self, v: &View, r: usize, first: bool) -> &mut [f32] {

@@ -77,6 +77,7 @@ impl Unary {
     }
 
     /// y ← act(y).
+    #[inline]
     pub(super) fn apply_inplace(self, y: &mut [f32]) {
         match self {
             Unary::Relu => y.iter_mut().for_each(|y| *y = y.max(0.0)),
@@ -88,6 +89,7 @@ impl Unary {
 
     /// δ ← δ ⊙ act'(z) given a = act(z), for a [`fusable`](Self::fusable) activation: Relu δ·[a > 0],
     /// Sigmoid δ·a(1 − a).
+    #[inline]
     pub(super) fn through(self, a: &[f32], d: &mut [f32]) {
         let a = &a[..d.len()];
         match self {
@@ -207,7 +209,8 @@ pub struct BatchNorm {
     /// The last training pass's batch mean and 1/√(σ² + ε) per channel, for the backward.
     pub(crate) mean: Vec<f32>,
     pub(crate) inv_std: Vec<f32>,
-    /// Per image and channel, (Σδ, Σδx̂) over the image's plane: the backward's partial sums.
+    /// Per image and channel, partial sums over the image's plane, added in image order: the forward's Σx
+    /// and (Σ(x − μ)², Σ(x − μ)), the backward's (Σδ, Σδx̂).
     pub(crate) partial: Vec<(f64, f64)>,
     /// A Relu or Sigmoid fused by the plan, as [`Linear::act`]: `out` holds a = act(BN(x)), and backward
     /// first turns δa into δ of the normalized output, in place.
@@ -1090,7 +1093,7 @@ impl Conv {
         // pixel p = (i, j) starts at offs[p] = (i·s₀·W_p + j·s₁)·C_g, its columns (u, (v, c)) lie at
         // u·d₀·W_p·C_g + v·C_g + c from there; no im2col is packed.
         let taps = self.k[0] * self.k[1];
-        let in_place = self.dil[1] == 1;
+        let in_place = self.dil[1] == 1 && ohw > 0;
         let isa = Isa::detect();
         let parts = split_images(rows, cx.threads, &mut self.bufs.lanes, &mut [], 0, |lane, images, _, threads| {
             lane.dw.resize(self.group * mg * ckk, 0.0);

@@ -1,14 +1,16 @@
 //! 2-D convolution (NCHW) as an implicit GEMM, per image and group:
 //! Y_g[M/G × OH·OW] = W_g[M/G × (C/G)·kh·kw] · col_g[(C/G)·kh·kw × OH·OW] (+ bias, + the residual already in
 //! Y, then the activation), where col_g[(c·kh + u)·kw + v][i·ow + j] = x[c, i·s0 + u·d0 − top, j·s1 + v·d1 −
-//! left] (0 outside the image). The im2col matrix is never materialized: [`ConvB`] gathers each GEMM tile
-//! of it (KC × NR floats, contiguous, so it stays in L1 while every weight panel passes over it) straight
-//! from the input; for a 1x1, stride-1, unpadded convolution each tile row is one contiguous copy.
+//! left] (0 outside the image). The im2col matrix is never materialized. A 1x1 convolution's tiles of it
+//! (KC × NR floats, contiguous, so they stay in L1 while every weight panel passes over them) are packed
+//! straight from the input by [`ConvB`]: each tile row is one contiguous copy, or one strided gather for a
+//! strided 1x1 (a projection shortcut).
 //!
-//! A convolution other than a 1x1 whose weights fit in L2 (16 to 64 output channels: CIFAR ResNets,
-//! DenseNet's growth convolutions, ResNet-50's stem) does not gather at all: its input is zero-padded once
-//! into scratch (split into phase planes when strided) and the GEMM reads B in place as shifted views of
-//! that copy, one row offset per kernel tap ([`Conv2d::reads_in_place`], [`gemm_shifted`]).
+//! Any other convolution first copies its input, zero-padded, into scratch (split into phase planes when
+//! strided; `shifted_input`), so that every kernel tap is a shifted view of that copy, one row offset per
+//! tap. When its weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's growth
+//! convolutions, ResNet-50's stem) the GEMM reads B in place through those views ([`Conv2d::reads_in_place`],
+//! [`gemm_shifted`]); otherwise its tiles are packed from them with plain copies ([`PackedShifted`]).
 //!
 //! Weights arrive packed by the compiler ([`Conv2d::pack_weights`]), in the GEMM's panel layout.
 //! Why implicit GEMM rather than a direct kernel over a blocked channel layout: it keeps NCHW (so the
@@ -52,8 +54,9 @@ impl Conv2d {
     pub fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4]
     }
-    /// Scratch floats [`conv2d`] needs with `threads` threads for an `oh × ow` output: GEMM tile packing,
-    /// or for a [`Conv2d::reads_in_place`] convolution one group's zero-padded input and its tap offsets.
+    /// Scratch floats [`conv2d`] needs with `threads` threads for an `oh × ow` output: GEMM tile packing
+    /// (a 1x1); one group's zero-padded input and its tap offsets (a [`Conv2d::reads_in_place`]
+    /// convolution); or both (any other convolution, whose tiles are packed from that padded input).
     /// Never an im2col matrix.
     pub fn scratch_len(&self, oh: usize, ow: usize, threads: usize) -> usize {
         let packing = super::gemm::scratch_len(Isa::detect(), threads);
@@ -113,7 +116,8 @@ impl Conv2d {
     /// in place against 26-38 gathered, DenseNet's 128→32 at 14 px 48-60 against 26-39; but 512→512 at
     /// 7 px (2.4 M weights) 17-19 against 41-43.
     ///
-    /// `RESIN_CONV=gather` in the environment turns this off and `RESIN_CONV=in-place` ignores the weight
+    /// `RESIN_CONV=gather` in the environment turns this off (the tiles are then packed from the padded
+    /// copy, as for large weights) and `RESIN_CONV=in-place` ignores the weight
     /// limit (read once), so that benchmarks can time the strategies on the same binary.
     pub fn reads_in_place(&self, ow: usize) -> bool {
         static FORCE: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
@@ -400,8 +404,9 @@ struct PadGeometry {
     count: usize,
 }
 
-/// The most phase planes a convolution builds: strides up to 4 × 4 (ONNX allows more: not supported by
-/// the in-place and phase-plane paths, see [`Conv2d::reads_in_place`]).
+/// The most phase planes a convolution builds (the phases its taps read, at most min(k, s) per axis: a
+/// 3x3 at any stride needs 9 at most). With more (a 5x5 at stride 5), tiles are gathered straight from the
+/// input ([`Conv2d::phased`]).
 const MAX_PHASES: usize = 16;
 
 /// How one phase plane (a, b) (padded rows a, a + s0, …, columns b, b + s1, …) is filled: its `slot` among
@@ -1044,31 +1049,40 @@ mod tests {
                     }
                 }
             }
-            conv2d(
-                &ConvArgs { bias: Some(&b), act: Some(UnaryOp::Relu), ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow) },
-                &mut y,
-                &mut scratch,
-                1,
-            );
-            for (a, e) in y.iter().zip(&want) {
-                assert!((a - e.max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
-            }
-            // Residual epilogue: y enters holding the skip; y = relu(conv + b + skip).
-            let skip: Vec<f32> = (0..want.len()).map(|i| (i % 7) as f32 - 3.0).collect();
-            y.copy_from_slice(&skip);
-            conv2d(
-                &ConvArgs {
-                    bias: Some(&b),
-                    act: Some(UnaryOp::Relu),
-                    accumulate: true,
-                    ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow)
-                },
-                &mut y,
-                &mut scratch,
-                2,
-            );
-            for ((a, e), s) in y.iter().zip(&want).zip(&skip) {
-                assert!((a - (e + s).max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
+            // The epilogues and the prologue below, on both strategies where both apply.
+            for &in_place in strategies {
+                conv2d_as(
+                    in_place,
+                    &ConvArgs {
+                        bias: Some(&b),
+                        act: Some(UnaryOp::Relu),
+                        ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow)
+                    },
+                    &mut y,
+                    &mut scratch,
+                    1,
+                );
+                for (a, e) in y.iter().zip(&want) {
+                    assert!((a - e.max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs());
+                }
+                // Residual epilogue: y enters holding the skip; y = relu(conv + b + skip).
+                let skip: Vec<f32> = (0..want.len()).map(|i| (i % 7) as f32 - 3.0).collect();
+                y.copy_from_slice(&skip);
+                conv2d_as(
+                    in_place,
+                    &ConvArgs {
+                        bias: Some(&b),
+                        act: Some(UnaryOp::Relu),
+                        accumulate: true,
+                        ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow)
+                    },
+                    &mut y,
+                    &mut scratch,
+                    2,
+                );
+                for ((a, e), s) in y.iter().zip(&want).zip(&skip) {
+                    assert!((a - (e + s).max(0.0)).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?} in place {in_place}");
+                }
             }
             // Prologue: conv(act(s·x + t)) equals the plain conv of the transformed input, with Relu and
             // without an activation (each channel has its own s and t: a wrong channel offset shows).
@@ -1089,14 +1103,17 @@ mod tests {
                     .collect();
                 let want_pre = naive(&xt, n, h, w, &p, &wt_raw, &b, oh, ow);
                 let pre = Pre { scale: &sc, shift: &sh, act };
-                conv2d(
-                    &ConvArgs { bias: Some(&b), pre: Some(pre), ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow) },
-                    &mut y,
-                    &mut scratch,
-                    2,
-                );
-                for (a, e) in y.iter().zip(&want_pre) {
-                    assert!((a - e).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?} with prologue {act:?}: {a} vs {e}");
+                for &in_place in strategies {
+                    conv2d_as(
+                        in_place,
+                        &ConvArgs { bias: Some(&b), pre: Some(pre), ..ConvArgs::new(&x, n, h, w, &p, &wt, oh, ow) },
+                        &mut y,
+                        &mut scratch,
+                        2,
+                    );
+                    for (a, e) in y.iter().zip(&want_pre) {
+                        assert!((a - e).abs() <= 1e-4 + 1e-4 * e.abs(), "{p:?} with prologue {act:?}: {a} vs {e}");
+                    }
                 }
             }
         }

@@ -683,7 +683,7 @@ pub fn gemm_shifted(
     let shared = crate::parallel::SendPtr(c.as_mut_ptr());
     // Loop nest: k blocks, then blocks of A's panels, then this part's tiles, then the block's panels. An
     // A block (at most `MC` rows × `KC`) stays in L2 while every tile of the part passes over it; with
-    // tiles outermost, each 16-pixel tile streamed all of A, which is why large weights gathered instead.
+    // tiles outermost, each 16-pixel tile streamed all of A, which is why large weights are packed instead.
     let mc_panels = (MC / MR).max(1);
     crate::parallel::run(parts, &|part| {
         let (my_units, my_panels) = match split_m {
