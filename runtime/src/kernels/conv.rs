@@ -86,7 +86,7 @@ impl Conv2d {
     fn axis_phases(&self, a: usize) -> usize {
         (0..self.strides[a].max(1)).filter(|&x| self.reads_phase(a, x)).count()
     }
-    /// How many phase planes `conv_shifted` builds: the (row, column) phases some tap reads. A 3x3
+    /// How many phase planes `conv_padded` builds: the (row, column) phases some tap reads. A 3x3
     /// stride-2 convolution reads all four, a 1x2 stride-2 one only phases (0, 0) and (0, 1).
     fn phase_count(&self) -> usize {
         self.axis_phases(0) * self.axis_phases(1)
@@ -100,7 +100,7 @@ impl Conv2d {
     }
     /// Whether [`conv2d`] reads this convolution's input in place from a zero-padded copy ([`gemm_shifted`])
     /// instead of gathering GEMM tiles: any convolution with small enough weights but a 1x1; a strided one
-    /// through phase planes (see `conv_shifted`). A 1x1 reads each input value once, so its tiles are
+    /// through phase planes (see `conv_padded`). A 1x1 reads each input value once, so its tiles are
     /// single copies (stride 1) or one strided gather per row (a projection shortcut): the phase-plane
     /// copy would only be that gather done ahead, and the in-place GEMM's 16-pixel tiles with K = C
     /// (16 to 256) ran slower than packed blocks of 128. `conv_bench`, 3 alternating runs on 1 thread:
@@ -134,7 +134,7 @@ impl Conv2d {
         let dim = |o: usize, a: usize| (o.max(1) - 1) * self.strides[a] + (self.kernel[a] - 1) * self.dilations[a] + 1;
         (dim(oh, 0), dim(ow, 1))
     }
-    /// Height and width of each phase plane the padded input splits into (see `conv_shifted`; the
+    /// Height and width of each phase plane the padded input splits into (see `conv_padded`; the
     /// [`Conv2d::phase_count`] planes some tap reads are built); the padded input itself with stride 1.
     fn phase_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
         let (hp, wp) = self.padded_dims(oh, ow);
@@ -600,12 +600,8 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
             let yg = &mut yi[g * cout_g * ohw..(g + 1) * cout_g * ohw];
             let wg = &weight[g * wlen..(g + 1) * wlen];
             let pre = pre.map(|f| (f, g * cin_g));
-            if in_place {
-                conv_shifted(xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
-                continue;
-            }
-            if p.kernel != [1, 1] && p.phased() {
-                conv_phased(xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
+            if in_place || (p.kernel != [1, 1] && p.phased()) {
+                conv_padded(in_place, xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
                 continue;
             }
             let src = ConvB { x: xg, h, w, p, ow, pre };
@@ -614,9 +610,9 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
     }
 }
 
-/// One image and group of a convolution read in place: the input, zero-padded (and passed through `pre`)
-/// into `scratch`, then [`gemm_shifted`] over shifted views of it, one offset per kernel tap (c, u, v) in
-/// the k order of the packed weights.
+/// One image and group of a convolution through its padded input: the input, zero-padded (and passed
+/// through `pre`) into `scratch`; with `in_place`, [`gemm_shifted`] over shifted views of it, one offset
+/// per kernel tap (c, u, v) in the k order of the packed weights.
 ///
 /// Stride s splits the padded input into s0·s1 phase planes, phase (a, b) holding rows a, a + s0, … and
 /// columns b, b + s1, …: output pixel (i, j) under tap (u, v) reads padded pixel (s0·i + u·d0, s1·j + v·d1),
@@ -624,37 +620,16 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
 /// still a shifted view of one plane, and a stride-2 convolution reads as a stride-1 one. With stride 1
 /// there is one phase: the padded input. Only the planes of phases some tap reads are built
 /// ([`Conv2d::phase_count`]).
+///
+/// With weights too large for that (each in-place tile passes over all of them; not a 1x1), `in_place` is
+/// false: the same planes, then [`gemm_packed`] packs its B tiles from them ([`PackedShifted`]: contiguous
+/// copies, the padding and stride done once by the planes). Gathering each tile straight from the input
+/// instead tests every run of an output row against the padding and, with stride 2, gathers every other
+/// value: that packing was 29% of a 256→256 3x3 stride-2 convolution at 28 px (`conv_bench` under perf),
+/// with the product 71%.
 #[allow(clippy::too_many_arguments)]
-fn conv_shifted(
-    x: &[f32],
-    h: usize,
-    w: usize,
-    p: &Conv2d,
-    weight: &[f32],
-    epi: &Epilogue,
-    pre: Option<(Pre, usize)>,
-    oh: usize,
-    ow: usize,
-    y: &mut [f32],
-    scratch: &mut [f32],
-    isa: Isa,
-    threads: usize,
-) {
-    if oh == 0 || ow == 0 {
-        return;
-    }
-    let (b, _) = shifted_input(x, h, w, p, pre, oh, ow, scratch);
-    gemm_shifted(isa, p.cout / p.group, weight, &b, y, oh * ow, epi, threads);
-}
-
-/// One image and group of a convolution whose weights are too large to read its input in place (and not a
-/// 1x1): the same padded phase planes as [`conv_shifted`], then [`gemm_packed`] packs its B tiles from them
-/// ([`PackedShifted`]: contiguous copies, the padding and stride done once by the planes). Gathering each
-/// tile straight from the input instead tests every run of an output row against the padding and, with
-/// stride 2, gathers every other value: that packing was 29% of a 256→256 3x3 stride-2 convolution at
-/// 28 px (`conv_bench` under perf), with the product 71%.
-#[allow(clippy::too_many_arguments)]
-fn conv_phased(
+fn conv_padded(
+    in_place: bool,
     x: &[f32],
     h: usize,
     w: usize,
@@ -673,8 +648,11 @@ fn conv_phased(
         return;
     }
     let (b, packing) = shifted_input(x, h, w, p, pre, oh, ow, scratch);
-    let src = PackedShifted(b);
-    gemm_packed(isa, p.cout / p.group, oh * ow, p.k(), weight, &src, y, oh * ow, epi, threads, packing);
+    let m = p.cout / p.group;
+    match in_place {
+        true => gemm_shifted(isa, m, weight, &b, y, oh * ow, epi, threads),
+        false => gemm_packed(isa, m, oh * ow, p.k(), weight, &PackedShifted(b), y, oh * ow, epi, threads, packing),
+    }
 }
 
 /// Builds one image and group's zero-padded phase planes (the prologue applied) and tap offsets at the
