@@ -606,3 +606,36 @@ fn training_profile_reports_each_step_kind() {
         .sum();
     assert!((share - 100.0).abs() < 0.5, "shares sum to {share}:\n{report}");
 }
+
+/// A conv → BatchNorm → Relu large enough for the plan to split BatchNorm's passes between threads (past
+/// 2^14 elements): 1 and 2 threads give the same outputs, input gradient and BatchNorm gradients, bit for
+/// bit (its per-image partial sums are added in image order whatever the split). The convolution's weight
+/// gradient is not compared: each thread sums its own images first, so its rounding follows the split.
+#[test]
+fn two_threads_give_the_same_bits_as_one_on_a_conv_batchnorm() {
+    let (mut g, x) = G::new(&[3, 20, 20], 19);
+    let op = conv(&mut g, 3, 8, 3, 1, 1, 1, 1);
+    let c = g.op("conv", op, &[x]);
+    let op = bn(&mut g, 8);
+    let b = g.op("bn", op, &[c]);
+    let a = g.op("act", Op::Relu, &[b]);
+    let y = flat(&mut g, a);
+    let graph = g.finish(y);
+    let run = |threads: usize| {
+        let mut plan = TrainPlan::new(&graph, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
+        let per: usize = plan.input_shape().iter().product();
+        let x = inputs(9 * per, 1, 0.0, false);
+        let y = plan.forward(&x, true).unwrap();
+        assert!(y.len() >= 1 << 14, "too small to split: {}", y.len());
+        let c = inputs(y.len(), 2, 0.1, false);
+        plan.backward(&c).unwrap();
+        // BatchNorm's γ and β: the parameters after the convolution's weight and bias.
+        let grads: Vec<Vec<f32>> = plan.params[2..].iter().map(|p| p.grad.clone()).collect();
+        assert_eq!(grads.len(), 2);
+        (y, plan.input_grad(), grads)
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.0, two.0, "outputs differ between 1 and 2 threads");
+    assert_eq!(one.1, two.1, "∂L/∂x differs between 1 and 2 threads");
+    assert_eq!(one.2, two.2, "BatchNorm's gradients differ between 1 and 2 threads");
+}
