@@ -202,7 +202,7 @@ pub enum Command {
     /// Train a network (an ONNX model's initializers, or a zoo architecture) on the bundled digits or an
     /// .npy pair; writes the trained model as OUT.onnx and OUT.resin. Or run the degradation experiment.
     #[command(
-        after_help = "Examples:\n  resin train --arch dense-mlp --depth 4 --width 64 --epochs 30 -o digits-dense\n  resin train model.onnx --x x.npy --y labels.npy --optimizer momentum --lr 0.05 --schedule cosine\n  resin train --experiment degradation --depths 4,16,48 --plot docs/degradation.svg"
+        after_help = "Examples:\n  resin train --arch dense-mlp --depth 4 --width 64 --epochs 30 -o digits-dense\n  resin train model.onnx --x x.npy --y labels.npy --optimizer momentum --lr 0.05 --schedule cosine\n  resin train --experiment degradation --depths 4,16,48 --plot docs/degradation.svg\n  resin train --arch resnet20 --epochs 2 --profile   # where the time goes, by step kind"
     )]
     Train(crate::train::cmd::TrainArgs),
 }

@@ -84,13 +84,18 @@ fn cli_trains_and_writes_onnx_that_onnx_runtime_agrees_with() {
     let o = resin()
         .arg("train")
         .arg(fixture("resnet_small"))
-        .args(["--epochs", "2", "--batch", "64", "--lr", "0.01", "--quiet", "-o"])
+        .args(["--epochs", "2", "--batch", "64", "--lr", "0.01", "--quiet", "--profile", "-o"])
         .arg(&out)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("validation loss") && stdout.contains("wrote"), "{stdout}");
+    // --profile: a line per step kind of the model, after the training.
+    let profile = stdout.split("time by step kind").nth(1).unwrap_or_else(|| panic!("no profile in\n{stdout}"));
+    for kind in ["conv", "batchnorm", "linear"] {
+        assert!(profile.lines().any(|l| l.starts_with(kind)), "no {kind} line in the profile:\n{profile}");
+    }
     let (onnx, resin_file) = (out.with_extension("onnx"), out.with_extension("resin"));
     // Predictions of the .resin on 64 digits.
     let d = Dataset::bundled_digits().unwrap().reshape(vec![1, 8, 8]).unwrap().subset(&(0..64).collect::<Vec<_>>());

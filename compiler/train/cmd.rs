@@ -85,6 +85,10 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// After training, print where the time went: forward and backward milliseconds per step kind (conv,
+    /// batchnorm, linear, ...), over the training steps and the validation passes.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// The configuration the arguments describe.
@@ -176,6 +180,9 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         train.shape,
         train.classes
     );
+    if a.profile {
+        plan.profile();
+    }
     let t0 = Instant::now();
     let mut tr = Trainer::new(&cfg)?;
     let batches = train.len().div_ceil(cfg.batch) as u64;
@@ -215,6 +222,11 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         (train.len() * cfg.epochs) as f64 / secs
     );
     let _ = last;
+    if let Some(report) = plan.profile_report() {
+        print!(
+            "time by step kind (training steps and validation passes; the optimizer's update not included):\n{report}"
+        );
+    }
     plan.write_back(&mut g)?;
     write_outputs(&g, &a.output)
 }
