@@ -575,16 +575,24 @@ fn unsupported_graphs_are_refused_with_the_node_named() {
     assert!(plan.backward(&[1.0; 3]).is_err());
 }
 
+/// A 3x3 convolution (same size) then a BatchNorm, optionally a Relu, flattened: on `[c, h, w]` inputs.
+fn conv_bn(chw: [usize; 3], cout: usize, relu: bool, seed: u64) -> Graph {
+    let (mut g, x) = G::new(&chw, seed);
+    let op = conv(&mut g, chw[0], cout, 3, 1, 1, 1, 1);
+    let c = g.op("conv", op, &[x]);
+    let op = bn(&mut g, cout);
+    let mut y = g.op("bn", op, &[c]);
+    if relu {
+        y = g.op("act", Op::Relu, &[y]);
+    }
+    let y = flat(&mut g, y);
+    g.finish(y)
+}
+
 /// `TrainPlan::profile` times every step of the passes that follow, by kind, and only those.
 #[test]
 fn training_profile_reports_each_step_kind() {
-    let (mut g, x) = G::new(&[2, 6, 6], 18);
-    let op = conv(&mut g, 2, 4, 3, 1, 1, 1, 1);
-    let c = g.op("conv", op, &[x]);
-    let op = bn(&mut g, 4);
-    let b = g.op("bn", op, &[c]);
-    let y = flat(&mut g, b);
-    let mut plan = TrainPlan::new(&g.finish(y), &PlanOptions::default()).unwrap();
+    let mut plan = TrainPlan::new(&conv_bn([2, 6, 6], 4, false, 18), &PlanOptions::default()).unwrap();
     assert!(plan.profile_report().is_none(), "no report before profiling starts");
     let per: usize = plan.input_shape().iter().product();
     let x = inputs(2 * per, 3, 0.0, false);
@@ -613,14 +621,7 @@ fn training_profile_reports_each_step_kind() {
 /// gradient is not compared: each thread sums its own images first, so its rounding follows the split.
 #[test]
 fn two_threads_give_the_same_bits_as_one_on_a_conv_batchnorm() {
-    let (mut g, x) = G::new(&[3, 20, 20], 19);
-    let op = conv(&mut g, 3, 8, 3, 1, 1, 1, 1);
-    let c = g.op("conv", op, &[x]);
-    let op = bn(&mut g, 8);
-    let b = g.op("bn", op, &[c]);
-    let a = g.op("act", Op::Relu, &[b]);
-    let y = flat(&mut g, a);
-    let graph = g.finish(y);
+    let graph = conv_bn([3, 20, 20], 8, true, 19);
     let run = |threads: usize| {
         let mut plan = TrainPlan::new(&graph, &PlanOptions { threads, ..PlanOptions::default() }).unwrap();
         let per: usize = plan.input_shape().iter().product();

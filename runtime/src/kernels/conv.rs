@@ -62,16 +62,17 @@ impl Conv2d {
         let packing = super::gemm::scratch_len(Isa::detect(), threads);
         if self.reads_in_place(ow) {
             packing.max(self.planes_len(oh, ow))
-        } else if self.kernel != [1, 1] && self.phased() {
+        } else if self.reads_planes() {
             packing + self.planes_len(oh, ow)
         } else {
             packing
         }
     }
-    /// Whether its input can be read through phase planes: at most [`MAX_PHASES`] of them (else tiles
-    /// are gathered straight from the input).
-    fn phased(&self) -> bool {
-        self.phase_count() <= MAX_PHASES
+    /// Whether [`conv2d`] reads this convolution through its padded phase planes (`conv_padded`, in place
+    /// or packing its tiles from them): any but a 1x1 (whose tiles [`ConvB`] packs straight from the
+    /// input), up to [`MAX_PHASES`] planes (past that, [`ConvB`] gathers too).
+    fn reads_planes(&self) -> bool {
+        self.kernel != [1, 1] && self.phase_count() <= MAX_PHASES
     }
     /// Floats of one group's padded phase planes and tap offsets (see `shifted_input`).
     fn planes_len(&self, oh: usize, ow: usize) -> usize {
@@ -99,7 +100,7 @@ impl Conv2d {
         Some(rank(0, a)? * self.axis_phases(1) + rank(1, b)?)
     }
     /// Whether [`conv2d`] reads this convolution's input in place from a zero-padded copy ([`gemm_shifted`])
-    /// instead of gathering GEMM tiles: any convolution with small enough weights but a 1x1; a strided one
+    /// instead of packing GEMM tiles: any convolution with small enough weights but a 1x1; a strided one
     /// through phase planes (see `conv_padded`). A 1x1 reads each input value once, so its tiles are
     /// single copies (stride 1) or one strided gather per row (a projection shortcut): the phase-plane
     /// copy would only be that gather done ahead, and the in-place GEMM's 16-pixel tiles with K = C
@@ -127,7 +128,7 @@ impl Conv2d {
             _ => None,
         });
         let weights = self.cout / self.group * self.k();
-        self.kernel != [1, 1] && self.phased() && ow > 0 && force.unwrap_or(weights <= IN_PLACE_MAX_WEIGHTS)
+        self.reads_planes() && ow > 0 && force.unwrap_or(weights <= IN_PLACE_MAX_WEIGHTS)
     }
     /// The part of the zero-padded input an `oh × ow` output reads: (oh − 1)·s + (k − 1)·d + 1 per axis.
     fn padded_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
@@ -406,7 +407,7 @@ struct PadGeometry {
 
 /// The most phase planes a convolution builds (the phases its taps read, at most min(k, s) per axis: a
 /// 3x3 at any stride needs 9 at most). With more (a 5x5 at stride 5), tiles are gathered straight from the
-/// input ([`Conv2d::phased`]).
+/// input ([`Conv2d::reads_planes`]).
 const MAX_PHASES: usize = 16;
 
 /// How one phase plane (a, b) (padded rows a, a + s0, …, columns b, b + s1, …) is filled: its `slot` among
@@ -600,7 +601,7 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
             let yg = &mut yi[g * cout_g * ohw..(g + 1) * cout_g * ohw];
             let wg = &weight[g * wlen..(g + 1) * wlen];
             let pre = pre.map(|f| (f, g * cin_g));
-            if in_place || (p.kernel != [1, 1] && p.phased()) {
+            if in_place || p.reads_planes() {
                 conv_padded(in_place, xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
                 continue;
             }
