@@ -591,27 +591,24 @@ impl PackedShifted<'_> {
     fn pack_body(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
         let b = &self.0;
         assert!(nc <= MAX_BLOCK && k0 + kc <= b.offs.len());
-        // The block's columns as runs along grid rows: (first column, length, offset from a row's start).
-        let mut runs = [(0usize, 0usize, 0usize); MAX_BLOCK];
+        // The block's columns as pieces that each lie in one grid row and one micro-panel, the same for
+        // every row of B: (its place in the packed block's row 0, its length, its start in the data past
+        // a row's offset). Each row is then one short copy per piece, straight into the micro-panels
+        // (through a row buffer and `put_row`, every value was copied twice).
+        let mut pieces = [(0usize, 0usize, 0usize); MAX_BLOCK];
         let (mut count, mut q) = (0, 0);
         while q < nc {
             let (i, j) = ((n0 + q) / b.width, (n0 + q) % b.width);
-            let len = (b.width - j).min(nc - q);
-            runs[count] = (q, len, i * b.stride + j);
+            let len = (b.width - j).min(nc - q).min(nr - q % nr);
+            pieces[count] = ((q / nr) * kc * nr + q % nr, len, i * b.stride + j);
             count += 1;
             q += len;
         }
-        let mut buf = [0f32; MAX_BLOCK];
         for (i, &off) in b.offs[k0..k0 + kc].iter().enumerate() {
-            let off = off as usize;
-            if count == 1 {
-                put_row(dst, kc, nr, i, &b.data[off + runs[0].2..][..nc]);
-                continue;
+            let row = &b.data[off as usize..];
+            for &(at, len, from) in &pieces[..count] {
+                super::copy_short(&mut dst[at + i * nr..][..len], &row[from..][..len]);
             }
-            for &(q, len, at) in &runs[..count] {
-                super::copy_short(&mut buf[q..q + len], &b.data[off + at..][..len]);
-            }
-            put_row(dst, kc, nr, i, &buf[..nc]);
         }
     }
 }
