@@ -63,7 +63,7 @@ def group(name, ort_names):
         return f"1x1 reduce L{stage}"
     if part in second:
         return f"1x1 expand L{stage}"
-    return "3x3 stride 2" if block == "0" and stage != "1" else "3x3 stride 1"
+    return "3x3 stride 2" if block == "0" and stage != "1" else f"3x3 stride 1 L{stage}"
 
 
 # DenseNet-121's dense blocks by map size.
