@@ -2,7 +2,8 @@
 //! threads (fastest of 15 runs, robust on a shared machine), with the FMA peak for scale, and the
 //! Winograd F(2×2, 3×3) and F(4×4, 3×3) times of each 3x3 stride-1 layer next to its GEMM time (speedup
 //! over GEMM in parentheses) and what `winograd::choose` picks. `cargo run --release -p resin-runtime --example conv_bench`
-//! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel; `RESIN_CONV=gather` makes convolutions with
+//! (`RESIN_ISA=avx2|scalar` forces a slower micro-kernel; `RESIN_CONV=padded` makes stride-1 ones read a
+//! zero-padded copy instead of their input under masks; `RESIN_CONV=gather` makes convolutions with
 //! small weights pack GEMM tiles from their padded input instead of reading it in place). Arguments, if any,
 //! keep the layers whose line contains one of them: `conv_bench 16->32 "3x3/2"`.
 

@@ -11,6 +11,9 @@
 //! tap. When its weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's growth
 //! convolutions, ResNet-50's stem) the GEMM reads B in place through those views ([`Conv2d::reads_in_place`],
 //! [`gemm_shifted`]); otherwise its tiles are packed from them with plain copies ([`PackedShifted`]).
+//! On AVX-512, a stride-1 convolution that reads in place and keeps the input's width skips the copy: the
+//! GEMM reads the input itself, masked loads standing for the padding ([`Conv2d::reads_unpadded`],
+//! [`gemm_taps`]).
 //!
 //! Weights arrive packed by the compiler ([`Conv2d::pack_weights`]), in the GEMM's panel layout.
 //! Why implicit GEMM rather than a direct kernel over a blocked channel layout: it keeps NCHW (so the
@@ -20,8 +23,8 @@
 
 use super::elementwise::UnaryOp;
 use super::gemm::{
-    gemm_packed, gemm_shifted, pack_a, packed_len, put_row, put_row_map, BSource, Epilogue, Isa, MatRef, PackedShifted,
-    ShiftedB, MAX_BLOCK,
+    gemm_packed, gemm_shifted, gemm_taps, pack_a, packed_len, put_row, put_row_map, BSource, Epilogue, Isa, MatRef,
+    PackedShifted, ShiftedB, TapB, MAX_BLOCK, MAX_TAPS,
 };
 use super::{copy_short, prefetch, zero_short};
 use crate::parallel::for_chunks_mut;
@@ -129,6 +132,24 @@ impl Conv2d {
         });
         let weights = self.cout / self.group * self.k();
         self.reads_planes() && ow > 0 && force.unwrap_or(weights <= IN_PLACE_MAX_WEIGHTS)
+    }
+    /// Whether [`conv2d`] reads this convolution, when it [`Conv2d::reads_in_place`], straight from its
+    /// unpadded input ([`gemm_taps`]) instead of a zero-padded copy: on AVX-512 (its masked loads stand
+    /// for the padding), stride 1, an output as wide as the input (so that consecutive output pixels read
+    /// consecutive input pixels under every tap, across rows too), at most [`MAX_TAPS`] taps, and no
+    /// prologue (which the copy applies). The copy was a tenth of ResNet-20's time on 1 thread; and an
+    /// 8-wide output's vectors, two rows of the padded copy each, were two masked loads, one here.
+    /// `RESIN_CONV=padded` in the environment turns this off (read once), for benchmarks.
+    fn reads_unpadded(&self, isa: Isa, w: usize, ow: usize, prologue: bool) -> bool {
+        static PADDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let padded = *PADDED.get_or_init(|| std::env::var("RESIN_CONV").as_deref() == Ok("padded"));
+        isa == Isa::Avx512
+            && !padded
+            && !prologue
+            && self.strides == [1, 1]
+            && ow == w
+            && self.kernel[0] * self.kernel[1] <= MAX_TAPS
+            && self.cin / self.group * self.kernel[0] * self.kernel[1] > 0
     }
     /// The part of the zero-padded input an `oh × ow` output reads: (oh − 1)·s + (k − 1)·d + 1 per axis.
     fn padded_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
@@ -601,6 +622,10 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
             let yg = &mut yi[g * cout_g * ohw..(g + 1) * cout_g * ohw];
             let wg = &weight[g * wlen..(g + 1) * wlen];
             let pre = pre.map(|f| (f, g * cin_g));
+            if in_place && p.reads_unpadded(isa, w, ow, pre.is_some()) {
+                conv_taps(xg, h, w, p, wg, &epi, oh, yg, scratch, isa, threads);
+                continue;
+            }
             if in_place || p.reads_planes() {
                 conv_padded(in_place, xg, h, w, p, wg, &epi, pre, oh, ow, yg, scratch, isa, threads);
                 continue;
@@ -654,6 +679,26 @@ fn conv_padded(
         true => gemm_shifted(isa, m, weight, &b, y, oh * ow, epi, threads),
         false => gemm_packed(isa, m, oh * ow, p.k(), weight, &PackedShifted(b), y, oh * ow, epi, threads, packing),
     }
+}
+
+/// One image and group of a stride-1 convolution as wide as its input, read in place from the unpadded
+/// input ([`gemm_taps`], see [`Conv2d::reads_unpadded`]); the tap offsets go at the front of `scratch`.
+#[allow(clippy::too_many_arguments)]
+fn conv_taps(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    p: &Conv2d,
+    weight: &[f32],
+    epi: &Epilogue,
+    oh: usize,
+    y: &mut [f32],
+    scratch: &mut [f32],
+    isa: Isa,
+    threads: usize,
+) {
+    let b = TapB::new(x, p.cin / p.group, h, w, p.kernel, p.dilations, [p.pads[0], p.pads[1]], oh, scratch);
+    gemm_taps(isa, p.cout / p.group, weight, &b, y, oh * w, epi, threads)
 }
 
 /// Builds one image and group's zero-padded phase planes (the prologue applied) and tap offsets at the
@@ -987,8 +1032,9 @@ mod tests {
             },
         ];
         // A narrow and two wide images: output rows shorter than a micro-tile, spanning several, and ending
-        // in half a tile (24 = 16 + 8); and rows longer than a packed block (one run per block row).
-        for ((n, h, w), p) in [(2, 11, 9), (1, 5, 37), (1, 4, 24), (1, 7, 2 * MAX_BLOCK + 21)]
+        // in half a tile (24 = 16 + 8); and rows longer than a packed block (one run per block row); and
+        // 7 × 7, whose 49th pixel is a one-column tile.
+        for ((n, h, w), p) in [(2, 11, 9), (1, 5, 37), (1, 4, 24), (1, 7, 2 * MAX_BLOCK + 21), (1, 7, 7)]
             .into_iter()
             .flat_map(|s| cases.iter().chain(&extra).map(move |p| (s, *p)))
         {

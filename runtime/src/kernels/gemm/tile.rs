@@ -37,6 +37,11 @@ pub(super) struct Tile {
     /// Null, or how each 16-lane vector of a row of B is loaded (AVX-512 kernels only; needs `b_offs`):
     /// a tile of consecutive output pixels that spans rows of a convolution's padded input.
     pub segs: *const VecSegs,
+    /// Null, or which lanes of B each kernel tap reads (AVX-512 kernels only; needs `b_offs`): a
+    /// convolution read in place from its unpadded input, see [`TapMasks`]. Row p of B is tap
+    /// `(tap0 + p) % taps`.
+    pub taps: *const TapMasks,
+    pub tap0: usize,
     pub c: *mut f32,
     pub ldc: usize,
     /// Floats from one A panel to the next, for a tall AVX-512 tile (`rows` > MR: 2 or 3 whole panels
@@ -70,6 +75,20 @@ pub(super) struct VecSegs {
 /// Most rows one 16-lane vector of a [`VecSegs`] tile spans (a 7-pixel output: 1 + 7 + 7 + 1).
 pub(super) const MAX_SEGS: usize = 4;
 
+/// Most kernel taps a [`TapMasks`] tile has (a 5 × 5 kernel).
+pub const MAX_TAPS: usize = 25;
+
+/// The lanes a tile of a stride-1 convolution reads from its input, unpadded, per kernel tap: lane j of
+/// vector v under tap t is `row + 16v + j` when bit j of `masks[t][v]` is set, and 0 otherwise (its input
+/// pixel lies in the padding). Consecutive output pixels read consecutive input pixels under every tap
+/// when the output is as wide as the input, across rows too, so each vector is one masked load; the
+/// masks (a tap's column and row bounds) take the place of a zero-padded copy of the input.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TapMasks {
+    pub masks: [[u16; 3]; MAX_TAPS],
+    pub taps: usize,
+}
+
 /// Most panels of A a tall tile covers. A tile of one 16-column vector (a product 16 columns wide, such
 /// as a Winograd product over 16 tiles, or the last micro-tile of a row) has only 6 accumulators on
 /// AVX-512, one FMA chain per row, too few to cover the FMA latency; 3 panels make 18.
@@ -83,7 +102,9 @@ pub(super) const TALL_PANELS: usize = 3;
 /// hold `t.cols` rounded up to `isa`'s vector width (8 or 16) readable floats where it starts (see
 /// [`Tile::b_offs`]; `b_offs`, if not null, holds `t.k` offsets) — or, with `b_hi != 8`, 8 floats there
 /// and `t.cols - 8` rounded up to 8 at `b_hi` further; or, with `segs` (AVX-512, `b_offs` set, at most
-/// `MR` rows), `row + offs[v][s] + j` readable for every lane j in `masks[v][s]`, and nothing else —,
+/// `MR` rows), `row + offs[v][s] + j` readable for every lane j in `masks[v][s]`, and nothing else; or,
+/// with `taps` (AVX-512, `b_offs` set, `segs` null, at most `MR` rows, `taps.taps` ≤ [`MAX_TAPS`]),
+/// `row + 16v + j` readable for every lane j in the row's tap's `masks[v]`, and nothing else —,
 /// C must hold `t.cols` floats at `t.c + r·t.ldc` for r < rows, `t.bias` (if not null) `t.rows` floats,
 /// and `t.a_next` (if not null) `t.k · MR` floats of one allocation at each of the tile's panels
 /// (`a_stride` apart in a tall tile).
@@ -96,6 +117,14 @@ pub(super) unsafe fn run(isa: Isa, t: &Tile) {
                 && t.rows <= TALL_PANELS * MR
                 && (2..=16).contains(&t.cols)
                 && t.segs.is_null())
+    );
+    debug_assert!(
+        t.taps.is_null()
+            || (isa == Isa::Avx512
+                && t.rows <= MR
+                && t.segs.is_null()
+                && !t.b_offs.is_null()
+                && unsafe { (1..=MAX_TAPS).contains(&(*t.taps).taps) && t.tap0 < (*t.taps).taps })
     );
     match isa {
         Isa::Scalar => scalar(t),
@@ -183,13 +212,21 @@ mod x86 {
 
     /// Dispatches on (rows, vectors per row) to a kernel whose loops are fully unrolled.
     pub(super) unsafe fn avx512(t: &Tile) {
+        if !t.taps.is_null() {
+            return unsafe {
+                match t.cols == 1 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    true => k256_col1::<true, true>(t),
+                    false => avx512_taps(t),
+                }
+            };
+        }
         if t.cols == 1 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // One column (the 49th pixel of a 7 × 7 output): vectorized along the panel's rows (see
             // `k256_col1`). A tile across rows reads its one pixel at the row's start (offset 0).
             return unsafe {
                 match t.b_offs.is_null() {
-                    true => k256_col1::<false>(t),
-                    false => k256_col1::<true>(t),
+                    true => k256_col1::<false, false>(t),
+                    false => k256_col1::<true, false>(t),
                 }
             };
         }
@@ -218,9 +255,9 @@ mod x86 {
         macro_rules! by_nv {
             ($r:literal) => {
                 match nv {
-                    1 => k512::<$r, 1, OFFS, 0>(t),
-                    2 => k512::<$r, 2, OFFS, 0>(t),
-                    _ => k512::<$r, 3, OFFS, 0>(t),
+                    1 => k512::<$r, 1, OFFS, 0, false>(t),
+                    2 => k512::<$r, 2, OFFS, 0, false>(t),
+                    _ => k512::<$r, 3, OFFS, 0, false>(t),
                 }
             };
         }
@@ -244,10 +281,10 @@ mod x86 {
         macro_rules! by_seg {
             ($r:literal, $v:literal) => {
                 match segs {
-                    0 | 1 => k512::<$r, $v, true, 1>(t),
-                    2 => k512::<$r, $v, true, 2>(t),
-                    3 => k512::<$r, $v, true, 3>(t),
-                    _ => k512::<$r, $v, true, 4>(t),
+                    0 | 1 => k512::<$r, $v, true, 1, false>(t),
+                    2 => k512::<$r, $v, true, 2, false>(t),
+                    3 => k512::<$r, $v, true, 3, false>(t),
+                    _ => k512::<$r, $v, true, 4, false>(t),
                 }
             };
         }
@@ -272,17 +309,70 @@ mod x86 {
         }
     }
 
+    /// Dispatches a [`TapMasks`] tile on (rows, vectors).
+    unsafe fn avx512_taps(t: &Tile) {
+        assert!(!t.b_offs.is_null() && t.segs.is_null(), "tap tiles read shifted rows, one load a vector");
+        let nv = t.cols.div_ceil(16);
+        macro_rules! by_nv {
+            ($r:literal) => {
+                match nv {
+                    1 => k512::<$r, 1, true, 0, true>(t),
+                    2 => k512::<$r, 2, true, 0, true>(t),
+                    _ => k512::<$r, 3, true, 0, true>(t),
+                }
+            };
+        }
+        unsafe {
+            match t.rows {
+                1 => by_nv!(1),
+                2 => by_nv!(2),
+                3 => by_nv!(3),
+                4 => by_nv!(4),
+                5 => by_nv!(5),
+                _ => by_nv!(6),
+            }
+        }
+    }
+
     /// R rows × NV vectors of 16: up to 18 accumulators, NV loads of B and R broadcasts of A per step.
-    /// With SEG > 0 each vector of B is SEG masked loads from `t.segs` (see [`super::VecSegs`]).
+    /// With SEG > 0 each vector of B is SEG masked loads from `t.segs` (see [`super::VecSegs`]); with
+    /// TAP, one load under the mask of the row's kernel tap (see [`super::TapMasks`]).
     #[target_feature(enable = "avx512f")]
-    unsafe fn k512<const R: usize, const NV: usize, const OFFS: bool, const SEG: usize>(t: &Tile) {
+    unsafe fn k512<const R: usize, const NV: usize, const OFFS: bool, const SEG: usize, const TAP: bool>(t: &Tile) {
         let rem = t.cols - (NV - 1) * 16;
         let mask: __mmask16 = if rem >= 16 { 0xffff } else { (1u16 << rem) - 1 };
         let mut acc = [[_mm512_setzero_ps(); NV]; R];
+        // With TAP: the masks, how many taps there are, and the tap of the step about to run.
+        let (tap_masks, taps) = match TAP {
+            true => unsafe { ((*t.taps).masks.as_ptr(), (*t.taps).taps) },
+            false => (std::ptr::null(), 1),
+        };
+        let mut tap = t.tap0;
         unsafe {
             prefetch_c(t);
-            let step = |acc: &mut [[__m512; NV]; R], p: usize| {
+            let step = |acc: &mut [[__m512; NV]; R], p: usize, tap: &mut usize| {
                 let a = t.a.add(p * MR);
+                if TAP {
+                    // The row's start may lie outside the input (a tap in the padding): only the lanes
+                    // under its mask are read, so the address is formed without `add`'s bounds promise.
+                    let b = t.b.wrapping_add(*t.b_offs.add(p) as usize);
+                    let m: &[u16; 3] = &*tap_masks.add(*tap);
+                    let mut bv = [_mm512_setzero_ps(); NV];
+                    for (v, x) in bv.iter_mut().enumerate() {
+                        *x = _mm512_maskz_loadu_ps(m[v], b.wrapping_add(16 * v));
+                    }
+                    *tap += 1;
+                    if *tap == taps {
+                        *tap = 0;
+                    }
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm512_set1_ps(*a.add(r));
+                        for (o, &x) in row.iter_mut().zip(&bv) {
+                            *o = _mm512_fmadd_ps(av, x, *o);
+                        }
+                    }
+                    return;
+                }
                 let b = b_row_of::<OFFS>(t, p);
                 let mut bv = [_mm512_setzero_ps(); NV];
                 for (v, x) in bv.iter_mut().enumerate() {
@@ -310,13 +400,13 @@ mod x86 {
                 while p + 8 <= t.k {
                     prefetch_a8(t.a_next, p);
                     for q in 0..8 {
-                        step(&mut acc, p + q);
+                        step(&mut acc, p + q, &mut tap);
                     }
                     p += 8;
                 }
             }
             while p < t.k {
-                step(&mut acc, p);
+                step(&mut acc, p, &mut tap);
                 p += 1;
             }
             let zero = _mm512_setzero_ps();
@@ -435,7 +525,7 @@ mod x86 {
                 return k256_6x2::<OFFS>(t);
             }
             if t.cols == 1 {
-                return k256_col1::<OFFS>(t);
+                return k256_col1::<OFFS, false>(t);
             }
             match t.rows {
                 1 => by_nv!(1),
@@ -514,11 +604,30 @@ mod x86 {
     /// useful lane of 8, in chains too few to cover the FMA latency. Four accumulators over interleaved
     /// steps cover it here. The last step loads under a 6-lane mask, so nothing past the panel is read.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn k256_col1<const OFFS: bool>(t: &Tile) {
+    ///
+    /// With TAP ([`super::TapMasks`]), B[p] is read only when its tap's mask has lane 0, and is 0 otherwise
+    /// (a test per step, the same pattern every `taps` steps, which the branch predictor learns).
+    unsafe fn k256_col1<const OFFS: bool, const TAP: bool>(t: &Tile) {
         let zero = _mm256_setzero_ps();
         let mut acc = [zero; 4];
         unsafe {
-            let b = |p: usize| _mm256_broadcast_ss(&*b_row_of::<OFFS>(t, p));
+            let (masks, taps) = match TAP {
+                true => ((*t.taps).masks.as_ptr(), (*t.taps).taps),
+                false => (std::ptr::null(), 1),
+            };
+            let mut tap = t.tap0;
+            // B[p] broadcast; steps must be asked for in order (the tap advances with each).
+            let mut b = |p: usize| {
+                if !TAP {
+                    return _mm256_broadcast_ss(&*b_row_of::<OFFS>(t, p));
+                }
+                let read = (*masks.add(tap))[0] & 1 != 0;
+                tap = if tap + 1 == taps { 0 } else { tap + 1 };
+                match read {
+                    true => _mm256_broadcast_ss(&*t.b.wrapping_add(*t.b_offs.add(p) as usize)),
+                    false => zero,
+                }
+            };
             let a = |p: usize| _mm256_loadu_ps(t.a.add(p * MR));
             // Unmasked loads reach 2 floats into step p + 1, so they stop before the last step.
             let full = t.k.saturating_sub(1);
