@@ -939,8 +939,9 @@ impl ConvDims {
         let pointwise = self.k == [1, 1] && self.s == [1, 1] && self.pads == [0, 0] && self.o == self.hw;
         let grid = self.on_grid();
         // The runtime's convolution when its in-place path applies (small weights): it reads a padded
-        // copy of the input through shifted views, no packing of B (and on AVX-512 its tiles run across
-        // the rows of a narrow output); see `Conv2d::reads_in_place`.
+        // copy of the input through shifted views (on AVX-512 a stride-1 layer as wide as its input reads
+        // the input itself under masks), no packing of B (and on AVX-512 its tiles run across the rows
+        // of a narrow output); see `Conv2d::reads_in_place`.
         let p = self.conv2d();
         let runtime = p.reads_in_place(self.o[1]);
         split_images(rows, threads, lanes, y, yld, |lane, images, y, threads| {

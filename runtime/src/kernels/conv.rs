@@ -6,7 +6,7 @@
 //! straight from the input by [`ConvB`]: each tile row is one contiguous copy, or one strided gather for a
 //! strided 1x1 (a projection shortcut).
 //!
-//! Any other convolution first copies its input, zero-padded, into scratch (split into phase planes when
+//! Any other convolution (but the one case below) first copies its input, zero-padded, into scratch (split into phase planes when
 //! strided; `shifted_input`), so that every kernel tap is a shifted view of that copy, one row offset per
 //! tap. When its weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's growth
 //! convolutions, ResNet-50's stem) the GEMM reads B in place through those views ([`Conv2d::reads_in_place`],
@@ -59,8 +59,9 @@ impl Conv2d {
     }
     /// Scratch floats [`conv2d`] needs with `threads` threads for an `oh × ow` output: GEMM tile packing
     /// (a 1x1); one group's zero-padded input and its tap offsets (a [`Conv2d::reads_in_place`]
-    /// convolution); or both (any other convolution, whose tiles are packed from that padded input).
-    /// Never an im2col matrix.
+    /// convolution, which uses only the offsets when it [`Conv2d::reads_unpadded`]: the size does not
+    /// depend on the CPU); or both (any other convolution, whose tiles are packed from that padded
+    /// input). Never an im2col matrix.
     pub fn scratch_len(&self, oh: usize, ow: usize, threads: usize) -> usize {
         let packing = super::gemm::scratch_len(Isa::detect(), threads);
         if self.reads_in_place(ow) {
@@ -102,8 +103,8 @@ impl Conv2d {
         };
         Some(rank(0, a)? * self.axis_phases(1) + rank(1, b)?)
     }
-    /// Whether [`conv2d`] reads this convolution's input in place from a zero-padded copy ([`gemm_shifted`])
-    /// instead of packing GEMM tiles: any convolution with small enough weights but a 1x1; a strided one
+    /// Whether [`conv2d`] reads this convolution's input in place, from a zero-padded copy ([`gemm_shifted`])
+    /// or under masks ([`Conv2d::reads_unpadded`]), instead of packing GEMM tiles: any convolution with small enough weights but a 1x1; a strided one
     /// through phase planes (see `conv_padded`). A 1x1 reads each input value once, so its tiles are
     /// single copies (stride 1) or one strided gather per row (a projection shortcut): the phase-plane
     /// copy would only be that gather done ahead, and the in-place GEMM's 16-pixel tiles with K = C
@@ -1022,6 +1023,36 @@ mod tests {
                 dilations: [1, 1],
                 group: 1,
             },
+            // Stride 1, as wide as the input but 2 rows shorter (no padding above or below): on AVX-512
+            // read under masks, whose row bounds then differ from the output's.
+            Conv2d {
+                cin: 5,
+                cout: 7,
+                kernel: [3, 3],
+                strides: [1, 1],
+                pads: [0, 1, 0, 1],
+                dilations: [1, 1],
+                group: 1,
+            },
+            // A 1x3 and a 5x5 kernel, as wide as the input: one and 25 taps under masks.
+            Conv2d {
+                cin: 4,
+                cout: 6,
+                kernel: [1, 3],
+                strides: [1, 1],
+                pads: [0, 1, 0, 1],
+                dilations: [1, 1],
+                group: 1,
+            },
+            Conv2d {
+                cin: 3,
+                cout: 5,
+                kernel: [5, 5],
+                strides: [1, 1],
+                pads: [2, 2, 2, 2],
+                dilations: [1, 1],
+                group: 1,
+            },
             // Side padding wider than 8: the padded copy's gap between rows takes its general branch.
             Conv2d {
                 cin: 3,
@@ -1035,13 +1066,17 @@ mod tests {
         ];
         // A narrow and two wide images: output rows shorter than a micro-tile, spanning several, and ending
         // in half a tile (24 = 16 + 8); and rows longer than a packed block (one run per block row); and
-        // 7 × 7, whose 49th pixel is a one-column tile.
-        for ((n, h, w), p) in [(2, 11, 9), (1, 5, 37), (1, 4, 24), (1, 7, 2 * MAX_BLOCK + 21), (1, 7, 7)]
+        // 7 × 7, whose 49th pixel is a one-column tile; and a one-pixel-wide image.
+        for ((n, h, w), p) in [(2, 11, 9), (1, 5, 37), (1, 4, 24), (1, 7, 2 * MAX_BLOCK + 21), (1, 7, 7), (1, 9, 1)]
             .into_iter()
             .flat_map(|s| cases.iter().chain(&extra).map(move |p| (s, *p)))
         {
-            let oh = (h + p.pads[0] + p.pads[2] - p.dilations[0] * (p.kernel[0] - 1) - 1) / p.strides[0] + 1;
-            let ow = (w + p.pads[1] + p.pads[3] - p.dilations[1] * (p.kernel[1] - 1) - 1) / p.strides[1] + 1;
+            // (The one-pixel-wide image is too narrow for some kernels: those cases are skipped.)
+            let out = |size: usize, a: usize| {
+                let reach = p.dilations[a] * (p.kernel[a] - 1) + 1;
+                (size + p.pads[a] + p.pads[a + 2]).checked_sub(reach).map(|d| d / p.strides[a] + 1)
+            };
+            let (Some(oh), Some(ow)) = (out(h, 0), out(w, 1)) else { continue };
             let x: Vec<f32> = (0..n * p.cin * h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
             let wt: Vec<f32> = (0..p.cout * p.k()).map(|i| ((i * 13 % 29) as f32 - 14.0) / 10.0).collect();
             let b: Vec<f32> = (0..p.cout).map(|i| i as f32 * 0.1 - 0.2).collect();

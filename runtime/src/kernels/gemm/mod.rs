@@ -658,7 +658,9 @@ impl<'a> TapB<'a> {
     ) -> Self {
         let [kh, kw] = kernel;
         assert!((1..=MAX_TAPS).contains(&(kh * kw)), "gemm_taps: a {kh}x{kw} kernel has too many taps");
-        assert!(data.len() >= channels * h * w, "gemm_taps: B is too small");
+        let volume = channels.checked_mul(h).and_then(|v| v.checked_mul(w));
+        assert!(volume.is_some_and(|v| data.len() >= v), "gemm_taps: B is too small");
+        assert!(rows.checked_mul(w).is_some(), "gemm_taps: the output is too large");
         let k = channels * kh * kw;
         assert!(scratch.len() >= k, "gemm_taps: scratch is too small for the tap offsets");
         let offs_f = &mut scratch[..k];
@@ -681,6 +683,8 @@ impl<'a> TapB<'a> {
     /// (pixel q = n0 + 16v + j, at row q / w and column q % w) under tap (u, v') is read when input row
     /// q / w + u·d0 − top and column q % w + v'·d1 − left lie in the image.
     fn tap_masks(&self, n0: usize, cols: usize) -> TapMasks {
+        // The masks are 48 bits (three 16-lane vectors): the AVX-512 tile's width.
+        assert!(cols <= 48, "gemm_taps: a tile of {cols} pixels");
         let [kh, kw] = self.kernel;
         let [d0, d1] = self.dilations;
         let (top, left, h, w) = (self.top, self.left, self.h, self.w);
@@ -730,7 +734,9 @@ enum InPlace<'a> {
 /// `C[m × rows·w]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B read in place
 /// from a stride-1 convolution's unpadded input ([`TapB`]): [`gemm_shifted`] without the zero-padded
 /// copy. Tiles are 48 consecutive output pixels across rows, each vector of B one masked load; the same
-/// loop nest, thread split and k-block order as [`gemm_shifted`], so the same bits.
+/// loop nest, thread split and k-block order as [`gemm_shifted`], so the bits do not depend on the thread
+/// count (they may differ from [`gemm_shifted`]'s in the last place where the two cut tiles differently:
+/// a one-column tile sums in another order).
 ///
 /// Panics unless `isa` is AVX-512, and if an operand is too small.
 #[allow(clippy::too_many_arguments)]
@@ -759,7 +765,7 @@ pub fn gemm_shifted(
     epi: &Epilogue,
     threads: usize,
 ) {
-    if b.rows * b.width == 0 || b.offs.is_empty() {
+    if m == 0 || b.rows * b.width == 0 || b.offs.is_empty() {
         return shifted_driver(isa, m, a, InPlace::Padded(b), c, ldc, epi, threads);
     }
     assert!(b.stride >= b.width, "gemm_shifted: grid rows overlap");

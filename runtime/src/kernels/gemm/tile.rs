@@ -4,11 +4,13 @@
 //! Math: C[r, j] = (C[r, j] if accumulate) + Σ_p A[p][r] · B[p][j] (+ bias[r]), then max(·, 0) when
 //! `relu`, for r < rows and j < cols. A is an `MR`-row panel (k-major: `MR` floats per p); row p of B
 //! starts at `b + p·ldb`, or at `b + b_offs[p]` when the tile carries row offsets (a convolution's
-//! shifted views of its padded input, read in place: see `gemm_shifted`). Accumulators live in registers
-//! for the whole k loop. Rows of B are read whole vectors at a time (up to `cols` rounded up to the vector
-//! width — the caller guarantees that memory, whose extra lanes compute values nobody stores), except in
-//! an AVX-512 tile across rows ([`VecSegs`]), whose vectors are up to 4 masked loads each; C is stored
-//! under a mask, so a ragged edge of C is never written past `cols`.
+//! shifted views of its padded input, or of its unpadded input under per-tap masks, read in place: see
+//! `gemm_shifted`, `gemm_taps`). Accumulators live in registers for the whole k loop. Rows of B are read
+//! whole vectors at a time (up to `cols` rounded up to the vector width — the caller guarantees that
+//! memory, whose extra lanes compute values nobody stores), except in an AVX-512 tile across rows
+//! ([`VecSegs`]), whose vectors are up to 4 masked loads each, and in a [`TapMasks`] tile, whose vectors
+//! are one masked load each from rows that may start outside B (its `b` is never dereferenced unmasked);
+//! C is stored under a mask, so a ragged edge of C is never written past `cols`.
 //!
 //! This module owns the unsafe SIMD; its only entry is [`run`], which the safe driver in `gemm` calls
 //! after checking every bound.
@@ -103,8 +105,10 @@ pub(super) const TALL_PANELS: usize = 3;
 /// [`Tile::b_offs`]; `b_offs`, if not null, holds `t.k` offsets) — or, with `b_hi != 8`, 8 floats there
 /// and `t.cols - 8` rounded up to 8 at `b_hi` further; or, with `segs` (AVX-512, `b_offs` set, at most
 /// `MR` rows), `row + offs[v][s] + j` readable for every lane j in `masks[v][s]`, and nothing else; or,
-/// with `taps` (AVX-512, `b_offs` set, `segs` null, at most `MR` rows, `taps.taps` ≤ [`MAX_TAPS`]),
-/// `row + 16v + j` readable for every lane j in the row's tap's `masks[v]`, and nothing else —,
+/// with `taps` (AVX-512, `b_offs` set, `segs` null, at most `MR` rows; `taps` pointing to a live
+/// [`TapMasks`] with 1 ≤ `taps.taps` ≤ [`MAX_TAPS`] and `tap0 < taps.taps`), `row + 16v + j` readable for
+/// every lane j in the row's tap's `masks[v]`, and nothing else (`row` and `b` may then lie outside any
+/// allocation: such a tile's rows are formed with wrapping arithmetic, never through `b_row`) —,
 /// C must hold `t.cols` floats at `t.c + r·t.ldc` for r < rows, `t.bias` (if not null) `t.rows` floats,
 /// and `t.a_next` (if not null) `t.k · MR` floats of one allocation at each of the tile's panels
 /// (`a_stride` apart in a tall tile).
@@ -603,10 +607,10 @@ mod x86 {
     /// times a broadcast of B[p] is one FMA per step, where the column-vector kernels spend 6 FMAs with 1
     /// useful lane of 8, in chains too few to cover the FMA latency. Four accumulators over interleaved
     /// steps cover it here. The last step loads under a 6-lane mask, so nothing past the panel is read.
-    #[target_feature(enable = "avx2,fma")]
     ///
     /// With TAP ([`super::TapMasks`]), B[p] is read only when its tap's mask has lane 0, and is 0 otherwise
     /// (a test per step, the same pattern every `taps` steps, which the branch predictor learns).
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn k256_col1<const OFFS: bool, const TAP: bool>(t: &Tile) {
         let zero = _mm256_setzero_ps();
         let mut acc = [zero; 4];
