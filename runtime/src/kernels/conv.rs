@@ -939,130 +939,48 @@ mod tests {
         }
     }
 
+    /// A convolution's geometry in one line: (C, M, kernel, strides, [top, left, bottom, right], dilations,
+    /// groups).
+    fn geometry(
+        cin: usize,
+        cout: usize,
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        pads: [usize; 4],
+        dilations: [usize; 2],
+        group: usize,
+    ) -> Conv2d {
+        Conv2d { cin, cout, kernel, strides, pads, dilations, group }
+    }
+
     #[test]
     fn matches_naive_over_geometries() {
         let cases = [
-            Conv2d {
-                cin: 3,
-                cout: 4,
-                kernel: [3, 3],
-                strides: [1, 1],
-                pads: [1, 1, 1, 1],
-                dilations: [1, 1],
-                group: 1,
-            },
-            Conv2d { cin: 4, cout: 6, kernel: [1, 1], strides: [1, 1], pads: [0; 4], dilations: [1, 1], group: 1 },
+            geometry(3, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1),
+            geometry(4, 6, [1, 1], [1, 1], [0; 4], [1, 1], 1),
             // Grouped pointwise: the prologue's channel is the group's first channel plus the row.
-            Conv2d { cin: 6, cout: 4, kernel: [1, 1], strides: [1, 1], pads: [0; 4], dilations: [1, 1], group: 2 },
-            Conv2d { cin: 4, cout: 8, kernel: [1, 1], strides: [2, 2], pads: [0; 4], dilations: [1, 1], group: 1 },
-            Conv2d {
-                cin: 8,
-                cout: 8,
-                kernel: [3, 3],
-                strides: [2, 2],
-                pads: [1, 0, 2, 1],
-                dilations: [1, 1],
-                group: 4,
-            },
-            Conv2d {
-                cin: 6,
-                cout: 6,
-                kernel: [3, 3],
-                strides: [1, 1],
-                pads: [2, 2, 2, 2],
-                dilations: [2, 2],
-                group: 6,
-            },
-            Conv2d {
-                cin: 40,
-                cout: 20,
-                kernel: [3, 3],
-                strides: [1, 1],
-                pads: [1, 1, 1, 1],
-                dilations: [1, 1],
-                group: 1,
-            },
-            Conv2d { cin: 300, cout: 9, kernel: [1, 1], strides: [1, 1], pads: [0; 4], dilations: [1, 1], group: 1 },
-            Conv2d {
-                cin: 3,
-                cout: 5,
-                kernel: [7, 7],
-                strides: [2, 2],
-                pads: [3, 3, 3, 3],
-                dilations: [1, 1],
-                group: 1,
-            },
+            geometry(6, 4, [1, 1], [1, 1], [0; 4], [1, 1], 2),
+            geometry(4, 8, [1, 1], [2, 2], [0; 4], [1, 1], 1),
+            geometry(8, 8, [3, 3], [2, 2], [1, 0, 2, 1], [1, 1], 4),
+            geometry(6, 6, [3, 3], [1, 1], [2, 2, 2, 2], [2, 2], 6),
+            geometry(40, 20, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1),
+            geometry(300, 9, [1, 1], [1, 1], [0; 4], [1, 1], 1),
+            geometry(3, 5, [7, 7], [2, 2], [3, 3, 3, 3], [1, 1], 1),
         ];
         let extra = [
-            Conv2d {
-                cin: 5,
-                cout: 7,
-                kernel: [3, 2],
-                strides: [1, 1],
-                pads: [0, 1, 2, 0],
-                dilations: [1, 1],
-                group: 1,
-            },
+            geometry(5, 7, [3, 2], [1, 1], [0, 1, 2, 0], [1, 1], 1),
             // Unequal strides with dilation: taps land in different phase planes at different shifts.
-            Conv2d {
-                cin: 4,
-                cout: 5,
-                kernel: [3, 3],
-                strides: [2, 3],
-                pads: [1, 2, 0, 1],
-                dilations: [2, 1],
-                group: 1,
-            },
+            geometry(4, 5, [3, 3], [2, 3], [1, 2, 0, 1], [2, 1], 1),
             // 25 phase planes, past MAX_PHASES: tiles gathered from the input.
-            Conv2d {
-                cin: 2,
-                cout: 3,
-                kernel: [5, 5],
-                strides: [5, 5],
-                pads: [2, 2, 2, 2],
-                dilations: [1, 1],
-                group: 1,
-            },
+            geometry(2, 3, [5, 5], [5, 5], [2, 2, 2, 2], [1, 1], 1),
             // Stride 1, as wide as the input but 2 rows shorter (no padding above or below): on AVX-512
             // read under masks, whose row bounds then differ from the output's.
-            Conv2d {
-                cin: 5,
-                cout: 7,
-                kernel: [3, 3],
-                strides: [1, 1],
-                pads: [0, 1, 0, 1],
-                dilations: [1, 1],
-                group: 1,
-            },
-            // A 1x3 and a 5x5 kernel, as wide as the input: one and 25 taps under masks.
-            Conv2d {
-                cin: 4,
-                cout: 6,
-                kernel: [1, 3],
-                strides: [1, 1],
-                pads: [0, 1, 0, 1],
-                dilations: [1, 1],
-                group: 1,
-            },
-            Conv2d {
-                cin: 3,
-                cout: 5,
-                kernel: [5, 5],
-                strides: [1, 1],
-                pads: [2, 2, 2, 2],
-                dilations: [1, 1],
-                group: 1,
-            },
+            geometry(5, 7, [3, 3], [1, 1], [0, 1, 0, 1], [1, 1], 1),
+            // A 1x3 and a 5x5 kernel, as wide as the input: 3 and 25 taps under masks.
+            geometry(4, 6, [1, 3], [1, 1], [0, 1, 0, 1], [1, 1], 1),
+            geometry(3, 5, [5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 1),
             // Side padding wider than 8: the padded copy's gap between rows takes its general branch.
-            Conv2d {
-                cin: 3,
-                cout: 4,
-                kernel: [3, 3],
-                strides: [1, 1],
-                pads: [1, 9, 1, 9],
-                dilations: [1, 1],
-                group: 1,
-            },
+            geometry(3, 4, [3, 3], [1, 1], [1, 9, 1, 9], [1, 1], 1),
         ];
         // A narrow and two wide images: output rows shorter than a micro-tile, spanning several, and ending
         // in half a tile (24 = 16 + 8); and rows longer than a packed block (one run per block row); and

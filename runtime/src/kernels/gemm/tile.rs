@@ -214,13 +214,27 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
+    /// `$by_nv!(R)` with R the tile's rows as a constant (1 to `MR`): the dispatchers' outer match.
+    macro_rules! by_rows {
+        ($t:expr, $by_nv:ident) => {
+            match $t.rows {
+                1 => $by_nv!(1),
+                2 => $by_nv!(2),
+                3 => $by_nv!(3),
+                4 => $by_nv!(4),
+                5 => $by_nv!(5),
+                _ => $by_nv!(6),
+            }
+        };
+    }
+
     /// Dispatches on (rows, vectors per row) to a kernel whose loops are fully unrolled.
     pub(super) unsafe fn avx512(t: &Tile) {
         if !t.taps.is_null() {
             return unsafe {
                 match t.cols == 1 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                     true => k256_col1::<true, true>(t),
-                    false => avx512_taps(t),
+                    false => avx512_of::<true, true>(t),
                 }
             };
         }
@@ -238,15 +252,16 @@ mod x86 {
             return unsafe { avx512_segs(t) };
         }
         if t.b_offs.is_null() {
-            unsafe { avx512_of::<false>(t) }
+            unsafe { avx512_of::<false, false>(t) }
         } else {
-            unsafe { avx512_of::<true>(t) }
+            unsafe { avx512_of::<true, false>(t) }
         }
     }
 
-    unsafe fn avx512_of<const OFFS: bool>(t: &Tile) {
+    /// Dispatches a tile on (rows, vectors); with TAP, a [`TapMasks`] tile (never a tall one).
+    unsafe fn avx512_of<const OFFS: bool, const TAP: bool>(t: &Tile) {
         assert_eq!(t.b_hi, 8, "AVX-512 tiles read rows of B contiguously");
-        if t.rows > MR {
+        if !TAP && t.rows > MR {
             // A tall tile: whole panels down one vector of B.
             return unsafe {
                 match t.rows / MR {
@@ -259,22 +274,13 @@ mod x86 {
         macro_rules! by_nv {
             ($r:literal) => {
                 match nv {
-                    1 => k512::<$r, 1, OFFS, 0, false>(t),
-                    2 => k512::<$r, 2, OFFS, 0, false>(t),
-                    _ => k512::<$r, 3, OFFS, 0, false>(t),
+                    1 => k512::<$r, 1, OFFS, 0, TAP>(t),
+                    2 => k512::<$r, 2, OFFS, 0, TAP>(t),
+                    _ => k512::<$r, 3, OFFS, 0, TAP>(t),
                 }
             };
         }
-        unsafe {
-            match t.rows {
-                1 => by_nv!(1),
-                2 => by_nv!(2),
-                3 => by_nv!(3),
-                4 => by_nv!(4),
-                5 => by_nv!(5),
-                _ => by_nv!(6),
-            }
-        }
+        unsafe { by_rows!(t, by_nv) }
     }
 
     /// Dispatches a [`VecSegs`] tile on (rows, vectors, segments).
@@ -301,41 +307,7 @@ mod x86 {
                 }
             };
         }
-        unsafe {
-            match t.rows {
-                1 => by_nv!(1),
-                2 => by_nv!(2),
-                3 => by_nv!(3),
-                4 => by_nv!(4),
-                5 => by_nv!(5),
-                _ => by_nv!(6),
-            }
-        }
-    }
-
-    /// Dispatches a [`TapMasks`] tile on (rows, vectors).
-    unsafe fn avx512_taps(t: &Tile) {
-        assert!(!t.b_offs.is_null() && t.segs.is_null(), "tap tiles read shifted rows, one load a vector");
-        let nv = t.cols.div_ceil(16);
-        macro_rules! by_nv {
-            ($r:literal) => {
-                match nv {
-                    1 => k512::<$r, 1, true, 0, true>(t),
-                    2 => k512::<$r, 2, true, 0, true>(t),
-                    _ => k512::<$r, 3, true, 0, true>(t),
-                }
-            };
-        }
-        unsafe {
-            match t.rows {
-                1 => by_nv!(1),
-                2 => by_nv!(2),
-                3 => by_nv!(3),
-                4 => by_nv!(4),
-                5 => by_nv!(5),
-                _ => by_nv!(6),
-            }
-        }
+        unsafe { by_rows!(t, by_nv) }
     }
 
     /// R rows × NV vectors of 16: up to 18 accumulators, NV loads of B and R broadcasts of A per step.
@@ -531,14 +503,7 @@ mod x86 {
             if t.cols == 1 {
                 return k256_col1::<OFFS, false>(t);
             }
-            match t.rows {
-                1 => by_nv!(1),
-                2 => by_nv!(2),
-                3 => by_nv!(3),
-                4 => by_nv!(4),
-                5 => by_nv!(5),
-                _ => by_nv!(6),
-            }
+            by_rows!(t, by_nv)
         }
     }
 
