@@ -626,7 +626,9 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
             let wg = &weight[g * wlen..(g + 1) * wlen];
             let pre = pre.map(|f| (f, g * cin_g));
             if in_place && p.reads_unpadded(isa, w, ow, pre.is_some()) {
-                conv_taps(xg, h, w, p, wg, &epi, oh, yg, scratch, isa, threads);
+                // Straight from the input under per-tap masks; the tap offsets go at the front of `scratch`.
+                let b = TapB::new(xg, cin_g, h, w, p.kernel, p.dilations, [p.pads[0], p.pads[1]], oh, scratch);
+                gemm_taps(isa, cout_g, wg, &b, yg, ohw, &epi, threads);
                 continue;
             }
             if in_place || p.reads_planes() {
@@ -682,26 +684,6 @@ fn conv_padded(
         true => gemm_shifted(isa, m, weight, &b, y, oh * ow, epi, threads),
         false => gemm_packed(isa, m, oh * ow, p.k(), weight, &PackedShifted(b), y, oh * ow, epi, threads, packing),
     }
-}
-
-/// One image and group of a stride-1 convolution as wide as its input, read in place from the unpadded
-/// input ([`gemm_taps`], see [`Conv2d::reads_unpadded`]); the tap offsets go at the front of `scratch`.
-#[allow(clippy::too_many_arguments)]
-fn conv_taps(
-    x: &[f32],
-    h: usize,
-    w: usize,
-    p: &Conv2d,
-    weight: &[f32],
-    epi: &Epilogue,
-    oh: usize,
-    y: &mut [f32],
-    scratch: &mut [f32],
-    isa: Isa,
-    threads: usize,
-) {
-    let b = TapB::new(x, p.cin / p.group, h, w, p.kernel, p.dilations, [p.pads[0], p.pads[1]], oh, scratch);
-    gemm_taps(isa, p.cout / p.group, weight, &b, y, oh * w, epi, threads)
 }
 
 /// Builds one image and group's zero-padded phase planes (the prologue applied) and tap offsets at the
