@@ -821,7 +821,18 @@ fn shifted_driver(
     let flow = taps || (isa == Isa::Avx512 && matches!(width % nr, 1..=31) && 16 <= (MAX_SEGS - 1) * width + 1);
     // Tiles per grid row, for the per-row tiles (neither paired nor across rows).
     let per_row = width.div_ceil(nr);
+    // Tap tiles are cut from runs of whole 16-pixel vectors, a run per part: the parts then split the
+    // pixels evenly (256 pixels on 2 threads: 128 + 128, not 3 tiles of 48 against 2 and one of 16; an
+    // 8 × 8 output 32 + 32, not its weight panels 6 : 5). Where the tiles are cut does not change a tap
+    // tile's bits (its kernel sums each lane's k terms in order, one accumulator per lane) unless a tile
+    // is one pixel (the row-vectorized kernel sums in another order): only when the last vector holds one
+    // pixel, and such outputs keep the fixed grid. `ab_steps.py`, 6 rounds: ResNet-20 on 2 threads 0.951
+    // (a second copy of the build 0.959), its 8-px steps 0.91-0.93; 1 thread 1.002; DenseNet-121 on 2
+    // threads 1.006 (0.997).
+    let vecs = n.div_ceil(16);
+    let by_vecs = taps && n % 16 != 1;
     let units = match (pair, flow) {
+        _ if by_vecs => vecs,
         (true, _) => rows.div_ceil(2),
         (_, true) => n.div_ceil(nr),
         _ => rows * per_row,
@@ -851,7 +862,13 @@ fn shifted_driver(
             let kc = KC.min(k - k0);
             let last = k0 + kc == k;
             for p_block in my_panels.clone().step_by(mc_panels) {
-                for u in my_units.clone() {
+                // This part's tiles: (output row, column, columns).
+                let tiles = my_units.clone().filter(|&u| !by_vecs || (u - my_units.start) % 3 == 0).map(|u| {
+                    if by_vecs {
+                        let n0 = 16 * u;
+                        let cols = (16 * (u + 3).min(my_units.end)).min(n) - n0;
+                        return (n0 / width, n0 % width, cols);
+                    }
                     let (oy, t) = match (pair, flow) {
                         (true, _) => (2 * u, 0),
                         (_, true) => (u * nr / width, 0),
@@ -862,6 +879,9 @@ fn shifted_driver(
                         (_, true) => (u * nr % width, nr.min(n - u * nr)),
                         _ => (t * nr, nr.min(width - t * nr)),
                     };
+                    (oy, ox, cols)
+                });
+                for (oy, ox, cols) in tiles {
                     let n0 = oy * width + ox;
                     let (bp, segs, masks) = match src {
                         InPlace::Padded(b) => {
