@@ -328,12 +328,12 @@ mod x86 {
             prefetch_c(t);
             let step = |acc: &mut [[__m512; NV]; R], p: usize, tap: &mut usize| {
                 let a = t.a.add(p * MR);
+                let mut bv = [_mm512_setzero_ps(); NV];
                 if TAP {
                     // The row's start may lie outside the input (a tap in the padding): only the lanes
                     // under its mask are read, so the address is formed without `add`'s bounds promise.
                     let b = t.b.wrapping_add(*t.b_offs.add(p) as usize);
                     let m: &[u16; 3] = &*tap_masks.add(*tap);
-                    let mut bv = [_mm512_setzero_ps(); NV];
                     for (v, x) in bv.iter_mut().enumerate() {
                         *x = _mm512_maskz_loadu_ps(m[v], b.wrapping_add(16 * v));
                     }
@@ -341,25 +341,18 @@ mod x86 {
                     if *tap == taps {
                         *tap = 0;
                     }
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = _mm512_set1_ps(*a.add(r));
-                        for (o, &x) in row.iter_mut().zip(&bv) {
-                            *o = _mm512_fmadd_ps(av, x, *o);
-                        }
-                    }
-                    return;
-                }
-                let b = b_row_of::<OFFS>(t, p);
-                let mut bv = [_mm512_setzero_ps(); NV];
-                for (v, x) in bv.iter_mut().enumerate() {
-                    if SEG == 0 {
-                        *x = _mm512_loadu_ps(b.add(16 * v));
-                    } else {
-                        // Masked lanes are never read, so a segment's base may lie outside B.
-                        let sg = &*t.segs;
-                        *x = _mm512_maskz_loadu_ps(sg.masks[v][0], b.wrapping_offset(sg.offs[v][0]));
-                        for s in 1..SEG {
-                            *x = _mm512_mask_loadu_ps(*x, sg.masks[v][s], b.wrapping_offset(sg.offs[v][s]));
+                } else {
+                    let b = b_row_of::<OFFS>(t, p);
+                    for (v, x) in bv.iter_mut().enumerate() {
+                        if SEG == 0 {
+                            *x = _mm512_loadu_ps(b.add(16 * v));
+                        } else {
+                            // Masked lanes are never read, so a segment's base may lie outside B.
+                            let sg = &*t.segs;
+                            *x = _mm512_maskz_loadu_ps(sg.masks[v][0], b.wrapping_offset(sg.offs[v][0]));
+                            for s in 1..SEG {
+                                *x = _mm512_mask_loadu_ps(*x, sg.masks[v][s], b.wrapping_offset(sg.offs[v][s]));
+                            }
                         }
                     }
                 }
