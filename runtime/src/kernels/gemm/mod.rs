@@ -575,7 +575,8 @@ impl ShiftedB<'_> {
 /// A [`ShiftedB`] packed into micro-panels, for [`gemm_packed`]: the same B (row k, pixel n = i·width + j
 /// at `data[offs[k] + i·stride + j]`) for products whose weights are too large for the in-place tiles of
 /// [`gemm_shifted`] (each of which passes over all of A). Each row of a block is one contiguous copy per
-/// grid row it spans: no bounds, padding or stride logic (the padded phase planes hold all of that).
+/// grid row and micro-panel it spans, straight into the panels: no bounds, padding or stride logic (the
+/// padded phase planes hold all of that).
 pub struct PackedShifted<'a>(pub ShiftedB<'a>);
 
 impl BSource for PackedShifted<'_> {
