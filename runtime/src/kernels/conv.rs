@@ -143,7 +143,7 @@ impl Conv2d {
     /// with AVX2's `vmaskmovps` (each mask a table load) ran ResNet-20 1.15x slower than the copy, so AVX2
     /// keeps it.
     /// `RESIN_CONV=padded` in the environment turns this off (read once), for benchmarks.
-    fn reads_unpadded(&self, isa: Isa, w: usize, ow: usize, prologue: bool) -> bool {
+    pub fn reads_unpadded(&self, isa: Isa, w: usize, ow: usize, prologue: bool) -> bool {
         static PADDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let padded = *PADDED.get_or_init(|| std::env::var("RESIN_CONV").as_deref() == Ok("padded"));
         isa == Isa::Avx512

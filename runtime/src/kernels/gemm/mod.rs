@@ -622,7 +622,7 @@ impl PackedShifted<'_> {
 /// q = i·w + j is input pixel (i + u·d0 − top, j + v·d1 − left) of channel c, or 0 outside the image.
 /// Row p starts `offs[p]` = c·h·w + u·d0·w + v·d1 floats from where output pixel q's input under tap
 /// (0, 0) would be (`q − top·w − left`, possibly before the input): one offset per row, as for
-/// [`ShiftedB`], and per tile one mask per tap and vector for the padding ([`TapMasks`]).
+/// [`ShiftedB`], and per tile one mask per tap and vector for the padding (`TapMasks`).
 #[derive(Clone, Copy, Debug)]
 pub struct TapB<'a> {
     /// The group's input planes, `[channels, h, w]`.

@@ -77,7 +77,7 @@ pub(super) struct VecSegs {
 /// Most rows one 16-lane vector of a [`VecSegs`] tile spans (a 7-pixel output: 1 + 7 + 7 + 1).
 pub(super) const MAX_SEGS: usize = 4;
 
-/// Most kernel taps a [`TapMasks`] tile has (a 5 × 5 kernel).
+/// Most kernel taps a convolution read under masks has (a 5 × 5 kernel; see `gemm_taps`).
 pub const MAX_TAPS: usize = 25;
 
 /// The lanes a tile of a stride-1 convolution reads from its input, unpadded, per kernel tap: lane j of
