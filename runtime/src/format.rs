@@ -252,7 +252,7 @@ pub mod proto {
         pub winograd_tile: u64,
     }
 
-    /// A convolution's input prologue: x' = act(scale[c]·x + shift[c]).
+    /// A convolution's input prologue: `x' = act(scale[c]·x + shift[c])`.
     #[derive(Clone, PartialEq, Message)]
     pub struct Pre {
         #[prost(message, optional, tag = "1")]

@@ -111,7 +111,7 @@ pub struct ConvStep {
     pub bias: Option<WeightRange>,
     pub act: Option<UnaryOp>,
     pub residual: bool,
-    /// The input prologue x' = act(scale[c]·x + shift[c]) (a BatchNorm before the convolution).
+    /// The input prologue `x' = act(scale[c]·x + shift[c])` (a BatchNorm before the convolution).
     pub pre: Option<PreStep>,
     /// Run as Winograd F(2×2, 3×3) or F(4×4, 3×3) (`kernels::winograd`); `weight` then holds the weights
     /// transformed for that variant. `None`: the GEMM convolution, `weight` packed by `Conv2d::pack_weights`.
@@ -149,7 +149,7 @@ pub enum StepOp {
     Gemm(GemmStep),
     /// Batched matrix product of the two inputs.
     MatMul,
-    /// y = x · scale[c] + shift[c] over axis 1 (inference BatchNorm, precomputed per channel).
+    /// `y = x · scale[c] + shift[c]` over axis 1 (inference BatchNorm, precomputed per channel).
     ChannelAffine {
         scale: WeightRange,
         shift: WeightRange,

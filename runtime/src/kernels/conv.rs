@@ -3,7 +3,7 @@
 //! Y, then the activation), where col_g[(c·kh + u)·kw + v][i·ow + j] = x[c, i·s0 + u·d0 − top, j·s1 + v·d1 −
 //! left] (0 outside the image). The im2col matrix is never materialized. A 1x1 convolution's tiles of it
 //! (KC × NR floats, contiguous, so they stay in L1 while every weight panel passes over them) are packed
-//! straight from the input by [`ConvB`]: each tile row is one contiguous copy, or one strided gather for a
+//! straight from the input by `ConvB`: each tile row is one contiguous copy, or one strided gather for a
 //! strided 1x1 (a projection shortcut).
 //!
 //! Any other convolution (but the one case below) first copies its input, zero-padded, into scratch (split into phase planes when
@@ -184,7 +184,7 @@ impl Conv2d {
     }
 }
 
-/// A per-input-channel prologue: x' = act(scale[c]·x + shift[c]).
+/// A per-input-channel prologue: `x' = act(scale[c]·x + shift[c])`.
 #[derive(Clone, Copy, Debug)]
 pub struct Pre<'a> {
     pub scale: &'a [f32],
@@ -556,7 +556,7 @@ pub struct ConvArgs<'a> {
     pub act: Option<UnaryOp>,
     /// Add the convolution to what y holds (the residual epilogue: y enters holding the skip).
     pub accumulate: bool,
-    /// Transforms every input value as it is read: x' = act(scale[c]·x + shift[c]).
+    /// Transforms every input value as it is read: `x' = act(scale[c]·x + shift[c])`.
     pub pre: Option<Pre<'a>>,
     pub oh: usize,
     pub ow: usize,
@@ -598,7 +598,7 @@ impl<'a> ConvArgs<'a> {
     }
 }
 
-/// y[n, m, :, :] = act(Σ W ⋆ x + bias[m] (+ y[n, m, :, :] when `accumulate`)) for every image n of
+/// `y[n, m, :, :] = act(Σ W ⋆ x + bias[m] (+ y[n, m, :, :] when accumulate))` for every image n of
 /// [`ConvArgs`]: with `accumulate` the product adds to what `y` holds. With `pre`, every input value is
 /// transformed as it is gathered. `scratch` holds at least [`Conv2d::scratch_len`] floats for `threads`
 /// and this output size. Strides larger than an image read and write windows of wider feature arenas.

@@ -141,7 +141,7 @@ pub enum BinaryOp {
 /// NumPy/ONNX multidirectional broadcasting: a_shape and b_shape are right-aligned against out_shape
 /// (which the caller computed; ranks may differ, missing leading dims are 1). out = a op b.
 /// Fast paths: identical shapes (plain zip), b a scalar, and b broadcast along trailing dims
-/// (e.g. [N,C,H,W] op [C,1,1]); general case by strided index walk.
+/// (e.g. `[N,C,H,W]` op `[C,1,1]`); general case by strided index walk.
 ///
 /// Math: `out[i_0..i_{r-1}] = a[j_0..] op b[k_0..]` where, after right-aligning each operand's shape
 /// against `out_shape`, `j_d = i_d` if `a`'s dim `d` equals `out_shape[d]` and `0` if it is 1 (likewise
@@ -335,7 +335,7 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
         .collect()
 }
 
-/// out[i] = Σ_k inputs[k][i] (all same length).
+/// `out[i] = Σ_k inputs[k][i]` (all same length).
 ///
 /// Math: the n-ary ONNX `Sum` without broadcasting; with no inputs `out` is all zeros. Inputs are
 /// accumulated left to right.
@@ -353,7 +353,7 @@ pub fn sum(inputs: &[&[f32]], out: &mut [f32]) {
     }
 }
 
-/// Per-channel affine over NCHW planes: y[n,c,:] = x[n,c,:] * scale[c] + shift[c]. (Inference BatchNorm with precomputed scale/shift.) x: [n, c, hw].
+/// Per-channel affine over NCHW planes: `y[n,c,:] = x[n,c,:] * scale[c] + shift[c]`. (Inference BatchNorm with precomputed scale/shift.) x: [n, c, hw].
 ///
 /// Math: with BatchNorm parameters `γ, β, μ, σ², ε`, the caller passes `scale = γ / sqrt(σ² + ε)` and
 /// `shift = β - μ · scale`.

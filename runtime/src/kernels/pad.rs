@@ -15,7 +15,7 @@ pub enum PadMode {
     Edge,
 }
 
-/// N-d pad, ONNX semantics. shape: input shape; pads: [begin_0..begin_{r-1}, end_0..end_{r-1}] (non-negative; the caller rejects negative pads); y has shape shape[i]+begin[i]+end[i]. Reflect mirrors without repeating the edge (as numpy 'reflect'); Edge repeats the border.
+/// N-d pad, ONNX semantics. shape: input shape; pads: `[begin_0..begin_{r-1}, end_0..end_{r-1}]` (non-negative; the caller rejects negative pads); y has shape `shape[i]+begin[i]+end[i]`. Reflect mirrors without repeating the edge (as numpy 'reflect'); Edge repeats the border.
 ///
 /// Math: `y[o_0..o_{r-1}] = x[m_0(o_0 - begin_0)..m_{r-1}(o_{r-1} - begin_{r-1})]`, where for an axis of
 /// length `n` and a shifted coordinate `i`:

@@ -309,7 +309,7 @@ impl Iterator for TapIter {
 
 impl ExactSizeIterator for TapIter {}
 
-/// y[p] = mean of plane p (len hw).
+/// `y[p]` = mean of plane p (len hw).
 ///
 /// Math: `y[p] = (1 / hw) Σ_{k < hw} x[p * hw + k]`, accumulated in `f32`. (`hw == 0` gives NaN, the
 /// mean of nothing.)

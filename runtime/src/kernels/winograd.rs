@@ -187,7 +187,7 @@ fn split(p: &Conv2d, v: Variant, t: usize, threads: usize, isa: Isa) -> (usize, 
 }
 
 /// Scratch floats for one image: V ((n+2)²·C·T), then M ((n+2)²·M·T) and the GEMM's packing for each
-/// part of [`split`].
+/// part of `split`.
 pub fn scratch_len(p: &Conv2d, v: Variant, oh: usize, ow: usize, threads: usize) -> usize {
     let (th, tw) = tiles(v, oh, ow);
     let (parts, _, part_len) = split(p, v, th * tw, threads, Isa::detect());

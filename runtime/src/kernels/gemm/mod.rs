@@ -11,7 +11,7 @@
 //!   copies, and a row-major B that needs no gathering is read in place.
 //! - Each micro-panel of B (KC × NR floats, L1-resident) is reused by every A panel of a block of at most
 //!   [`MC`] rows (L2-resident, reused by every micro-panel of the block of B); accumulators stay in
-//!   registers for a whole k block ([`tile`]).
+//!   registers for a whole k block (`tile`).
 //! - Threads split the columns (blocks of B) or, when there are too few, the rows (panels of A), so batch 1
 //!   uses every core. Each thread packs into its own part of a caller-provided scratch; nothing allocates.
 //!
@@ -749,7 +749,7 @@ pub fn gemm_taps(isa: Isa, m: usize, a: &[f32], b: &TapB, c: &mut [f32], ldc: us
 /// `C[m × rows·width]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B read in
 /// place through [`ShiftedB`]: no packing, no scratch. Micro-tiles run along grid rows (on AVX2 and
 /// scalar kernels an 8-wide grid's tile takes two rows; on AVX-512 a tile is 48 consecutive pixels across
-/// rows when rows would leave ragged tiles, see [`VecSegs`]), each over every A panel; threads split
+/// rows when rows would leave ragged tiles, see `VecSegs`), each over every A panel; threads split
 /// the tiles, or A's panels when there are fewer than twice as many tiles as threads. Each element sums its k blocks in the
 /// same order whatever the thread count.
 ///
