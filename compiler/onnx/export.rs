@@ -99,7 +99,7 @@ pub fn export(g: &Graph, opset: i64) -> Result<ModelProto> {
     })
 }
 
-/// Exports `g` at [`OPSET`] and writes it to `path` (see [`write`]).
+/// Exports `g` at [`OPSET`] and writes it to `path` (see [`write()`]).
 pub fn save(g: &Graph, path: &Path) -> Result<()> {
     let model = export(g, OPSET)?;
     write(&model, path)

@@ -1,15 +1,15 @@
 //! BatchNorm folding: a BatchNormalization whose input is a Conv or Gemm read by nothing else is folded into
 //! that layer's weights. With s = γ / √(σ² + ε) per output channel m:
 //!
-//! - Conv: W'[m,…] = s[m]·W[m,…], b'[m] = s[m]·(b[m] − μ[m]) + β[m]
-//! - Gemm (Y = α·op(A)·op(B) + β_c·C): op(B)'[:,m] = s[m]·op(B)[:,m], C' = s ⊙ β_c·C + (β − μ ⊙ s) with
-//!   β_c' = 1 (C' broadcast to [N], or kept [M,N] when C was full).
+//! - Conv: `W'[m,…] = s[m]·W[m,…]`, `b'[m] = s[m]·(b[m] − μ[m]) + β[m]`
+//! - Gemm (Y = α·op(A)·op(B) + β_c·C): `op(B)'[:,m] = s[m]·op(B)[:,m]`, C' = s ⊙ β_c·C + (β − μ ⊙ s) with
+//!   β_c' = 1 (C' broadcast to `[N]`, or kept `[M,N]` when C was full).
 //!
 //! The BN node disappears; outputs are unchanged up to float rounding.
 //!
 //! A BatchNormalization *before* a convolution — BN, optionally an activation, then a Conv that is their only
 //! reader, as in DenseNet's BN-ReLU-Conv layers — cannot enter the weights (the activation sits between), so
-//! it becomes the convolution's input prologue: x' = act(s[c]·x + t[c]) with s = γ/√(σ²+ε), t = β − μ·s,
+//! it becomes the convolution's input prologue: `x' = act(s[c]·x + t[c])` with s = γ/√(σ²+ε), t = β − μ·s,
 //! applied as the convolution packs its input (zero padding stays zero, as it was after the BN and ReLU).
 
 use super::{replace_uses, PassReport};

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 /// A loss over a batch (both are means, as PyTorch's defaults).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loss {
-    /// L = −(1/B) Σ_b log softmax(z_b)[y_b];  ∂L/∂z_b = (softmax(z_b) − onehot(y_b)) / B.
+    /// `L = −(1/B) Σ_b log softmax(z_b)[y_b]`;  ∂L/∂z_b = (softmax(z_b) − onehot(y_b)) / B.
     SoftmaxCrossEntropy,
     /// L = (1/(B·C)) Σ (z − t)²;  ∂L/∂z = 2(z − t)/(B·C). Targets are one-hot labels, or given values.
     MeanSquaredError,

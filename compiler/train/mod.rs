@@ -1,7 +1,7 @@
 //! Training: backpropagation through the forward IR graph, with the spec's learning rule.
 //!
 //! A [`TrainPlan`] is built from an imported graph ([`plan`]): every layer becomes a step with its forward
-//! and backward arithmetic ([`steps`]; BatchNorm's in [`batchnorm`]), the matrices that feed one layer (main path and weighted or dense
+//! and backward arithmetic ([`steps`]; BatchNorm's in `batchnorm`), the matrices that feed one layer (main path and weighted or dense
 //! skips) are merged so that their update ΔW_cat = −η δ^l a_catᵀ is one product over a feature arena
 //! ([`mem`]), identity skips pass δ^l back with no weight. [`loss`] has the losses, [`optim`] SGD (the spec's
 //! rule), momentum, Adam, weight decay and schedules, [`data`] the digits and `.npy` data, [`trainer`] the

@@ -4,7 +4,7 @@
 //! How a graph becomes steps:
 //!
 //! - **Layers are sums of matrix products.** Every Add/Sum tree whose leaves include products by a constant
-//!   matrix (a Gemm, or a MatMul whose right operand is an initializer) becomes one [`Linear`] step:
+//!   matrix (a Gemm, or a MatMul whose right operand is an initializer) becomes one `Linear` step:
 //!   z = α·Σ a_i W_i + biases + unweighted addends. The main path's W^{l-1,l}, a highway's weighted skip
 //!   V a^{l-2} and a dense MLP's W^{l-k,l} for every k are the layer's matrices, stacked earliest input first
 //!   into one parameter `W_cat`; an identity skip is an addend, which adds δ^l to the skipped layer's

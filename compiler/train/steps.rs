@@ -144,7 +144,7 @@ pub struct Linear {
     pub merged: bool,
     /// The activation that follows the layer, fused by the plan when z has no other reader: the step's
     /// `out` is then a = act(z) (a merged layer's Relu in the product's epilogue, otherwise in a pass over
-    /// the rows just written), and backward first turns δa into δz = δa ⊙ act'(z) in place (Relu: [a > 0];
+    /// the rows just written), and backward first turns δa into δz = δa ⊙ act'(z) in place (Relu: `[a > 0]`;
     /// Sigmoid: a(1 − a)). Only Relu and Sigmoid, whose derivatives are functions of a.
     pub act: Option<Unary>,
     /// Set by the plan when this step is the first to write every column of `cat`'s gradient and no
@@ -158,15 +158,17 @@ pub struct Linear {
 
 /// 2-D convolution (NCHW), per image n and group g, as products over the im2col matrix
 ///
+/// ```text
 /// cols_ng[(c,u,v), (i,j)] = x[n, g·C_g + c, i·s₀ + u·d₀ − p_t, j·s₁ + v·d₁ − p_l]  (0 in the padding)
 /// Y_ng = W_g cols_ng  (W_g: M_g × C_g·kh·kw),   y[n, m, i, j] = Y[m, (i,j)] + b[m]
+/// ```
 ///
 /// which is never materialized: its blocks are copied straight into the product's tiles from a zero-padded
 /// copy of the image (implicit GEMM). With stride 1 the product runs on the padded grid (output pixel (i, j)
 /// at column i·W_p + j, so each im2col row of a block is one contiguous run; the kept columns are then
 /// compacted into y). Backward, with Δ_ng = ∂L/∂Y_ng: ∂L/∂W_g = Σ_n Δ_ng cols_ngᵀ (colsᵀ with its columns in
 /// (u, v, c) order, copied from a channels-last padded copy of the image, then reordered to W's layout),
-/// ∂L/∂b[m] = Σ Δ[·, m, ·], and ∂L/∂x: with stride 1 the convolution of Δ by the flipped, channel-swapped
+/// `∂L/∂b[m] = Σ Δ[·, m, ·]`, and ∂L/∂x: with stride 1 the convolution of Δ by the flipped, channel-swapped
 /// kernel (on the padded grid again), otherwise ∂L/∂cols_ng = W_gᵀ Δ_ng scattered back (col2im, adding
 /// overlaps). The batch's images are split between the threads.
 #[derive(Clone, Debug)]
@@ -250,7 +252,7 @@ pub enum StepKind {
         c: usize,
         s: usize,
     },
-    /// Relu: δx = δy·[y > 0]. Sigmoid: δx = δy·y(1 − y). Clip: δx = δy·[min < x < max]. Copy: δx = δy.
+    /// Relu: `δx = δy·[y > 0]`. Sigmoid: δx = δy·y(1 − y). Clip: `δx = δy·[min < x < max]`. Copy: δx = δy.
     Unary {
         op: Unary,
         x: usize,

@@ -26,7 +26,7 @@ impl Activation {
 }
 
 /// A per-input-channel transform a convolution applies to its input as it reads it (a prologue):
-/// x' = act(scale[c]·x + shift[c]). It is what an inference BatchNorm (and the activation after it) becomes
+/// `x' = act(scale[c]·x + shift[c])`. It is what an inference BatchNorm (and the activation after it) becomes
 /// when it precedes a convolution, as in DenseNet's BN-ReLU-Conv layers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PreAffine {
@@ -36,8 +36,10 @@ pub struct PreAffine {
 }
 
 /// 2-D convolution (NCHW). `weight` is `[M, C/group, kh, kw]`, `bias` is `[M]`.
+/// ```text
 /// y[n,m,i,j] = act(b[m] + Σ_{c,u,v} W[m,c,u,v] · x[n, g·C/group + c, i·s0 + u·d0 − p_top, j·s1 + v·d1 − p_left]
 ///              + skip[n,m,i,j])
+/// ```
 /// where `act` (default identity) and the residual `skip` (operand 1, when present) are epilogues that
 /// passes fuse in, and `pre` (when present) transforms x first (zero padding stays zero).
 #[derive(Clone, Debug, PartialEq)]
