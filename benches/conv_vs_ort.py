@@ -7,8 +7,9 @@
 Each shape (cin, cout, kernel, stride, input size; "same" padding) becomes a one-Conv-plus-Relu ONNX model
 with random weights, written to a temporary folder; then, in --rounds alternating rounds, `resin bench
 MODEL --json` and an ONNX Runtime session (all graph optimizations, the same thread count) each time
---runs runs (1 thread: both pinned to one core, see pinning.py), and the table shows each engine's median of its rounds' medians and the ratio. Both engines
-find the layer's weights and input in cache, unlike inside a network: the ratio measures the kernels.
+--runs runs (1 thread: both pinned to one core, see pinning.py), and the table shows each engine's
+median of its rounds' medians and the ratio. Both engines find the layer's weights and input in cache,
+unlike inside a network: the ratio measures the kernels.
 The default shapes are ResNet-50's 1x1 convolutions and its stride-2 3x3s at batch 1.
 
 Options: --threads (default 1 2), --rounds (default 3), --runs (default 200), --shapes (default above),

@@ -6,9 +6,9 @@
 //! straight from the input by `ConvB`: each tile row is one contiguous copy, or one strided gather for a
 //! strided 1x1 (a projection shortcut).
 //!
-//! Any other convolution (but the one case below) first copies its input, zero-padded, into scratch (split into phase planes when
-//! strided; `shifted_input`), so that every kernel tap is a shifted view of that copy, one row offset per
-//! tap. When its weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's growth
+//! Any other convolution (but the one case below) first copies its input, zero-padded, into scratch
+//! (split into phase planes when strided; `shifted_input`), so that every kernel tap is a shifted view of
+//! that copy, one row offset per tap. When its weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's growth
 //! convolutions, ResNet-50's stem) the GEMM reads B in place through those views ([`Conv2d::reads_in_place`],
 //! [`gemm_shifted`]); otherwise its tiles are packed from them with plain copies ([`PackedShifted`]).
 //! On AVX-512, a stride-1 convolution that reads in place and keeps the input's width skips the copy: the
@@ -104,8 +104,8 @@ impl Conv2d {
         Some(rank(0, a)? * self.axis_phases(1) + rank(1, b)?)
     }
     /// Whether [`conv2d`] reads this convolution's input in place, from a zero-padded copy ([`gemm_shifted`])
-    /// or under masks ([`Conv2d::reads_unpadded`]), instead of packing GEMM tiles: any convolution with small enough weights but a 1x1; a strided one
-    /// through phase planes (see `conv_padded`). A 1x1 reads each input value once, so its tiles are
+    /// or under masks ([`Conv2d::reads_unpadded`]), instead of packing GEMM tiles: any convolution with
+    /// small enough weights but a 1x1; a strided one through phase planes (see `conv_padded`). A 1x1 reads each input value once, so its tiles are
     /// single copies (stride 1) or one strided gather per row (a projection shortcut): the phase-plane
     /// copy would only be that gather done ahead, and the in-place GEMM's 16-pixel tiles with K = C
     /// (16 to 256) ran slower than packed blocks of 128. `conv_bench`, 3 alternating runs on 1 thread:
