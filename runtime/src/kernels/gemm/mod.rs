@@ -47,6 +47,16 @@ pub const MC: usize = 240;
 pub const NB: usize = 8;
 /// The widest block any instruction set packs (AVX-512: 8 × 48 columns).
 pub const MAX_BLOCK: usize = NB * 48;
+/// The most weights (floats) a product read in place by [`gemm_shifted`] or [`gemm_taps`] may have and
+/// still run its whole k extent in one block: 256 KB, the in-place convolutions' own bound (`conv`'s
+/// `IN_PLACE_MAX_WEIGHTS`), so every such convolution does unless forced in place. [`KC`] keeps a packed
+/// micro-panel of B in L1; an in-place tile reads B from the input wherever it lies, so a k block of
+/// its own only cost each tile a pass over its C (load, add, store) and a restart of its FMA chains:
+/// ResNet-20's 288- and 576-deep layers ran as 256 + 32 and 256 + 256 + 64.
+/// `ab_steps.py` on 1 thread, 6 rounds: ResNet-20 at batch 8, its 8- and 16-px layers 0.95-0.96;
+/// DenseNet-121 (1152-deep growth convolutions), its 14-px ones 0.93 and 7-px ones 0.69; on AVX2,
+/// ResNet-20's 8- and 16-px layers 0.94-0.97.
+const WHOLE_K_MAX_WEIGHTS: usize = 1 << 16;
 
 /// Floats that `m × k` occupies once packed by [`pack_a`].
 pub fn packed_len(m: usize, k: usize) -> usize {
@@ -853,6 +863,10 @@ fn shifted_driver(
     // A block (at most `MC` rows × `KC`) stays in L2 while every tile of the part passes over it; with
     // tiles outermost, each 16-pixel tile streamed all of A, which is why large weights are packed instead.
     let mc_panels = (MC / MR).max(1);
+    let kc_max = match m * k <= WHOLE_K_MAX_WEIGHTS {
+        true => k,
+        false => KC,
+    };
     crate::parallel::run(parts, &|part| {
         let (my_units, my_panels) = match split_m {
             true => (0..units, part * panels / parts..(part + 1) * panels / parts),
@@ -860,28 +874,30 @@ fn shifted_driver(
         };
         let mut k0 = 0;
         while k0 < k {
-            let kc = KC.min(k - k0);
+            let kc = kc_max.min(k - k0);
             let last = k0 + kc == k;
             for p_block in my_panels.clone().step_by(mc_panels) {
                 // This part's tiles: (output row, column, columns).
-                let tiles = my_units.clone().filter(|&u| !by_vecs || (u - my_units.start) % 3 == 0).map(|u| {
-                    if by_vecs {
-                        let n0 = 16 * u;
-                        let cols = (16 * (u + 3).min(my_units.end)).min(n) - n0;
-                        return (n0 / width, n0 % width, cols);
-                    }
-                    let (oy, t) = match (pair, flow) {
-                        (true, _) => (2 * u, 0),
-                        (_, true) => (u * nr / width, 0),
-                        _ => (u / per_row, u % per_row),
-                    };
-                    let (ox, cols) = match (pair, flow) {
-                        (true, _) => (0, if oy + 1 < rows { 16 } else { 8 }),
-                        (_, true) => (u * nr % width, nr.min(n - u * nr)),
-                        _ => (t * nr, nr.min(width - t * nr)),
-                    };
-                    (oy, ox, cols)
-                });
+                let tiles =
+                    my_units.clone().filter(|&u| !by_vecs || vec_tile(my_units.clone(), u).is_some()).map(|u| {
+                        if by_vecs {
+                            let n0 = 16 * u;
+                            let nv = vec_tile(my_units.clone(), u).expect("filtered");
+                            let cols = (16 * (u + nv)).min(n) - n0;
+                            return (n0 / width, n0 % width, cols);
+                        }
+                        let (oy, t) = match (pair, flow) {
+                            (true, _) => (2 * u, 0),
+                            (_, true) => (u * nr / width, 0),
+                            _ => (u / per_row, u % per_row),
+                        };
+                        let (ox, cols) = match (pair, flow) {
+                            (true, _) => (0, if oy + 1 < rows { 16 } else { 8 }),
+                            (_, true) => (u * nr % width, nr.min(n - u * nr)),
+                            _ => (t * nr, nr.min(width - t * nr)),
+                        };
+                        (oy, ox, cols)
+                    });
                 for (oy, ox, cols) in tiles {
                     let n0 = oy * width + ox;
                     let (bp, segs, masks) = match src {
@@ -924,6 +940,21 @@ fn shifted_driver(
             k0 += kc;
         }
     });
+}
+
+/// The vectors of the tap tile that starts at 16-pixel vector `u` of a part's run of vectors, or `None`
+/// when no tile starts there: tiles of 3 vectors (18 accumulators) from the run's start, except that a
+/// run whose last tile would be one vector (6 accumulators, one FMA chain per row: latency-bound) ends
+/// in two tiles of 2 (12 accumulators each) instead of 3 + 1. `ab_steps.py`, ResNet-20 at batch 8 on
+/// 1 thread, 6 rounds: its 8-px layers (64 pixels: 32 + 32, not 48 + 16) 0.94-0.95, its 16-px ones
+/// (3 · 4 + 2 + 2 vectors) 0.97-0.98, the network 0.974 (a control copy 0.996).
+fn vec_tile(run: std::ops::Range<usize>, u: usize) -> Option<usize> {
+    let (at, len) = (u - run.start, run.len());
+    let tail = if len >= 4 && len % 3 == 1 { len - 4 } else { len };
+    match at {
+        _ if at < tail => (at % 3 == 0).then(|| 3.min(tail - at)),
+        _ => ((at - tail) % 2 == 0).then_some(2),
+    }
 }
 
 /// [`gemm_packed`] with B a matrix view (read in place unless transposed).
@@ -1268,6 +1299,81 @@ mod tests {
     /// A tap tile's masks let a lane through exactly when its input pixel under that tap lies in the
     /// image (checked pixel by pixel), for tiles starting anywhere, across rows of widths 1 to 33, with
     /// dilations and padding wider than the kernel's reach on one side.
+    #[test]
+    fn vec_tiles_cover_a_run_once_without_lone_vectors() {
+        for start in [0usize, 5] {
+            for len in 1..40 {
+                let run = start..start + len;
+                let mut next = start;
+                let mut sizes = vec![];
+                for u in run.clone() {
+                    if let Some(nv) = vec_tile(run.clone(), u) {
+                        assert_eq!(u, next, "run {run:?}: a tile at {u}, the last one ended at {next}");
+                        sizes.push(nv);
+                        next = u + nv;
+                    }
+                }
+                assert_eq!(next, run.end, "run {run:?}: tiles {sizes:?}");
+                assert!(sizes.iter().all(|&s| (1..=3).contains(&s)), "run {run:?}: {sizes:?}");
+                assert!(len == 1 || !sizes.contains(&1), "run {run:?}: {sizes:?}");
+            }
+        }
+    }
+
+    /// `gemm_taps` against a direct convolution, with weights under [`WHOLE_K_MAX_WEIGHTS`] (one k
+    /// block) and over it (k blocks of [`KC`] that start mid-kernel: 256 = 28 · 9 + 4, so a block's first
+    /// row is tap 4, 8, ...), over 1 to 3 threads with the same bits, and tiles of 3, 2 and 1 vectors.
+    #[test]
+    fn taps_match_a_direct_convolution_in_one_or_many_k_blocks() {
+        if !Isa::Avx512.available() {
+            return;
+        }
+        // (output channels, input channels, h, w): 20 · 300 · 9 = 54 000 weights (one block); 26 · 300 · 9
+        // = 70 200 (eleven blocks); 64 pixels (32 + 32) and 7 × 7 (48 + 1).
+        for (m, ch, h, w) in [(20usize, 300usize, 5usize, 13usize), (26, 300, 5, 13), (7, 40, 8, 8), (9, 30, 7, 7)] {
+            let k = ch * 9;
+            let data: Vec<f32> = (0..ch * h * w).map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0).collect();
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 5 % 17) as f32 - 8.0) / 9.0).collect();
+            let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.25 - 1.0).collect();
+            let mut packed = vec![0.0; packed_len(m, k)];
+            pack_a(m, k, MatRef::new(&a, k), 1.0, &mut packed);
+            let mut scratch = vec![0.0; k];
+            let b = TapB::new(&data, ch, h, w, [3, 3], [1, 1], [1, 1], h, &mut scratch);
+            let n = h * w;
+            let mut first: Option<Vec<f32>> = None;
+            for threads in 1..=3 {
+                let pool = crate::parallel::ThreadPool::new(threads).unwrap();
+                let mut c = vec![f32::NAN; m * n];
+                let epi = Epilogue { accumulate: false, bias: Some(&bias), act: Some(UnaryOp::Relu) };
+                pool.install(|| gemm_taps(Isa::Avx512, m, &packed, &b, &mut c, n, &epi, threads));
+                for i in 0..m {
+                    for q in 0..n {
+                        let (y, x) = ((q / w) as isize, (q % w) as isize);
+                        let mut dot = 0f64;
+                        for p in 0..k {
+                            let (cc, u, v) = (p / 9, (p % 9 / 3) as isize, (p % 3) as isize);
+                            let (iy, ix) = (y + u - 1, x + v - 1);
+                            if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                                let at = cc * h * w + iy as usize * w + ix as usize;
+                                dot += a[i * k + p] as f64 * data[at] as f64;
+                            }
+                        }
+                        let want = (dot as f32 + bias[i]).max(0.0);
+                        let got = c[i * n + q];
+                        assert!(
+                            (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                            "m {m} ch {ch} ({i}, {q}): {got} vs {want}"
+                        );
+                    }
+                }
+                match &first {
+                    None => first = Some(c),
+                    Some(f) => assert!(f.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "threads {threads}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn tap_masks_match_the_image_bounds() {
         let data = vec![0.0f32; 4 * 40 * 40];
