@@ -13,7 +13,8 @@
 //! [`gemm_shifted`]); otherwise its tiles are packed from them with plain copies ([`PackedShifted`]).
 //! On AVX-512, a stride-1 convolution that reads in place and keeps the input's width skips the copy: the
 //! GEMM reads the input itself, masked loads standing for the padding ([`Conv2d::reads_unpadded`],
-//! [`gemm_taps`]).
+//! [`gemm_taps`]); a strided one copies its input into unpadded phase planes as wide as its output
+//! (`phases`), which the GEMM reads the same way.
 //!
 //! Weights arrive packed by the compiler ([`Conv2d::pack_weights`]), in the GEMM's panel layout.
 //! Why implicit GEMM rather than a direct kernel over a blocked channel layout: it keeps NCHW (so the
@@ -28,6 +29,9 @@ use super::gemm::{
 };
 use super::{copy_short, prefetch, zero_short};
 use crate::parallel::for_chunks_mut;
+use phases::PhasePlanes;
+
+mod phases;
 
 /// The most weights (floats, per group) a convolution may have and still read its input in place: 256 KB,
 /// half of this machine's L2 (see [`Conv2d::reads_in_place`]).
@@ -59,8 +63,8 @@ impl Conv2d {
     }
     /// Scratch floats [`conv2d`] needs with `threads` threads for an `oh × ow` output: GEMM tile packing
     /// (a 1x1); one group's zero-padded input and its tap offsets (a [`Conv2d::reads_in_place`]
-    /// convolution, which uses only the offsets when it [`Conv2d::reads_unpadded`]: the size does not
-    /// depend on the CPU); or both (any other convolution, whose tiles are packed from that padded
+    /// convolution, which uses only the offsets, or its unpadded phase planes and the offsets, when it
+    /// [`Conv2d::reads_unpadded`]: the size does not depend on the CPU); or both (any other convolution, whose tiles are packed from that padded
     /// input). Never an im2col matrix.
     pub fn scratch_len(&self, oh: usize, ow: usize, threads: usize) -> usize {
         let packing = super::gemm::scratch_len(Isa::detect(), threads);
@@ -78,10 +82,11 @@ impl Conv2d {
     fn reads_planes(&self) -> bool {
         self.kernel != [1, 1] && self.phase_count() <= MAX_PHASES
     }
-    /// Floats of one group's padded phase planes and tap offsets (see `shifted_input`).
+    /// Floats of one group's padded phase planes and tap offsets (see `shifted_input`), or of its
+    /// unpadded ones (`phases`: no more rows or columns, a gap after each plane).
     fn planes_len(&self, oh: usize, ow: usize) -> usize {
         let (hq, wq) = self.phase_dims(oh, ow);
-        self.cin / self.group * self.phase_count() * hq * wq + SLACK + self.k()
+        self.cin / self.group * self.phase_count() * (hq * wq + phases::PLANE_GAP) + SLACK + self.k()
     }
     /// Whether some tap reads phase `x` along axis `a`: u·d ≡ x (mod s) for some u < k.
     fn reads_phase(&self, a: usize, x: usize) -> bool {
@@ -136,23 +141,30 @@ impl Conv2d {
     }
     /// Whether [`conv2d`] reads this convolution, when it [`Conv2d::reads_in_place`], straight from its
     /// unpadded input ([`gemm_taps`]) instead of a zero-padded copy: on AVX-512 (its masked loads stand
-    /// for the padding), stride 1, an output as wide as the input (so that consecutive output pixels read
-    /// consecutive input pixels under every tap, across rows too), at most [`MAX_TAPS`] taps, and no
-    /// prologue (which the copy applies). The copy was a tenth of ResNet-20's time on 1 thread; and an
-    /// 8-wide output's vectors, two rows of the padded copy each, were two masked loads, one here. The same
-    /// with AVX2's `vmaskmovps` (each mask a table load) ran ResNet-20 1.15x slower than the copy, so AVX2
-    /// keeps it.
+    /// for the padding), at most [`MAX_TAPS`] taps, and
+    /// - stride 1: an output as wide as the input (so that consecutive output pixels read consecutive
+    ///   input pixels under every tap, across rows too) and no prologue (which the copy applies). The copy
+    ///   was a tenth of ResNet-20's time on 1 thread; and an 8-wide output's vectors, two rows of the
+    ///   padded copy each, were two masked loads, one here.
+    /// - strided: from unpadded phase planes as wide as the output (`phases`; a copy still, but with no
+    ///   zeros, and each vector one masked load instead of one per output row it spans), when the
+    ///   geometry allows them (a 3x3 stride-2 layer with padding 1 always does).
+    ///
+    /// The same with AVX2's `vmaskmovps` (each mask a table load) ran ResNet-20 1.15x slower than the
+    /// copy, so AVX2 keeps it.
     /// `RESIN_CONV=padded` in the environment turns this off (read once), for benchmarks.
-    pub fn reads_unpadded(&self, isa: Isa, w: usize, ow: usize, prologue: bool) -> bool {
+    pub fn reads_unpadded(&self, isa: Isa, [h, w]: [usize; 2], [oh, ow]: [usize; 2], prologue: bool) -> bool {
         static PADDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let padded = *PADDED.get_or_init(|| std::env::var("RESIN_CONV").as_deref() == Ok("padded"));
+        let unit = self.strides == [1, 1];
         isa == Isa::Avx512
             && !padded
-            && !prologue
-            && self.strides == [1, 1]
-            && ow == w
             && self.kernel[0] * self.kernel[1] <= MAX_TAPS
-            && self.cin / self.group * self.kernel[0] * self.kernel[1] > 0
+            && self.k() > 0
+            && match unit {
+                true => !prologue && ow == w,
+                false => PhasePlanes::new(self, h, w, oh, ow).is_some(),
+            }
     }
     /// The part of the zero-padded input an `oh × ow` output reads: (oh − 1)·s + (k − 1)·d + 1 per axis.
     fn padded_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
@@ -616,6 +628,9 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
     let ohw = oh * ow;
     let wlen = packed_len(cout_g, k);
     assert!(weight.len() >= p.group * wlen, "conv2d: packed weights are too short");
+    let unpadded = in_place && p.reads_unpadded(isa, [h, w], [oh, ow], pre.is_some());
+    // A strided one's phase planes, worked out once for every image and group.
+    let phases = PhasePlanes::new(p, h, w, oh, ow).filter(|_| unpadded);
     for img in 0..n {
         let xi = &x[img * x_stride..img * x_stride + p.cin * h * w];
         let yi = &mut y[img * y_stride..img * y_stride + p.cout * ohw];
@@ -625,7 +640,17 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
             let yg = &mut yi[g * cout_g * ohw..(g + 1) * cout_g * ohw];
             let wg = &weight[g * wlen..(g + 1) * wlen];
             let pre = pre.map(|f| (f, g * cin_g));
-            if in_place && p.reads_unpadded(isa, w, ow, pre.is_some()) {
+            if let Some(ph) = &phases {
+                // Strided, under per-tap masks: from its unpadded phase planes, then the tap offsets, in
+                // `scratch`.
+                assert!(scratch.len() >= ph.len(cin_g) + k, "conv2d: scratch is too small for the phase planes");
+                let (planes, rest) = scratch.split_at_mut(ph.len(cin_g));
+                ph.fill(xg, pre.as_ref(), planes);
+                let b = ph.tap_b(planes, cin_g, oh, rest);
+                gemm_taps(isa, cout_g, wg, &b, yg, ohw, &epi, threads);
+                continue;
+            }
+            if unpadded {
                 // Straight from the input under per-tap masks; the tap offsets go at the front of `scratch`.
                 let b = TapB::new(xg, cin_g, h, w, p.kernel, p.dilations, [p.pads[0], p.pads[1]], oh, scratch);
                 gemm_taps(isa, cout_g, wg, &b, yg, ohw, &epi, threads);

@@ -627,51 +627,105 @@ impl PackedShifted<'_> {
     }
 }
 
-/// B of a stride-1 convolution whose output is as wide as its input, read in place from the unpadded
-/// input (AVX-512 only, see [`gemm_taps`]): B(p, q) for row p = (c·kh + u)·kw + v and output pixel
-/// q = i·w + j is input pixel (i + u·d0 − top, j + v·d1 − left) of channel c, or 0 outside the image.
-/// Row p starts `offs[p]` = c·h·w + u·d0·w + v·d1 floats from where output pixel q's input under tap
-/// (0, 0) would be (`q − top·w − left`, possibly before the input): one offset per row, as for
-/// [`ShiftedB`], and per tile one mask per tap and vector for the padding (`TapMasks`).
+/// How one kernel axis of a [`TapB`] reads its planes: kernel position u reads plane coordinate
+/// `o + shift[u]` for output coordinate o, and finds data there when it lies in `0..extent[u]` (zero
+/// elsewhere: the padding, or past the input).
+#[derive(Clone, Copy, Debug)]
+pub struct TapAxis {
+    pub shift: [isize; MAX_TAPS],
+    pub extent: [usize; MAX_TAPS],
+    /// Kernel positions on this axis.
+    pub len: usize,
+}
+
+impl TapAxis {
+    /// A stride-1 axis over an input `extent` long, padded by `pad` before it: position u reads input
+    /// coordinate o + u·dilation − pad.
+    pub fn unit(len: usize, dilation: usize, pad: usize, extent: usize) -> Self {
+        assert!(len <= MAX_TAPS, "gemm_taps: a kernel {len} wide");
+        let mut axis = TapAxis { shift: [0; MAX_TAPS], extent: [extent; MAX_TAPS], len };
+        for (u, s) in axis.shift.iter_mut().enumerate().take(len) {
+            *s = (u * dilation) as isize - pad as isize;
+        }
+        axis
+    }
+    /// How far before an output coordinate the axis reads at most (0 if it never reads before it).
+    fn lead(&self) -> usize {
+        self.shift[..self.len].iter().map(|&s| (-s).max(0) as usize).max().unwrap_or(0)
+    }
+}
+
+/// B of a convolution read in place (AVX-512 only, see [`gemm_taps`]) from planes as wide as its output,
+/// so that consecutive output pixels read consecutive plane pixels under every tap, across rows too:
+/// a stride-1 convolution's unpadded input ([`TapB::new`]), or a strided one's unpadded phase planes
+/// ([`TapB::planes`]). B(p, q) for row p = (c·kh + u)·kw + v and output pixel q = i·w + j is pixel
+/// (i + ys.shift[u], j + xs.shift[v]) of channel c's plane for tap (u, v), or 0 where that lies outside
+/// the plane's extents. Row p starts `offs[p]` floats from `q − base` (possibly before the data): one
+/// offset per row, as for [`ShiftedB`], and per tile one mask per tap and vector for the padding
+/// (`TapMasks`).
 #[derive(Clone, Copy, Debug)]
 pub struct TapB<'a> {
-    /// The group's input planes, `[channels, h, w]`.
+    /// The group's planes.
     data: &'a [f32],
-    h: usize,
+    /// Columns per grid row: the output's width, and every plane's row stride.
     w: usize,
-    kernel: [usize; 2],
-    dilations: [usize; 2],
-    /// Padding above and left of the input.
-    top: usize,
-    left: usize,
     /// Output rows (each `w` pixels).
     rows: usize,
-    /// One offset per row of B, as above (built by [`TapB::new`], so that every lane a mask lets through
-    /// lies in the input).
+    ys: TapAxis,
+    xs: TapAxis,
+    /// Floats from where a tile's rows are read to its first output pixel's index: the axes' leads,
+    /// rows times w plus columns.
+    base: usize,
+    /// One offset per row of B, as above (built by [`TapB::planes`], so that every lane a mask lets
+    /// through lies in `data`).
     offs: &'a [u32],
 }
 
 impl<'a> TapB<'a> {
-    /// B over `data` (`[channels, h, w]`) for an output of `rows` rows, `w` wide; the offsets are written
-    /// to the front of `scratch` (`channels·kh·kw` floats, holding u32 bit patterns: a run allocates
-    /// nothing). Panics if `data` or `scratch` is too small, or a tap count is past [`MAX_TAPS`].
+    /// B of a stride-1 convolution whose output is as wide as its input, `data` being its input
+    /// (`[channels, h, w]`), for an output of `rows` rows; the offsets are written to the front of
+    /// `scratch` (`channels·kh·kw` floats, holding u32 bit patterns: a run allocates nothing). Panics if
+    /// `data` or `scratch` is too small, or a tap count is past [`MAX_TAPS`].
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         data: &'a [f32],
         channels: usize,
         h: usize,
         w: usize,
-        kernel: [usize; 2],
-        dilations: [usize; 2],
+        [kh, kw]: [usize; 2],
+        [d0, d1]: [usize; 2],
         [top, left]: [usize; 2],
         rows: usize,
         scratch: &'a mut [f32],
     ) -> Self {
-        let [kh, kw] = kernel;
         assert!((1..=MAX_TAPS).contains(&(kh * kw)), "gemm_taps: a {kh}x{kw} kernel has too many taps");
         let volume = channels.checked_mul(h).and_then(|v| v.checked_mul(w));
         assert!(volume.is_some_and(|v| data.len() >= v), "gemm_taps: B is too small");
+        let (ys, xs) = (TapAxis::unit(kh, d0, top, h), TapAxis::unit(kw, d1, left, w));
+        Self::planes(data, channels, w, rows, ys, xs, |c, _, _| c * h * w, scratch)
+    }
+
+    /// B over planes `w` wide in `data`: channel c's tap (u, v) reads the plane that starts at
+    /// `plane(c, u, v)`, as `ys` and `xs` say, for an output of `rows` rows. Offsets go to the front of
+    /// `scratch` as in [`TapB::new`]. Panics if a plane's extents are wider than `w` or reach past
+    /// `data`, `scratch` is too small, or the tap count is not 1 to [`MAX_TAPS`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn planes(
+        data: &'a [f32],
+        channels: usize,
+        w: usize,
+        rows: usize,
+        ys: TapAxis,
+        xs: TapAxis,
+        plane: impl Fn(usize, usize, usize) -> usize,
+        scratch: &'a mut [f32],
+    ) -> Self {
+        let (kh, kw) = (ys.len, xs.len);
+        assert!((1..=MAX_TAPS).contains(&(kh * kw)), "gemm_taps: a {kh}x{kw} kernel has too many taps");
+        assert!(xs.extent[..kw].iter().all(|&e| e <= w), "gemm_taps: a plane is wider than the output");
         assert!(rows.checked_mul(w).is_some(), "gemm_taps: the output is too large");
+        let (ty, tx) = (ys.lead(), xs.lead());
+        let base = ty.checked_mul(w).and_then(|b| b.checked_add(tx)).expect("gemm_taps: the padding is too large");
         let k = channels * kh * kw;
         assert!(scratch.len() >= k, "gemm_taps: scratch is too small for the tap offsets");
         let offs_f = &mut scratch[..k];
@@ -679,27 +733,32 @@ impl<'a> TapB<'a> {
         for c in 0..channels {
             for u in 0..kh {
                 for v in 0..kw {
-                    let off = c * h * w + u * dilations[0] * w + v * dilations[1];
-                    offs_f[p] = f32::from_bits(u32::try_from(off).expect("tap offsets fit u32"));
+                    let start = plane(c, u, v);
+                    // Every lane a mask lets through reads row 0..extent, column 0..extent of this plane.
+                    let end = ys.extent[u].checked_mul(w).and_then(|e| e.checked_add(start));
+                    let empty = ys.extent[u] == 0 || xs.extent[v] == 0;
+                    assert!(empty || end.is_some_and(|e| e <= data.len()), "gemm_taps: B is too small");
+                    // start + (ty + shift_y)·w + (tx + shift_x): both terms are at least 0 by the leads.
+                    let off = (ty as isize + ys.shift[u]) as usize * w + (tx as isize + xs.shift[v]) as usize;
+                    let off = start.checked_add(off).and_then(|o| u32::try_from(o).ok());
+                    offs_f[p] = f32::from_bits(off.expect("tap offsets fit u32"));
                     p += 1;
                 }
             }
         }
         // SAFETY: f32 and u32 have the same size and alignment, and any bits are a valid u32.
         let offs = unsafe { std::slice::from_raw_parts(offs_f.as_ptr() as *const u32, k) };
-        TapB { data, h, w, kernel, dilations, top, left, rows, offs }
+        TapB { data, w, rows, ys, xs, base, offs }
     }
 
     /// The masks of a tile of `cols` (at most 48) output pixels from pixel `n0` on: lane j of vector v
-    /// (pixel q = n0 + 16v + j, at row q / w and column q % w) under tap (u, v') is read when input row
-    /// q / w + u·d0 − top and column q % w + v'·d1 − left lie in the image.
+    /// (pixel q = n0 + 16v + j, at row q / w and column q % w) under tap (u, v') is read when plane row
+    /// q / w + ys.shift[u] and column q % w + xs.shift[v'] lie in the tap's extents.
     fn tap_masks(&self, n0: usize, cols: usize) -> TapMasks {
         // The masks are 48 bits (three 16-lane vectors): the AVX-512 tile's width.
         assert!(cols <= 48, "gemm_taps: a tile of {cols} pixels");
-        let [kh, kw] = self.kernel;
-        let [d0, d1] = self.dilations;
-        let (top, left, h, w) = (self.top, self.left, self.h, self.w);
-        // Per kernel row u (column v), the lanes whose input row (column) lies in the image, as one
+        let (kh, kw, w) = (self.ys.len, self.xs.len, self.w);
+        // Per kernel row u (column v), the lanes whose plane row (column) lies in its extent, as one
         // 48-bit mask, built a run of lanes in one output row at a time (a few shifts per run and tap,
         // not a test per lane: the per-lane version cost a fifth of a 16-channel layer's time).
         let (mut row_ok, mut col_ok) = ([0u64; MAX_TAPS], [0u64; MAX_TAPS]);
@@ -709,16 +768,17 @@ impl<'a> TapB<'a> {
             let len = (w - x).min(cols - q);
             let run = ((1u64 << len) - 1) << q;
             for (u, ok) in row_ok.iter_mut().enumerate().take(kh) {
-                if (top..top + h).contains(&(y + u * d0)) {
+                if (0..self.ys.extent[u] as isize).contains(&(y as isize + self.ys.shift[u])) {
                     *ok |= run;
                 }
             }
             for (v, ok) in col_ok.iter_mut().enumerate().take(kw) {
-                // Input column x' + v·d1 − left in the image: x' in lo..hi.
-                let lo = x.max(left.saturating_sub(v * d1));
-                let hi = (x + len).min((left + w).saturating_sub(v * d1));
+                // Plane column x' + shift in 0..extent: x' in lo..hi.
+                let (shift, extent) = (self.xs.shift[v], self.xs.extent[v] as isize);
+                let lo = (x as isize).max(-shift);
+                let hi = ((x + len) as isize).min(extent - shift);
                 if lo < hi {
-                    *ok |= ((1u64 << (hi - lo)) - 1) << (q + lo - x);
+                    *ok |= ((1u64 << (hi - lo)) - 1) << (q as isize + lo - x as isize);
                 }
             }
             (q, x, y) = (q + len, 0, y + 1);
@@ -904,13 +964,11 @@ fn shifted_driver(
                         InPlace::Padded(b) => {
                             (data[oy * stride + ox..].as_ptr(), flow.then(|| b.vec_segs(n0, cols)), None)
                         }
-                        // Where pixel n0's input under tap (0, 0) would be: up to top·w + left floats before
-                        // the input, formed without `add`'s in-bounds promise (only masked lanes read it).
-                        InPlace::Taps(b) => (
-                            data.as_ptr().wrapping_add(n0).wrapping_sub(b.top * b.w + b.left),
-                            None,
-                            Some(b.tap_masks(n0, cols)),
-                        ),
+                        // Where pixel n0's input under tap (0, 0) would be: up to `base` floats before the
+                        // planes, formed without `add`'s in-bounds promise (only masked lanes read it).
+                        InPlace::Taps(b) => {
+                            (data.as_ptr().wrapping_add(n0).wrapping_sub(b.base), None, Some(b.tap_masks(n0, cols)))
+                        }
                     };
                     let b_hi = if pair { stride } else { 8 };
                     for p in p_block..(p_block + mc_panels).min(my_panels.end) {
