@@ -29,7 +29,7 @@ pub use peak::fma_peak_gflops;
 use super::elementwise::{unary_inplace, UnaryOp};
 use super::transpose;
 pub use tile::MAX_TAPS;
-use tile::{TapMasks, Tile, VecSegs, MAX_SEGS, TALL_PANELS};
+use tile::{TapMasks, Tile, VecSegs, MAX_SEGS, TALL_PANELS, TAP_VECS};
 
 /// Rows of A in one packed panel (and of C in one micro-tile), for every instruction set: 6 fills
 /// AVX2's 16 registers (6 × 16 tile: 12 accumulators, 2 vectors of B, one broadcast of A) and, at
@@ -47,6 +47,11 @@ pub const MC: usize = 240;
 pub const NB: usize = 8;
 /// The widest block any instruction set packs (AVX-512: 8 × 48 columns).
 pub const MAX_BLOCK: usize = NB * 48;
+/// The most bytes of B a tap tile of `TAP_VECS` vectors may read (all its rows' planes over the rows
+/// it spans) to be cut that wide: two thirds of this machine's 48 KiB L1, so that B stays there while
+/// the tile passes over each panel of A.
+const WIDE_TAP_TILE_BYTES: usize = 32 << 10;
+
 /// The most weights (floats) a product read in place by [`gemm_shifted`] or [`gemm_taps`] may have and
 /// still run its whole k extent in one block: 256 KB, the in-place convolutions' own bound (`conv`'s
 /// `IN_PLACE_MAX_WEIGHTS`), so every such convolution does unless forced in place. [`KC`] keeps a packed
@@ -679,6 +684,9 @@ pub struct TapB<'a> {
     /// One offset per row of B, as above (built by [`TapB::planes`], so that every lane a mask lets
     /// through lies in `data`).
     offs: &'a [u32],
+    /// Whether what a tile of `TAP_VECS` vectors reads of B fits in [`WIDE_TAP_TILE_BYTES`] (then the
+    /// driver cuts tiles that wide; 3 vectors otherwise).
+    wide: bool,
 }
 
 impl<'a> TapB<'a> {
@@ -748,15 +756,23 @@ impl<'a> TapB<'a> {
         }
         // SAFETY: f32 and u32 have the same size and alignment, and any bits are a valid u32.
         let offs = unsafe { std::slice::from_raw_parts(offs_f.as_ptr() as *const u32, k) };
-        TapB { data, w, rows, ys, xs, base, offs }
+        // What a 64-pixel tile reads of B: each channel's planes (those its taps read), over the rows the
+        // tile's pixels and the kernel's height span.
+        let planes_read =
+            (0..kh * kw).filter(|&t| (0..t).all(|e| plane(0, e / kw, e % kw) != plane(0, t / kw, t % kw)));
+        let rows_read = (64usize.div_ceil(w.max(1)) + kh).min(ys.extent[..kh].iter().copied().max().unwrap_or(0));
+        let tile_bytes = channels.saturating_mul(planes_read.count()).saturating_mul(rows_read * w * 4);
+        let wide = tile_bytes <= WIDE_TAP_TILE_BYTES;
+        TapB { data, w, rows, ys, xs, base, offs, wide }
     }
 
     /// The masks of a tile of `cols` (at most 48) output pixels from pixel `n0` on: lane j of vector v
     /// (pixel q = n0 + 16v + j, at row q / w and column q % w) under tap (u, v') is read when plane row
     /// q / w + ys.shift[u] and column q % w + xs.shift[v'] lie in the tap's extents.
     fn tap_masks(&self, n0: usize, cols: usize) -> TapMasks {
-        // The masks are 48 bits (three 16-lane vectors): the AVX-512 tile's width.
-        assert!(cols <= 48, "gemm_taps: a tile of {cols} pixels");
+        // The masks are up to 64 bits (`TAP_VECS` 16-lane vectors): the widest tap tile.
+        assert!(cols <= 16 * TAP_VECS, "gemm_taps: a tile of {cols} pixels");
+        let ones = |n: usize| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         let (kh, kw, w) = (self.ys.len, self.xs.len, self.w);
         // Per kernel row u (column v), the lanes whose plane row (column) lies in its extent, as one
         // 48-bit mask, built a run of lanes in one output row at a time (a few shifts per run and tap,
@@ -766,7 +782,7 @@ impl<'a> TapB<'a> {
         while q < cols {
             // Lanes q..q + len: output row y, columns x..x + len.
             let len = (w - x).min(cols - q);
-            let run = ((1u64 << len) - 1) << q;
+            let run = ones(len) << q;
             for (u, ok) in row_ok.iter_mut().enumerate().take(kh) {
                 if (0..self.ys.extent[u] as isize).contains(&(y as isize + self.ys.shift[u])) {
                     *ok |= run;
@@ -778,12 +794,12 @@ impl<'a> TapB<'a> {
                 let lo = (x as isize).max(-shift);
                 let hi = ((x + len) as isize).min(extent - shift);
                 if lo < hi {
-                    *ok |= ((1u64 << (hi - lo)) - 1) << (q as isize + lo - x as isize);
+                    *ok |= ones((hi - lo) as usize) << (q as isize + lo - x as isize);
                 }
             }
             (q, x, y) = (q + len, 0, y + 1);
         }
-        let mut t = TapMasks { masks: [[0; 3]; MAX_TAPS], taps: kh * kw };
+        let mut t = TapMasks { masks: [[0; TAP_VECS]; MAX_TAPS], taps: kh * kw };
         for (u, rows) in row_ok.iter().enumerate().take(kh) {
             for (v, cols) in col_ok.iter().enumerate().take(kw) {
                 let both = rows & cols;
@@ -902,6 +918,10 @@ fn shifted_driver(
     // threads 1.006 (0.997).
     let vecs = n.div_ceil(16);
     let by_vecs = taps && n % 16 != 1;
+    let widest = match src {
+        InPlace::Taps(b) if b.wide => TAP_VECS,
+        _ => 3,
+    };
     let units = match (pair, flow) {
         _ if by_vecs => vecs,
         (true, _) => rows.div_ceil(2),
@@ -938,11 +958,13 @@ fn shifted_driver(
             let last = k0 + kc == k;
             for p_block in my_panels.clone().step_by(mc_panels) {
                 // This part's tiles: (output row, column, columns).
-                let tiles =
-                    my_units.clone().filter(|&u| !by_vecs || vec_tile(my_units.clone(), u).is_some()).map(|u| {
+                let tiles = my_units
+                    .clone()
+                    .filter(|&u| !by_vecs || vec_tile(my_units.clone(), u, widest).is_some())
+                    .map(|u| {
                         if by_vecs {
                             let n0 = 16 * u;
-                            let nv = vec_tile(my_units.clone(), u).expect("filtered");
+                            let nv = vec_tile(my_units.clone(), u, widest).expect("filtered");
                             let cols = (16 * (u + nv)).min(n) - n0;
                             return (n0 / width, n0 % width, cols);
                         }
@@ -1001,17 +1023,29 @@ fn shifted_driver(
 }
 
 /// The vectors of the tap tile that starts at 16-pixel vector `u` of a part's run of vectors, or `None`
-/// when no tile starts there: tiles of 3 vectors (18 accumulators) from the run's start, except that a
-/// run whose last tile would be one vector (6 accumulators, one FMA chain per row: latency-bound) ends
-/// in two tiles of 2 (12 accumulators each) instead of 3 + 1. `ab_steps.py`, ResNet-20 at batch 8 on
-/// 1 thread, 6 rounds: its 8-px layers (64 pixels: 32 + 32, not 48 + 16) 0.94-0.95, its 16-px ones
-/// (3 · 4 + 2 + 2 vectors) 0.97-0.98, the network 0.974 (a control copy 0.996).
-fn vec_tile(run: std::ops::Range<usize>, u: usize) -> Option<usize> {
+/// when no tile starts there: tiles of `widest` vectors from the run's start, except that a run whose
+/// last tile would be one vector (6 accumulators, one FMA chain per row: latency-bound) ends in two
+/// tiles of about half of widest + 1 (3 + 1 becomes 2 + 2, 4 + 1 becomes 3 + 2). `ab_steps.py`, 6 rounds:
+/// - widest 3, against 48-pixel tiles and a 16-pixel one per remainder: ResNet-20 at batch 8 on 1
+///   thread, its 8-px layers (64 pixels: 32 + 32, not 48 + 16) 0.94-0.95, its 16-px ones (3 · 4 + 2 + 2
+///   vectors) 0.97-0.98, the network 0.974 (a control copy 0.996);
+/// - widest 4 (`TAP_VECS`, where `TapB::wide`) against 3: 6 rows × 4 vectors is 24 accumulators for 10
+///   loads a step (4 of B, 6 broadcasts of A), against 18 for 9. ResNet-20 on 1 thread 0.932 at batch 8
+///   and 0.936 at batch 1 (controls 0.995, 0.999), every stage 0.91-0.95; on 2 threads 0.930 and
+///   0.953. DenseNet-121's 14-px growth layers, whose B does not fit (1152 rows), ran 1.02 at 4 and stay
+///   at 3.
+fn vec_tile(run: std::ops::Range<usize>, u: usize, widest: usize) -> Option<usize> {
     let (at, len) = (u - run.start, run.len());
-    let tail = if len >= 4 && len % 3 == 1 { len - 4 } else { len };
-    match at {
-        _ if at < tail => (at % 3 == 0).then(|| 3.min(tail - at)),
-        _ => ((at - tail) % 2 == 0).then_some(2),
+    let tail = if len > widest && len % widest == 1 { len - widest - 1 } else { len };
+    if at < tail {
+        return (at % widest == 0).then(|| widest.min(tail - at));
+    }
+    // The last widest + 1 vectors: two tiles, the wider first.
+    let first = (widest + 2) / 2;
+    match at - tail {
+        0 => Some(first),
+        x if x == first => Some(widest + 1 - first),
+        _ => None,
     }
 }
 
@@ -1359,20 +1393,20 @@ mod tests {
     /// dilations and padding wider than the kernel's reach on one side.
     #[test]
     fn vec_tiles_cover_a_run_once_without_lone_vectors() {
-        for start in [0usize, 5] {
+        for (start, widest) in [(0usize, 3), (5, 3), (0, 4), (3, 4)] {
             for len in 1..40 {
                 let run = start..start + len;
                 let mut next = start;
                 let mut sizes = vec![];
                 for u in run.clone() {
-                    if let Some(nv) = vec_tile(run.clone(), u) {
+                    if let Some(nv) = vec_tile(run.clone(), u, widest) {
                         assert_eq!(u, next, "run {run:?}: a tile at {u}, the last one ended at {next}");
                         sizes.push(nv);
                         next = u + nv;
                     }
                 }
                 assert_eq!(next, run.end, "run {run:?}: tiles {sizes:?}");
-                assert!(sizes.iter().all(|&s| (1..=3).contains(&s)), "run {run:?}: {sizes:?}");
+                assert!(sizes.iter().all(|&s| (1..=widest).contains(&s)), "run {run:?}: {sizes:?}");
                 assert!(len == 1 || !sizes.contains(&1), "run {run:?}: {sizes:?}");
             }
         }
@@ -1388,7 +1422,15 @@ mod tests {
         }
         // (output channels, input channels, h, w): 20 · 300 · 9 = 54 000 weights (one block); 26 · 300 · 9
         // = 70 200 (eleven blocks); 64 pixels (32 + 32) and 7 × 7 (48 + 1).
-        for (m, ch, h, w) in [(20usize, 300usize, 5usize, 13usize), (26, 300, 5, 13), (7, 40, 8, 8), (9, 30, 7, 7)] {
+        // And tiles of 4 vectors where B is small enough (`TapB::wide`): 64 pixels in one tile, and 135
+        // (9 vectors: 4 + 3 + 2).
+        for (m, ch, h, w, wide) in [
+            (20usize, 300usize, 5usize, 13usize, false),
+            (26, 300, 5, 13, false),
+            (7, 40, 8, 8, true),
+            (9, 30, 7, 7, true),
+            (10, 8, 9, 15, true),
+        ] {
             let k = ch * 9;
             let data: Vec<f32> = (0..ch * h * w).map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0).collect();
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 5 % 17) as f32 - 8.0) / 9.0).collect();
@@ -1397,6 +1439,7 @@ mod tests {
             pack_a(m, k, MatRef::new(&a, k), 1.0, &mut packed);
             let mut scratch = vec![0.0; k];
             let b = TapB::new(&data, ch, h, w, [3, 3], [1, 1], [1, 1], h, &mut scratch);
+            assert_eq!(b.wide, wide, "{ch} channels of {h} x {w}");
             let n = h * w;
             let mut first: Option<Vec<f32>> = None;
             for threads in 1..=3 {
@@ -1449,12 +1492,12 @@ mod tests {
             let b = TapB::new(&data, 4, h, w, kernel, dil, [top, left], rows, &mut scratch);
             let n = rows * w;
             for n0 in 0..n {
-                let cols = 48.min(n - n0);
+                let cols = (16 * TAP_VECS).min(n - n0);
                 let t = b.tap_masks(n0, cols);
                 assert_eq!(t.taps, kernel[0] * kernel[1]);
                 for u in 0..kernel[0] {
                     for v in 0..kernel[1] {
-                        for lane in 0..48 {
+                        for lane in 0..16 * TAP_VECS {
                             let got = t.masks[u * kernel[1] + v][lane / 16] >> (lane % 16) & 1 == 1;
                             let q = n0 + lane;
                             let (y, x) = (

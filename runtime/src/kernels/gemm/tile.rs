@@ -1,5 +1,6 @@
 //! Register-blocked micro-kernels: one call computes a tile of C, at most `MR` rows by `isa.nr()`
-//! columns (or, on AVX-512, a tall tile of 2-3 whole panels by at most 16 columns), over a block of k.
+//! columns (or, on AVX-512, a tall tile of 2-3 whole panels by at most 16 columns, or a [`TapMasks`]
+//! tile of up to [`TAP_VECS`] vectors), over a block of k.
 //!
 //! Math: C[r, j] = (C[r, j] if accumulate) + Σ_p A[p][r] · B[p][j] (+ bias[r]), then max(·, 0) when
 //! `relu`, for r < rows and j < cols. A is an `MR`-row panel (k-major: `MR` floats per p); row p of B
@@ -87,9 +88,13 @@ pub const MAX_TAPS: usize = 25;
 /// masks (a tap's column and row bounds) take the place of a zero-padded copy of the input.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct TapMasks {
-    pub masks: [[u16; 3]; MAX_TAPS],
+    pub masks: [[u16; TAP_VECS]; MAX_TAPS],
     pub taps: usize,
 }
+
+/// Most 16-lane vectors a [`TapMasks`] tile has: 6 rows × 4 vectors is 24 accumulators, 4 vectors of B
+/// and a broadcast of A, 29 of AVX-512's 32 registers.
+pub const TAP_VECS: usize = 4;
 
 /// Most panels of A a tall tile covers. A tile of one 16-column vector (a product 16 columns wide, such
 /// as a Winograd product over 16 tiles, or the last micro-tile of a row) has only 6 accumulators on
@@ -113,7 +118,7 @@ pub(super) const TALL_PANELS: usize = 3;
 /// and `t.a_next` (if not null) `t.k · MR` floats of one allocation at each of the tile's panels
 /// (`a_stride` apart in a tall tile).
 pub(super) unsafe fn run(isa: Isa, t: &Tile) {
-    debug_assert!(t.rows >= 1 && t.cols >= 1 && t.cols <= isa.nr());
+    debug_assert!(t.rows >= 1 && t.cols >= 1 && t.cols <= if t.taps.is_null() { isa.nr() } else { 16 * TAP_VECS });
     debug_assert!(
         t.rows <= MR
             || (isa == Isa::Avx512
@@ -210,7 +215,7 @@ fn scalar(t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{b_row_of, Tile, MR};
+    use super::{b_row_of, Tile, MR, TAP_VECS};
 
     use std::arch::x86_64::*;
 
@@ -276,7 +281,9 @@ mod x86 {
                 match nv {
                     1 => k512::<$r, 1, OFFS, 0, TAP>(t),
                     2 => k512::<$r, 2, OFFS, 0, TAP>(t),
-                    _ => k512::<$r, 3, OFFS, 0, TAP>(t),
+                    3 => k512::<$r, 3, OFFS, 0, TAP>(t),
+                    // Only tap tiles are 4 vectors wide (see `TAP_VECS`).
+                    _ => k512::<$r, 4, OFFS, 0, TAP>(t),
                 }
             };
         }
@@ -310,7 +317,8 @@ mod x86 {
         unsafe { by_rows!(t, by_nv) }
     }
 
-    /// R rows × NV vectors of 16: up to 18 accumulators, NV loads of B and R broadcasts of A per step.
+    /// R rows × NV vectors of 16: up to 18 accumulators (24 in a tap tile of 4 vectors), NV loads of B
+    /// and R broadcasts of A per step.
     /// With SEG > 0 each vector of B is SEG masked loads from `t.segs` (see [`super::VecSegs`]); with
     /// TAP, one load under the mask of the row's kernel tap (see [`super::TapMasks`]).
     #[target_feature(enable = "avx512f")]
@@ -333,7 +341,7 @@ mod x86 {
                     // The row's start may lie outside the input (a tap in the padding): only the lanes
                     // under its mask are read, so the address is formed without `add`'s bounds promise.
                     let b = t.b.wrapping_add(*t.b_offs.add(p) as usize);
-                    let m: &[u16; 3] = &*tap_masks.add(*tap);
+                    let m: &[u16; TAP_VECS] = &*tap_masks.add(*tap);
                     for (v, x) in bv.iter_mut().enumerate() {
                         *x = _mm512_maskz_loadu_ps(m[v], b.wrapping_add(16 * v));
                     }
