@@ -4,7 +4,8 @@
 //! left] (0 outside the image). The im2col matrix is never materialized. A 1x1 convolution's tiles of it
 //! (KC × NR floats, contiguous, so they stay in L1 while every weight panel passes over them) are packed
 //! straight from the input by `ConvB`: each tile row is one contiguous copy, or one strided gather for a
-//! strided 1x1 (a projection shortcut).
+//! strided 1x1 (a projection shortcut); a stride-1 1x1 with at most 128 output channels and no prologue
+//! is read in place instead (`IN_PLACE_1X1_MAX_M`).
 //!
 //! Any other convolution (but the one case below) first copies its input, zero-padded, into scratch
 //! (split into phase planes when strided; `shifted_input`), so that every kernel tap is a shifted view of
@@ -261,6 +262,17 @@ impl Pre<'_> {
     }
 }
 
+/// The most output channels (per group) a pointwise convolution may have for the GEMM to read its input
+/// in place ([`ConvB::direct`]) instead of packing it. Packing copies each value of B once for every
+/// block of columns, and with few output channels there is little arithmetic per copied value (a
+/// 256→64 layer: 64 multiply-adds). `conv_bench`, 2 alternating runs: ResNet-50's 256→64 at 56 px 0.438
+/// against 0.483-0.494 ms packed on 1 thread and 0.227 against 0.254 on 2, its 64→64 0.115 against
+/// 0.127; `ab_steps.py`, ResNet-50 at batch 1 on 2 threads, 8 rounds: 0.961 (a control copy 1.011), its
+/// 56-px 1x1 steps 0.72 and 28-px 0.90-0.92; on 1 thread 0.991, forced AVX2 0.996. Up to 256 or every
+/// width: no further change (1.000 and 1.004). (Session 12's README records in-place 1x1s 1.1-1.9x
+/// slower in `conv_bench`, for every width; measured again now, up to 128 channels they are faster.)
+const IN_PLACE_1X1_MAX_M: usize = 128;
+
 /// Rows ahead that a 1x1 convolution's packing asks for: each row of a block is a run of up to 384
 /// floats in its own channel plane, a plane apart, more streams than the hardware prefetchers follow.
 const PREFETCH_ROWS: usize = 8;
@@ -280,6 +292,12 @@ struct ConvB<'a> {
 impl BSource for ConvB<'_> {
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, dst: &mut [f32], nr: usize) {
         self.pack_twin(k0, kc, n0, nc, dst, nr)
+    }
+    /// A pointwise convolution without a prologue with at most [`IN_PLACE_1X1_MAX_M`] output channels
+    /// per group: its B is the input itself (row k = channel k's plane), read in place by whole blocks.
+    fn direct(&self) -> Option<(&[f32], usize)> {
+        let small_m = self.p.cout / self.p.group <= IN_PLACE_1X1_MAX_M;
+        (self.p.is_pointwise() && self.pre.is_none() && small_m).then_some((self.x, self.h * self.w))
     }
 }
 
