@@ -79,8 +79,8 @@ pub enum Command {
         /// Where to write the artifact (default: the model's name with the .resin extension).
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
-        /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, merge_dense_skips,
-        /// identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as Winograd F(4×4,3×3) or F(2×2,3×3)).
+        /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, pool_first,
+        /// merge_dense_skips, identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as Winograd F(4×4,3×3) or F(2×2,3×3)).
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,
         /// Print what each pass changed, the plan's steps by kind and its memory against a naive plan.
@@ -168,8 +168,8 @@ pub enum Command {
         /// With --profile: also list the K slowest steps (name, kind, output shape, MACs, ms, GFLOP/s).
         #[arg(long, value_name = "K", requires = "profile")]
         steps: Option<usize>,
-        /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, merge_dense_skips,
-        /// identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as Winograd F(4×4,3×3) or F(2×2,3×3)).
+        /// Switch off a compiler pass (repeatable): canonicalize, eliminate_dead, fold_constants, fold_batchnorm, pool_first,
+        /// merge_dense_skips, identity_skip_inplace, fuse_activation, eliminate_dead; and `winograd` (lowering: 3x3 convolutions as Winograd F(4×4,3×3) or F(2×2,3×3)).
         #[arg(long, value_name = "PASS")]
         disable: Vec<String>,
     },

@@ -11,7 +11,7 @@ mod common;
 use common::{models_dir, read_npy};
 use prost::Message;
 use resin::onnx::{self as ronnx, export::export, ImportOptions};
-use resin_ir::op::{Activation, Conv, Gemm, PadMode, Pool, PoolKind};
+use resin_ir::op::{Activation, Conv, Gemm, PadMode, Pool, PoolKind, PreAffine};
 use resin_ir::{Dim, EdgeKind, Graph, NodeId, Op, Tensor, TensorData, TensorType};
 use resin_runtime::Model;
 use std::collections::{BTreeMap, HashSet};
@@ -162,7 +162,12 @@ fn round_trip_after_passes_is_a_fixed_point() {
         let bn = graph.node.iter().filter(|n| n.op_type == "BatchNormalization").count();
         let ir_bn =
             g1.g.node_weights()
-                .filter(|n| matches!(&n.op, Op::BatchNorm(_)) || matches!(&n.op, Op::Conv(c) if c.pre.is_some()))
+                .filter(|n| match &n.op {
+                    Op::BatchNorm(_) => true,
+                    Op::Conv(c) => c.pre.is_some(),
+                    Op::Pool(p) => p.pre.is_some(),
+                    _ => false,
+                })
                 .count();
         assert_eq!(bn, ir_bn, "{name}: BatchNormalization nodes");
         if !name.starts_with("densenet") {
@@ -179,6 +184,12 @@ fn round_trip_after_passes_is_a_fixed_point() {
                         prologue += 1 + pre.act.is_some() as usize;
                     }
                     c.act
+                }
+                Op::Pool(p) => {
+                    if let Some(pre) = &p.pre {
+                        prologue += 1 + pre.act.is_some() as usize;
+                    }
+                    continue;
                 }
                 Op::Gemm(gm) => gm.act,
                 _ => continue,
@@ -336,8 +347,25 @@ fn every_op_graph() -> Graph {
         dilations: [1, 2],
         ceil_mode: false,
         count_include_pad: false,
+        pre: None,
     };
     let pool = add(&mut g, "pool", Op::Pool(pool), &[clip]); // [b,4,4,5]
+                                                             // An average pool with an input prologue (what `pool_first` makes): BatchNorm and Relu in front.
+    let avg = Pool {
+        kind: PoolKind::Avg,
+        kernel: [1, 1],
+        strides: [1, 1],
+        pads: [0; 4],
+        dilations: [1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+        pre: Some(PreAffine {
+            scale: vec![1.5, -0.5, 0.75, 2.0],
+            shift: vec![0.1, 0.2, -0.3, 0.0],
+            act: Some(Activation::Relu),
+        }),
+    };
+    let pool = add(&mut g, "avg_pre", Op::Pool(avg), &[pool]);
     let r1 = add(&mut g, "to_1_b_80", Op::Reshape { shape: vec![1.into(), b(), 80.into()] }, &[pool]);
     let r2 = add(&mut g, "to_b_80", Op::Reshape { shape: vec![b(), 80.into()] }, &[r1]);
     let gemm = |b: Tensor, act| Gemm { b, c: None, alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false, act };

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use resin::passes::{self, PIPELINE};
-use resin_ir::op::{BatchNorm, Conv, Gemm};
+use resin_ir::op::{BatchNorm, Conv, Gemm, Pool, PoolKind};
 use resin_ir::{Dim, Graph, NodeId, Op, Output, Tensor, TensorType};
 use resin_runtime::Model;
 
@@ -34,6 +34,11 @@ enum Layer {
     /// relu(linear(a^{l-1}) · (c₁ + c₂)): a constant subexpression for fold_constants.
     ConstScale,
     Dead,
+    /// (BN → ReLU →) 1x1 convolution → 2x2 average pool (DenseNet's transition), which ends the network
+    /// in convolution mode (`pool_first` moves the pool in front of the convolution).
+    Transition {
+        pre: bool,
+    },
 }
 
 fn layer() -> impl Strategy<Value = Layer> {
@@ -46,6 +51,7 @@ fn layer() -> impl Strategy<Value = Layer> {
         (1usize..4).prop_map(|back| Layer::MatrixSum { back }),
         Just(Layer::ConstScale),
         Just(Layer::Dead),
+        any::<bool>().prop_map(|pre| Layer::Transition { pre }),
     ]
 }
 
@@ -203,6 +209,53 @@ fn build(layers: &[Layer], conv: bool, seed: u64) -> Graph {
                 let h = b.linear(prev, width, true);
                 b.bn(h);
                 prev
+            }
+            Layer::Transition { pre } if conv => {
+                let mut h = prev;
+                if pre {
+                    let n = b.bn(h);
+                    h = b.node(Op::Relu, &[n], width);
+                }
+                let weight = Tensor::f32(vec![width, width, 1, 1], b.rand(width * width, 0.6));
+                let bias = Some(Tensor::f32(vec![width], b.rand(width, 0.1)));
+                let op = Op::Conv(Conv {
+                    weight,
+                    bias,
+                    strides: [1, 1],
+                    pads: [0; 4],
+                    dilations: [1, 1],
+                    group: 1,
+                    act: None,
+                    pre: None,
+                });
+                let c = b.node(op, &[h], width);
+                // The 5 × 4 map pooled to 2 × 2: the network ends here.
+                let pool = Op::Pool(Pool {
+                    kind: PoolKind::Avg,
+                    kernel: [2, 2],
+                    strides: [2, 2],
+                    pads: [0; 4],
+                    dilations: [1, 1],
+                    ceil_mode: false,
+                    count_include_pad: false,
+                    pre: None,
+                });
+                let ty =
+                    TensorType::f32(vec![Dim::Sym("batch".into()), Dim::Fixed(width), Dim::Fixed(2), Dim::Fixed(2)]);
+                let p = b.g.add_node(format!("n{}", b.g.len()), pool, ty.clone());
+                b.g.connect(c, p, 0);
+                let y = b.g.add_node(format!("n{}", b.g.len()), Op::Identity, ty);
+                b.g.connect(p, y, 0);
+                b.g.outputs.push(Output { name: "y".into(), node: y });
+                b.g.infer_shapes().unwrap();
+                b.g.validate().unwrap();
+                b.g.recognize_skips();
+                return b.g;
+            }
+            Layer::Transition { .. } => {
+                let n = b.bn(prev);
+                let r = b.node(Op::Relu, &[n], width);
+                b.linear(r, width, true)
             }
         };
         if out != prev {

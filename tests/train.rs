@@ -72,6 +72,7 @@ fn pool(kind: PoolKind, k: usize, s: usize, p: usize, include_pad: bool) -> Op {
         dilations: [1, 1],
         ceil_mode: false,
         count_include_pad: include_pad,
+        pre: None,
     })
 }
 

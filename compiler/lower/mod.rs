@@ -222,9 +222,18 @@ fn lower_steps(g: &Graph, opts: &LowerOptions) -> Result<Plan> {
                     dilations: p.dilations,
                     count_include_pad: p.count_include_pad,
                 };
-                match p.kind {
-                    PoolKind::Max => StepOp::MaxPool(geom),
-                    PoolKind::Avg => StepOp::AvgPool(geom),
+                match (p.kind, &p.pre) {
+                    (PoolKind::Max, None) => StepOp::MaxPool(geom),
+                    (PoolKind::Avg, None) => StepOp::AvgPool(geom),
+                    (PoolKind::Avg, Some(pre)) => StepOp::AvgPoolPre {
+                        pool: geom,
+                        pre: PreStep {
+                            scale: l.push_weights(&pre.scale),
+                            shift: l.push_weights(&pre.shift),
+                            act: act(pre.act),
+                        },
+                    },
+                    (PoolKind::Max, Some(_)) => bail!("node '{name}': a max pool with an input prologue"),
                 }
             }
             Op::GlobalAvgPool => StepOp::GlobalAvgPool,

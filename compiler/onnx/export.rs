@@ -31,7 +31,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use prost::Message;
-use resin_ir::op::{Activation, PadMode, PoolKind};
+use resin_ir::op::{Activation, PadMode, PoolKind, PreAffine};
 use resin_ir::{DType, Dim, Graph, NodeId, Op, Tensor, TensorData, TensorType};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -252,6 +252,34 @@ impl<'a> Exporter<'a> {
         name
     }
 
+    /// An input prologue `act(scale·x + shift)` as the nodes it was folded from:
+    /// BatchNormalization(scale, shift, mean 0, var 1, ε 0), then its activation. Returns the tensor
+    /// they write.
+    fn emit_pre(&mut self, name: &str, input: String, pre: &PreAffine) -> String {
+        let n = pre.scale.len();
+        let bn_name = self.node_names.unique(&format!("{name}/pre_bn"));
+        let params: Vec<String> =
+            [("scale", pre.scale.clone()), ("shift", pre.shift.clone()), ("mean", vec![0.0; n]), ("var", vec![1.0; n])]
+                .into_iter()
+                .map(|(k, v)| self.init(&format!("{bn_name}/{k}"), &Tensor::f32(vec![n], v)))
+                .collect();
+        let mut bn_out = self.tensors.unique(&format!("{bn_name}_output"));
+        let inputs = std::iter::once(input).chain(params).collect();
+        self.nodes.push(node("BatchNormalization", bn_name, inputs, bn_out.clone(), vec![float("epsilon", 0.0)]));
+        if let Some(a) = pre.act {
+            let act_name = self.node_names.unique(&format!("{name}/pre_{}", a.name().to_lowercase()));
+            let act_out = self.tensors.unique(&format!("{act_name}_output"));
+            let nd = match a {
+                Activation::Relu => node("Relu", act_name, vec![bn_out], act_out.clone(), vec![]),
+                Activation::Sigmoid => node("Sigmoid", act_name, vec![bn_out], act_out.clone(), vec![]),
+                Activation::Clip { min, max } => self.clip(act_name, bn_out, act_out.clone(), min, max),
+            };
+            self.nodes.push(nd);
+            bn_out = act_out;
+        }
+        bn_out
+    }
+
     fn emit(&mut self, id: NodeId) -> Result<()> {
         let g = self.g;
         let n = g.node(id);
@@ -267,44 +295,9 @@ impl<'a> Exporter<'a> {
                 return Ok(());
             }
             Op::Conv(c) => {
-                // An input prologue becomes BatchNormalization(scale, shift, mean 0, var 1, ε 0) and its
-                // activation in front of the Conv: the pattern it was folded from.
                 let x = match &c.pre {
                     None => ins[0].clone(),
-                    Some(pre) => {
-                        let n = pre.scale.len();
-                        let bn_name = self.node_names.unique(&format!("{name}/pre_bn"));
-                        let params: Vec<String> = [
-                            ("scale", pre.scale.clone()),
-                            ("shift", pre.shift.clone()),
-                            ("mean", vec![0.0; n]),
-                            ("var", vec![1.0; n]),
-                        ]
-                        .into_iter()
-                        .map(|(k, v)| self.init(&format!("{bn_name}/{k}"), &Tensor::f32(vec![n], v)))
-                        .collect();
-                        let mut bn_out = self.tensors.unique(&format!("{bn_name}_output"));
-                        let inputs = std::iter::once(ins[0].clone()).chain(params).collect();
-                        self.nodes.push(node(
-                            "BatchNormalization",
-                            bn_name,
-                            inputs,
-                            bn_out.clone(),
-                            vec![float("epsilon", 0.0)],
-                        ));
-                        if let Some(a) = pre.act {
-                            let act_name = self.node_names.unique(&format!("{name}/pre_{}", a.name().to_lowercase()));
-                            let act_out = self.tensors.unique(&format!("{act_name}_output"));
-                            let nd = match a {
-                                Activation::Relu => node("Relu", act_name, vec![bn_out], act_out.clone(), vec![]),
-                                Activation::Sigmoid => node("Sigmoid", act_name, vec![bn_out], act_out.clone(), vec![]),
-                                Activation::Clip { min, max } => self.clip(act_name, bn_out, act_out.clone(), min, max),
-                            };
-                            self.nodes.push(nd);
-                            bn_out = act_out;
-                        }
-                        bn_out
-                    }
+                    Some(pre) => self.emit_pre(&name, ins[0].clone(), pre),
                 };
                 let w = self.init(&format!("{name}/weight"), &c.weight);
                 let mut inputs = vec![x, w];
@@ -362,6 +355,12 @@ impl<'a> Exporter<'a> {
                 plain("Softmax", vec![int("axis", *axis as i64)])
             }
             Op::Pool(p) => {
+                // A prologue (moved here from a 1x1 convolution by `pool_first`) goes in front, as for Conv.
+                let ins = match &p.pre {
+                    None => ins.clone(),
+                    Some(pre) => vec![self.emit_pre(&name, ins[0].clone(), pre)],
+                };
+                let plain = |op: &str, attrs| node(op, name.clone(), ins.clone(), out.clone(), attrs);
                 let mut attrs =
                     vec![ints("kernel_shape", &p.kernel), ints("strides", &p.strides), ints("pads", &p.pads)];
                 let dilated = p.dilations != [1, 1];

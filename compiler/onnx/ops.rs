@@ -366,6 +366,7 @@ fn pool(imp: &mut Importer, n: &NodeProto, a: &Attrs) -> Result<Value> {
         dilations: two(dilations, "dilations")?,
         ceil_mode: a.int("ceil_mode", 0)? != 0,
         count_include_pad: a.int("count_include_pad", 0)? != 0,
+        pre: None,
     };
     node(imp, n, Op::Pool(p), &[x])
 }

@@ -11,9 +11,11 @@
 //! reader, as in DenseNet's BN-ReLU-Conv layers — cannot enter the weights (the activation sits between), so
 //! it becomes the convolution's input prologue: `x' = act(s[c]·x + t[c])` with s = γ/√(σ²+ε), t = β − μ·s,
 //! applied as the convolution packs its input (zero padding stays zero, as it was after the BN and ReLU).
+//! An average pool read the same way takes the prologue too (`Pool::pre`: it averages the transformed
+//! values), which is how an exported `pool_first` transition (BN, ReLU, AveragePool, Conv) reads back.
 
 use super::{replace_uses, PassReport};
-use resin_ir::op::{Activation, PreAffine};
+use resin_ir::op::{Activation, PoolKind, PreAffine};
 use resin_ir::{Graph, NodeId, Op, Tensor};
 
 /// BN, then optionally an activation, then a Conv without a prologue that reads only it: fold the BN
@@ -39,16 +41,26 @@ fn fold_before_conv(g: &mut Graph, bn_id: NodeId, report: &mut PassReport) {
         Op::Relu => (Some(Activation::Relu), Some(next), only_reader(g, next)),
         Op::Clip { min, max } => (Some(Activation::Clip { min, max }), Some(next), only_reader(g, next)),
         Op::Sigmoid => (Some(Activation::Sigmoid), Some(next), only_reader(g, next)),
-        Op::Conv(_) => (None, None, Some(next)),
+        Op::Conv(_) | Op::Pool(_) => (None, None, Some(next)),
         _ => return,
     };
     let Some(conv) = conv else { return };
-    let free = matches!(&g.node(conv).op, Op::Conv(c) if c.pre.is_none()) && g.inputs_of(conv).len() == 1;
+    // A convolution, or an average pool (the form `pool_first` leaves a transition in, and what its
+    // export reads back as), without a prologue yet.
+    let free = match &g.node(conv).op {
+        Op::Conv(c) => c.pre.is_none() && g.inputs_of(conv).len() == 1,
+        Op::Pool(p) => p.kind == PoolKind::Avg && p.pre.is_none(),
+        _ => false,
+    };
     if !free {
         return;
     }
-    let Op::Conv(c) = &mut g.node_mut(conv).op else { return };
-    c.pre = Some(PreAffine { scale, shift, act });
+    let slot = match &mut g.node_mut(conv).op {
+        Op::Conv(c) => &mut c.pre,
+        Op::Pool(p) => &mut p.pre,
+        _ => return,
+    };
+    *slot = Some(PreAffine { scale, shift, act });
     let src = g.inputs_of(bn_id)[0];
     let kind = g.in_edges(bn_id)[0].2;
     let (bn_name, conv_name) = (g.node(bn_id).name.clone(), g.node(conv).name.clone());

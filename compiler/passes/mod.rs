@@ -9,6 +9,7 @@ pub mod fold_constants;
 pub mod fuse_activation;
 pub mod identity_skip_inplace;
 pub mod merge_dense_skips;
+pub mod pool_first;
 
 use resin_ir::Graph;
 
@@ -35,6 +36,8 @@ pub const PIPELINE: &[Pass] = &[
     ("eliminate_dead", eliminate_dead::run),
     ("fold_constants", fold_constants::run),
     ("fold_batchnorm", fold_batchnorm::run),
+    // After BatchNorm folding, which gives a transition's 1x1 convolution the prologue that moves.
+    ("pool_first", pool_first::run),
     ("merge_dense_skips", merge_dense_skips::run),
     ("identity_skip_inplace", identity_skip_inplace::run),
     ("fuse_activation", fuse_activation::run),

@@ -879,6 +879,9 @@ impl<'g> Builder<'g> {
                 })
             }
             Op::Pool(p) => {
+                if p.pre.is_some() {
+                    return Err(err("was optimized by compiler passes; train the graph as imported"));
+                }
                 let xs = sample_shape(g, ins[0])?;
                 let os = sample_shape(g, id)?;
                 if xs.len() != 3 {

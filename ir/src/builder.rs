@@ -408,6 +408,7 @@ impl Builder {
             ceil_mode: p.ceil_mode,
             // ONNX's MaxPool has no such attribute; the importer reads its default, 0.
             count_include_pad: kind == PoolKind::Avg && p.count_include_pad,
+            pre: None,
         });
         self.op(name, op, &[x])
     }

@@ -120,6 +120,9 @@ pub struct Pool {
     pub dilations: [usize; 2],
     pub ceil_mode: bool,
     pub count_include_pad: bool,
+    /// An input prologue (average pools only): the pool averages `act(scale[c]·x + shift[c])`. It is
+    /// what a 1x1 convolution's prologue becomes when the pool moves in front of the convolution.
+    pub pre: Option<PreAffine>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

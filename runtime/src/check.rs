@@ -206,7 +206,8 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
                     }
                 }
             }
-            StepOp::ChannelAffine { scale, shift } => {
+            StepOp::ChannelAffine { scale, shift }
+            | StepOp::AvgPoolPre { pre: crate::plan::PreStep { scale, shift, .. }, .. } => {
                 range(scale, name)?;
                 range(shift, name)?;
                 if in_shape.len() < 2 || in_shape[1] != Dim::Fixed(scale.len) || shift.len != scale.len {
@@ -305,7 +306,7 @@ fn step_shapes(op: &StepOp, ins: &[Vec<usize>], out: &[usize]) -> std::result::R
             }
             ok(acc == out, "broadcast")
         }
-        StepOp::MaxPool(p) | StepOp::AvgPool(p) => {
+        StepOp::MaxPool(p) | StepOp::AvgPool(p) | StepOp::AvgPoolPre { pool: p, .. } => {
             if x.len() != 4 || out.len() != 4 || x[..2] != out[..2] {
                 return fail("NCHW shapes");
             }

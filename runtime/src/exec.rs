@@ -169,11 +169,11 @@ pub fn exec(
             let len: usize = out.shape.iter().product();
             let contiguous = batch(out.shape) <= 1 || out.shape.len() < 2 || out.stride == sample_len(out.shape);
             if contiguous {
-                exec_contiguous(op, &flat, &mut out.data[..len], out.shape, acc, threads);
+                exec_contiguous(op, &flat, &mut out.data[..len], out.shape, weights, acc, threads);
             } else {
                 y.clear();
                 y.resize(len, 0.0);
-                exec_contiguous(op, &flat, y, out.shape, acc, threads);
+                exec_contiguous(op, &flat, y, out.shape, weights, acc, threads);
                 let s = sample_len(out.shape);
                 for (n, chunk) in y.chunks(s).enumerate() {
                     out.data[n * out.stride..n * out.stride + s].copy_from_slice(chunk);
@@ -294,6 +294,7 @@ fn exec_contiguous(
     ins: &[Option<(&[f32], &[usize])>],
     out: &mut [f32],
     out_shape: &[usize],
+    weights: &[f32],
     acc: &mut Vec<f32>,
     threads: usize,
 ) {
@@ -330,6 +331,11 @@ fn exec_contiguous(
             let (x, xs) = get(0);
             let f = if matches!(op, StepOp::MaxPool(_)) { pool::max_pool2d } else { pool::avg_pool2d };
             f(x, xs[0] * xs[1], xs[2], xs[3], p, out_shape[2], out_shape[3], out);
+        }
+        StepOp::AvgPoolPre { pool: p, pre } => {
+            let (x, xs) = get(0);
+            let pre = conv::Pre { scale: w(weights, pre.scale), shift: w(weights, pre.shift), act: pre.act };
+            pool::avg_pool2d_pre(x, xs[0] * xs[1], xs[2], xs[3], p, out_shape[2], out_shape[3], out, xs[1], &pre);
         }
         StepOp::GlobalAvgPool => {
             let (x, xs) = get(0);

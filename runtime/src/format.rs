@@ -316,6 +316,14 @@ pub mod proto {
     }
 
     #[derive(Clone, PartialEq, Message)]
+    pub struct PoolPre {
+        #[prost(message, optional, tag = "1")]
+        pub pool: Option<Pool>,
+        #[prost(message, optional, tag = "2")]
+        pub pre: Option<Pre>,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
     pub struct Pad {
         #[prost(uint64, repeated, tag = "1")]
         pub pads: Vec<u64>,
@@ -343,7 +351,7 @@ pub mod proto {
         pub inputs: Vec<u64>,
         #[prost(uint64, tag = "3")]
         pub output: u64,
-        #[prost(oneof = "step::Op", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23")]
+        #[prost(oneof = "step::Op", tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24")]
         pub op: Option<step::Op>,
     }
 
@@ -370,6 +378,10 @@ pub mod proto {
             MaxPool(Pool),
             #[prost(message, tag = "18")]
             AvgPool(Pool),
+            /// An average pool with an input prologue. A new tag: a resin that does not know it finds a
+            /// step without an op and refuses the file, instead of pooling without the prologue.
+            #[prost(message, tag = "24")]
+            AvgPoolPre(PoolPre),
             #[prost(message, tag = "19")]
             GlobalAvgPool(Empty),
             /// The axis.
@@ -411,6 +423,10 @@ fn unary_msg(op: UnaryOp) -> proto::Unary {
     proto::Unary { kind: Some(kind) }
 }
 
+fn pre_msg(p: &plan::PreStep) -> proto::Pre {
+    proto::Pre { scale: Some(range_msg(p.scale)), shift: Some(range_msg(p.shift)), act: p.act.map(unary_msg) }
+}
+
 fn pool_msg(p: &Pool2d) -> proto::Pool {
     proto::Pool {
         kernel: n64s(&p.kernel),
@@ -437,11 +453,7 @@ fn op_msg(op: &StepOp) -> proto::step::Op {
             bias: c.bias.map(range_msg),
             act: c.act.map(unary_msg),
             residual: c.residual,
-            pre: c.pre.as_ref().map(|p| proto::Pre {
-                scale: Some(range_msg(p.scale)),
-                shift: Some(range_msg(p.shift)),
-                act: p.act.map(unary_msg),
-            }),
+            pre: c.pre.as_ref().map(pre_msg),
             winograd: c.winograd.is_some(),
             winograd_tile: match c.winograd {
                 Some(Variant::F4) => 4,
@@ -473,6 +485,9 @@ fn op_msg(op: &StepOp) -> proto::step::Op {
         StepOp::Sum => Op::Sum(empty),
         StepOp::MaxPool(p) => Op::MaxPool(pool_msg(p)),
         StepOp::AvgPool(p) => Op::AvgPool(pool_msg(p)),
+        StepOp::AvgPoolPre { pool, pre } => {
+            Op::AvgPoolPre(proto::PoolPre { pool: Some(pool_msg(pool)), pre: Some(pre_msg(pre)) })
+        }
         StepOp::GlobalAvgPool => Op::GlobalAvgPool(empty),
         StepOp::Softmax { axis } => Op::Softmax(n64(*axis)),
         StepOp::Concat { axis } => Op::Concat(n64(*axis)),
@@ -608,6 +623,14 @@ impl Reader {
         })
     }
 
+    fn pre(&self, p: &proto::Pre, what: &str) -> Msg<plan::PreStep> {
+        Ok(plan::PreStep {
+            scale: self.range(p.scale.as_ref(), what)?,
+            shift: self.range(p.shift.as_ref(), what)?,
+            act: p.act.as_ref().map(|u| self.unary(u, what)).transpose()?,
+        })
+    }
+
     fn op(&self, op: Option<&proto::step::Op>, what: &str) -> Msg<StepOp> {
         use proto::step::Op;
         Ok(match need(op, &format!("{what}: the op"))? {
@@ -625,17 +648,7 @@ impl Reader {
                 bias: c.bias.as_ref().map(|r| self.range(Some(r), what)).transpose()?,
                 act: c.act.as_ref().map(|u| self.unary(u, what)).transpose()?,
                 residual: c.residual,
-                pre: c
-                    .pre
-                    .as_ref()
-                    .map(|p| -> Msg<plan::PreStep> {
-                        Ok(plan::PreStep {
-                            scale: self.range(p.scale.as_ref(), what)?,
-                            shift: self.range(p.shift.as_ref(), what)?,
-                            act: p.act.as_ref().map(|u| self.unary(u, what)).transpose()?,
-                        })
-                    })
-                    .transpose()?,
+                pre: c.pre.as_ref().map(|p| self.pre(p, what)).transpose()?,
                 winograd: match (c.winograd, c.winograd_tile) {
                     (false, 0) => None,
                     (true, 0 | 2) => Some(Variant::F2),
@@ -674,6 +687,10 @@ impl Reader {
             Op::Sum(_) => StepOp::Sum,
             Op::MaxPool(p) => StepOp::MaxPool(self.pool(p, what)?),
             Op::AvgPool(p) => StepOp::AvgPool(self.pool(p, what)?),
+            Op::AvgPoolPre(p) => StepOp::AvgPoolPre {
+                pool: self.pool(need(p.pool.as_ref(), &format!("{what}: the pool"))?, what)?,
+                pre: self.pre(need(p.pre.as_ref(), &format!("{what}: the prologue"))?, what)?,
+            },
             Op::GlobalAvgPool(_) => StepOp::GlobalAvgPool,
             Op::Softmax(axis) => StepOp::Softmax { axis: num(*axis, &format!("{what}: axis"))? },
             Op::Concat(axis) => StepOp::Concat { axis: num(*axis, &format!("{what}: axis"))? },

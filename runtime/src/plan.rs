@@ -159,6 +159,12 @@ pub enum StepOp {
     Sum,
     MaxPool(Pool2d),
     AvgPool(Pool2d),
+    /// An average pool of `act(scale[c]·x + shift[c])`: a 1x1 convolution's input prologue, moved in front
+    /// of it with the pool (`kernels::pool::avg_pool2d_pre`).
+    AvgPoolPre {
+        pool: Pool2d,
+        pre: PreStep,
+    },
     GlobalAvgPool,
     Softmax {
         axis: usize,
@@ -200,7 +206,7 @@ impl StepOp {
             StepOp::Binary(_) => "binary",
             StepOp::Sum => "sum",
             StepOp::MaxPool(_) => "max_pool",
-            StepOp::AvgPool(_) => "avg_pool",
+            StepOp::AvgPool(_) | StepOp::AvgPoolPre { .. } => "avg_pool",
             StepOp::GlobalAvgPool => "global_avg_pool",
             StepOp::Softmax { .. } => "softmax",
             StepOp::Concat { .. } => "concat",

@@ -4,6 +4,8 @@
 //! Images are handled as `planes = N * C` independent `[h, w]` planes. Large problems are split across
 //! planes on the session's thread pool; small ones run sequentially.
 
+use super::conv::Pre;
+use super::elementwise::UnaryOp;
 use crate::parallel::for_chunks_mut;
 
 /// Geometry of a 2-D pooling window. pads are [top, left, bottom, right].
@@ -58,10 +60,18 @@ fn for_each_plane<F>(x: &[f32], hw: usize, y: &mut [f32], ohw: usize, taps: usiz
 where
     F: Fn(&[f32], &mut [f32]) + Sync + Send,
 {
+    for_each_plane_at(x, hw, y, ohw, taps, |_, xp, yp| f(xp, yp))
+}
+
+/// [`for_each_plane`] passing each plane's index too.
+fn for_each_plane_at<F>(x: &[f32], hw: usize, y: &mut [f32], ohw: usize, taps: usize, f: F)
+where
+    F: Fn(usize, &[f32], &mut [f32]) + Sync + Send,
+{
     if ohw == 0 {
         return;
     }
-    let plane = |(p, yp): (usize, &mut [f32])| f(&x[p * hw..(p + 1) * hw], yp);
+    let plane = |(p, yp): (usize, &mut [f32])| f(p, &x[p * hw..(p + 1) * hw], yp);
     if y.len().saturating_mul(taps) >= PAR_THRESHOLD && y.len() > ohw {
         for_chunks_mut(y, ohw, |p, yp| plane((p, yp)));
     } else {
@@ -206,11 +216,12 @@ pub fn avg_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: 
     debug_assert_eq!(x.len(), planes * h * w, "avg_pool2d: input length");
     debug_assert_eq!(y.len(), planes * oh * ow, "avg_pool2d: output length");
     let taps = p.kernel[0] * p.kernel[1];
-    let [top, left, bottom, right] = p.pads.map(|v| v as isize);
-    let (sh, sw) = (p.strides[0].max(1) as isize, p.strides[1].max(1) as isize);
-    let (dh, dw) = (p.dilations[0].max(1), p.dilations[1].max(1));
-    let [kh, kw] = p.kernel;
-    if p.kernel == [2, 2] && p.strides == [2, 2] && p.pads == [0; 4] && (dh, dw) == (1, 1) && 2 * oh <= h && 2 * ow <= w
+    if p.kernel == [2, 2]
+        && p.strides == [2, 2]
+        && p.pads == [0; 4]
+        && p.dilations == [1, 1]
+        && 2 * oh <= h
+        && 2 * ow <= w
     {
         // DenseNet's transitions: every window whole, four taps summed in the general path's order
         // ((x00 + x01) + x10) + x11 (the same values, but for the sign of an all-(-0.0) window), in loops
@@ -225,27 +236,129 @@ pub fn avg_pool2d(x: &[f32], planes: usize, h: usize, w: usize, p: &Pool2d, oh: 
         });
         return;
     }
-    for_each_plane(x, h * w, y, oh * ow, taps, |xp, yp| {
-        for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
-            let r0 = i as isize * sh - top;
-            let rows = tap_range(r0, kh, dh, 0, h as isize);
-            let rows_padded = if p.count_include_pad { tap_range(r0, kh, dh, -top, h as isize + bottom) } else { rows };
-            for (j, out) in yr.iter_mut().enumerate() {
-                let c0 = j as isize * sw - left;
-                let cols = tap_range(c0, kw, dw, 0, w as isize);
-                let cols_padded =
-                    if p.count_include_pad { tap_range(c0, kw, dw, -left, w as isize + right) } else { cols };
-                let mut s = 0.0f32;
-                for r in TapIter::new(r0, rows.0, rows.1, dh) {
-                    let row = &xp[r * w..(r + 1) * w];
-                    for c in TapIter::new(c0, cols.0, cols.1, dw) {
-                        s += row[c];
+    for_each_plane(x, h * w, y, oh * ow, taps, |xp, yp| avg_plane(p, h, w, ow, xp, yp, |v| v));
+}
+
+/// One plane of [`avg_pool2d`], window by window, each input value passed through `f` first.
+fn avg_plane(p: &Pool2d, h: usize, w: usize, ow: usize, xp: &[f32], yp: &mut [f32], f: impl Fn(f32) -> f32) {
+    let [top, left, bottom, right] = p.pads.map(|v| v as isize);
+    let (sh, sw) = (p.strides[0].max(1) as isize, p.strides[1].max(1) as isize);
+    let (dh, dw) = (p.dilations[0].max(1), p.dilations[1].max(1));
+    let [kh, kw] = p.kernel;
+    for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
+        let r0 = i as isize * sh - top;
+        let rows = tap_range(r0, kh, dh, 0, h as isize);
+        let rows_padded = if p.count_include_pad { tap_range(r0, kh, dh, -top, h as isize + bottom) } else { rows };
+        for (j, out) in yr.iter_mut().enumerate() {
+            let c0 = j as isize * sw - left;
+            let cols = tap_range(c0, kw, dw, 0, w as isize);
+            let cols_padded = if p.count_include_pad { tap_range(c0, kw, dw, -left, w as isize + right) } else { cols };
+            let mut s = 0.0f32;
+            for r in TapIter::new(r0, rows.0, rows.1, dh) {
+                let row = &xp[r * w..(r + 1) * w];
+                for c in TapIter::new(c0, cols.0, cols.1, dw) {
+                    s += f(row[c]);
+                }
+            }
+            let count = (rows_padded.1 - rows_padded.0) * (cols_padded.1 - cols_padded.0);
+            *out = s / count as f32;
+        }
+    }
+}
+
+avx2_twin!(
+    /// [`pool2x2_pre_plane_body`], with AVX2 where the CPU has it (same bits).
+    fn pool2x2_pre_plane / pool2x2_pre_plane_avx2 => pool2x2_pre_plane_body(xp: &[f32], w: usize, ow: usize, yp: &mut [f32], s: f32, t: f32, relu: bool)
+);
+
+/// One plane of a whole-window 2x2 stride-2 average pool of `max(s·x + t, 0)` (or `s·x + t` without
+/// `relu`; NaN passes, as in `Pre::apply_row`).
+#[inline(always)]
+fn pool2x2_pre_plane_body(xp: &[f32], w: usize, ow: usize, yp: &mut [f32], s: f32, t: f32, relu: bool) {
+    let f = |x: f32| {
+        let v = s * x + t;
+        if relu && v <= 0.0 {
+            0.0
+        } else {
+            v
+        }
+    };
+    for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
+        let (r0, r1) = (&xp[2 * i * w..][..2 * ow], &xp[(2 * i + 1) * w..][..2 * ow]);
+        for ((o, a), b) in yr.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+            *o = (f(a[0]) + f(a[1]) + f(b[0]) + f(b[1])) / 4.0;
+        }
+    }
+}
+
+/// Outputs of [`avg_pool2d_pre`]'s 2x2 path transformed per stack buffer.
+const POOL_PRE_CHUNK: usize = 256;
+
+/// [`avg_pool2d`] of `act(scale[c]·x + shift[c])` (the prologue `pre`, per channel c of `channels`;
+/// plane p is channel p mod `channels`): the transformed input is never stored. A 1x1 convolution's
+/// prologue moves here when the pool moves in front of it (the compiler's `pool_first` pass).
+///
+/// Math: `y[p, i, j] = (Σ_{taps in the image} pre(x)) / count`, `count` as in [`avg_pool2d`].
+#[allow(clippy::too_many_arguments)]
+pub fn avg_pool2d_pre(
+    x: &[f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+    p: &Pool2d,
+    oh: usize,
+    ow: usize,
+    y: &mut [f32],
+    channels: usize,
+    pre: &Pre,
+) {
+    debug_assert_eq!(x.len(), planes * h * w, "avg_pool2d_pre: input length");
+    debug_assert_eq!(y.len(), planes * oh * ow, "avg_pool2d_pre: output length");
+    assert!(channels > 0 && pre.scale.len() >= channels && pre.shift.len() >= channels, "avg_pool2d_pre: prologue");
+    let taps = p.kernel[0] * p.kernel[1];
+    let whole_2x2 = p.kernel == [2, 2]
+        && p.strides == [2, 2]
+        && p.pads == [0; 4]
+        && p.dilations == [1, 1]
+        && 2 * oh <= h
+        && 2 * ow <= w;
+    let plain = matches!(pre.act, None | Some(UnaryOp::Relu));
+    if whole_2x2 && plain {
+        // DenseNet's transitions (BatchNorm and ReLU): each output transforms its four inputs as it sums
+        // them, in the order `avg_pool2d` sums, in one loop the compiler vectorizes (AVX2 where the CPU
+        // has it).
+        let relu = pre.act.is_some();
+        for_each_plane_at(x, h * w, y, oh * ow, taps, |pl, xp, yp| {
+            let c = pl % channels;
+            pool2x2_pre_plane(xp, w, ow, yp, pre.scale[c], pre.shift[c], relu)
+        });
+        return;
+    }
+    if whole_2x2 {
+        // Other activations: each pair of input rows copied and transformed (`Pre::apply_row`),
+        // `POOL_PRE_CHUNK` outputs at a time, then summed as `avg_pool2d` sums them.
+        for_each_plane_at(x, h * w, y, oh * ow, taps, |pl, xp, yp| {
+            let c = pl % channels;
+            let (mut a, mut b) = ([0f32; 2 * POOL_PRE_CHUNK], [0f32; 2 * POOL_PRE_CHUNK]);
+            for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
+                for (j0, ys) in (0..ow).step_by(POOL_PRE_CHUNK).zip(yr.chunks_mut(POOL_PRE_CHUNK)) {
+                    let n = ys.len();
+                    let (a, b) = (&mut a[..2 * n], &mut b[..2 * n]);
+                    a.copy_from_slice(&xp[2 * i * w + 2 * j0..][..2 * n]);
+                    b.copy_from_slice(&xp[(2 * i + 1) * w + 2 * j0..][..2 * n]);
+                    pre.apply_row(c, a);
+                    pre.apply_row(c, b);
+                    for ((o, a), b) in ys.iter_mut().zip(a.chunks_exact(2)).zip(b.chunks_exact(2)) {
+                        *o = (a[0] + a[1] + b[0] + b[1]) / 4.0;
                     }
                 }
-                let count = (rows_padded.1 - rows_padded.0) * (cols_padded.1 - cols_padded.0);
-                *out = s / count as f32;
             }
-        }
+        });
+        return;
+    }
+    for_each_plane_at(x, h * w, y, oh * ow, taps, |pl, xp, yp| {
+        let c = pl % channels;
+        avg_plane(p, h, w, ow, xp, yp, |v| pre.apply(c, v));
     });
 }
 
@@ -497,6 +610,34 @@ mod tests {
         let mut y = [0.0; 2];
         avg_pool2d(&x, 1, 1, 4, &p, 1, 2, &mut y);
         assert_eq!(y, [2.0, 3.5]);
+    }
+
+    #[test]
+    fn avg_pool_with_a_prologue_is_the_pool_of_the_transformed_input() {
+        // 2 images × 3 channels; the plane's channel is its index mod 3.
+        let (n, c) = (2, 3);
+        let scale = [0.5f32, -1.25, 2.0];
+        let shift = [0.1f32, 0.3, -0.2];
+        for act in [Some(UnaryOp::Relu), None, Some(UnaryOp::Sigmoid)] {
+            let pre = Pre { scale: &scale, shift: &shift, act };
+            // The 2x2 stride-2 path (odd sizes: the last row and column unused), and the general one.
+            for (h, w, k, s, pads) in [(9, 7, 2, 2, [0; 4]), (8, 8, 2, 2, [0; 4]), (6, 5, 3, 1, [1, 0, 1, 1])] {
+                let p = Pool2d { kernel: [k, k], strides: [s, s], pads, dilations: [1, 1], count_include_pad: true };
+                let (oh, ow) = (
+                    pool_output_len(h, k, s, pads[0], pads[2], 1, false),
+                    pool_output_len(w, k, s, pads[1], pads[3], 1, false),
+                );
+                let x = data(n * c * h * w, (h * w + k) as u32);
+                let xt: Vec<f32> = x.iter().enumerate().map(|(i, &v)| pre.apply((i / (h * w)) % c, v)).collect();
+                let mut want = vec![0.0; n * c * oh * ow];
+                avg_pool2d(&xt, n * c, h, w, &p, oh, ow, &mut want);
+                let mut y = vec![f32::NAN; want.len()];
+                avg_pool2d_pre(&x, n * c, h, w, &p, oh, ow, &mut y, c, &pre);
+                for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{act:?} {h}x{w} k{k} at {i}: {a} vs {b}");
+                }
+            }
+        }
     }
 
     #[test]
