@@ -127,7 +127,7 @@ fn batch_separable(plan: &Plan) -> bool {
 /// batch's (ResNet-50 at batch 8: 26 MB for one 56-px tensor) go to memory and back at every step.
 /// `resin bench --batch 8`, 2 alternating runs each, median of 5 runs: ResNet-50 on 1 thread 0.96 of
 /// the whole batch's time, on 2 threads (chunks of 2) 0.94-0.97; DenseNet-121 0.92-0.94 and 0.95-0.97;
-/// ResNet-18 level (0.98-1.02). ResNet-20's activations fit in L2 (256 KiB for its largest at batch 8):
+/// ResNet-18 level (0.98-1.02). ResNet-20's activations stay in cache (512 KiB for its largest at batch 8):
 /// on 2 threads chunks of 2 ran 1.04-1.08x slower than the batch (4x as many steps, each waiting on both
 /// threads), so it keeps the whole batch. The outputs are the same bits either way (each sample's are
 /// those of a batch of 1, which `tests/batch_chunks.rs` checks). `RESIN_BATCH=whole` in the environment
