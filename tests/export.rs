@@ -350,7 +350,8 @@ fn every_op_graph() -> Graph {
         pre: None,
     };
     let pool = add(&mut g, "pool", Op::Pool(pool), &[clip]); // [b,4,4,5]
-                                                             // An average pool with an input prologue (what `pool_first` makes): BatchNorm and Relu in front.
+
+    // An average pool with an input prologue (what `pool_first` makes): BatchNorm and Relu in front.
     let avg = Pool {
         kind: PoolKind::Avg,
         kernel: [1, 1],

@@ -18,9 +18,9 @@ use super::{replace_uses, PassReport};
 use resin_ir::op::{Activation, PoolKind, PreAffine};
 use resin_ir::{Graph, NodeId, Op, Tensor};
 
-/// BN, then optionally an activation, then a Conv without a prologue that reads only it: fold the BN
-/// (and the activation) into the conv's prologue.
-fn fold_before_conv(g: &mut Graph, bn_id: NodeId, report: &mut PassReport) {
+/// BN, then optionally an activation, then a Conv or an average pool without a prologue that reads only
+/// it: fold the BN (and the activation) into that reader's prologue.
+fn fold_into_prologue(g: &mut Graph, bn_id: NodeId, report: &mut PassReport) {
     let Op::BatchNorm(bn) = &g.node(bn_id).op else { return };
     if g.node(bn_id).ty.rank() != 4 {
         return;
@@ -177,7 +177,7 @@ pub fn run(g: &mut Graph) -> PassReport {
     // What remains may precede a convolution.
     let rest: Vec<_> = g.g.node_indices().filter(|&n| matches!(g.node(n).op, Op::BatchNorm(_))).collect();
     for bn_id in rest {
-        fold_before_conv(g, bn_id, &mut report);
+        fold_into_prologue(g, bn_id, &mut report);
     }
     report
 }

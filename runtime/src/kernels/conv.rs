@@ -7,11 +7,12 @@
 //! strided 1x1 (a projection shortcut); a stride-1 1x1 with at most 128 output channels and no prologue
 //! is read in place instead (`IN_PLACE_1X1_MAX_M`).
 //!
-//! Any other convolution (but the one case below) first copies its input, zero-padded, into scratch
-//! (split into phase planes when strided; `shifted_input`), so that every kernel tap is a shifted view of
-//! that copy, one row offset per tap. When its weights fit in L2 (16 to 64 output channels: CIFAR ResNets, DenseNet's growth
-//! convolutions, ResNet-50's stem) the GEMM reads B in place through those views ([`Conv2d::reads_in_place`],
-//! [`gemm_shifted`]); otherwise its tiles are packed from them with plain copies ([`PackedShifted`]).
+//! Any other convolution (but the case below) first copies its input, zero-padded, into scratch (split
+//! into phase planes when strided; `shifted_input`), so that every kernel tap is a shifted view of that
+//! copy, one row offset per tap. When its weights fit in L2 (16 to 64 output channels: CIFAR ResNets,
+//! DenseNet's growth convolutions, ResNet-50's stem) the GEMM reads B in place through those views
+//! ([`Conv2d::reads_in_place`], [`gemm_shifted`]); otherwise its tiles are packed from them with plain
+//! copies ([`PackedShifted`]).
 //! On AVX-512, a stride-1 convolution that reads in place and keeps the input's width skips the copy: the
 //! GEMM reads the input itself, masked loads standing for the padding ([`Conv2d::reads_unpadded`],
 //! [`gemm_taps`]); a strided one copies its input into unpadded phase planes as wide as its output
@@ -65,8 +66,8 @@ impl Conv2d {
     /// Scratch floats [`conv2d`] needs with `threads` threads for an `oh × ow` output: GEMM tile packing
     /// (a 1x1); one group's zero-padded input and its tap offsets (a [`Conv2d::reads_in_place`]
     /// convolution, which uses only the offsets, or its unpadded phase planes and the offsets, when it
-    /// [`Conv2d::reads_unpadded`]: the size does not depend on the CPU); or both (any other convolution, whose tiles are packed from that padded
-    /// input). Never an im2col matrix.
+    /// [`Conv2d::reads_unpadded`]: the size does not depend on the CPU); or both (any other convolution,
+    /// whose tiles are packed from that padded input). Never an im2col matrix.
     pub fn scratch_len(&self, oh: usize, ow: usize, threads: usize) -> usize {
         let packing = super::gemm::scratch_len(Isa::detect(), threads);
         if self.reads_in_place(ow) {
@@ -111,8 +112,10 @@ impl Conv2d {
     }
     /// Whether [`conv2d`] reads this convolution's input in place, from a zero-padded copy ([`gemm_shifted`])
     /// or under masks ([`Conv2d::reads_unpadded`]), instead of packing GEMM tiles: any convolution with
-    /// small enough weights but a 1x1; a strided one through phase planes (see `conv_padded`). A 1x1 reads each input value once, so its tiles are
-    /// single copies (stride 1) or one strided gather per row (a projection shortcut): the phase-plane
+    /// small enough weights but a 1x1; a strided one through phase planes (see `conv_padded`). A 1x1
+    /// reads each input value once, so its tiles are single copies (stride 1; with at most 128 output
+    /// channels not even that: `ConvB::direct`) or one strided gather per
+    /// row (a projection shortcut): the phase-plane
     /// copy would only be that gather done ahead, and the in-place GEMM's 16-pixel tiles with K = C
     /// (16 to 256) ran slower than packed blocks of 128. `conv_bench`, 3 alternating runs on 1 thread:
     /// ResNet-18's 64→128 1x1/2 at 56 px 0.19 ms gathered against 0.23 in place, 128→256 at 28 px 0.18
@@ -154,18 +157,20 @@ impl Conv2d {
     /// The same with AVX2's `vmaskmovps` (each mask a table load) ran ResNet-20 1.15x slower than the
     /// copy, so AVX2 keeps it.
     /// `RESIN_CONV=padded` in the environment turns this off (read once), for benchmarks.
-    pub fn reads_unpadded(&self, isa: Isa, [h, w]: [usize; 2], [oh, ow]: [usize; 2], prologue: bool) -> bool {
+    pub fn reads_unpadded(&self, isa: Isa, hw: [usize; 2], ohw: [usize; 2], prologue: bool) -> bool {
+        self.unpadded(isa, hw, ohw, prologue).is_some()
+    }
+    /// How [`Conv2d::reads_unpadded`] reads: the input itself (stride 1), or unpadded phase planes.
+    fn unpadded(&self, isa: Isa, [h, w]: [usize; 2], [oh, ow]: [usize; 2], prologue: bool) -> Option<Unpadded> {
         static PADDED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let padded = *PADDED.get_or_init(|| std::env::var("RESIN_CONV").as_deref() == Ok("padded"));
-        let unit = self.strides == [1, 1];
-        isa == Isa::Avx512
-            && !padded
-            && self.kernel[0] * self.kernel[1] <= MAX_TAPS
-            && self.k() > 0
-            && match unit {
-                true => !prologue && ow == w,
-                false => PhasePlanes::new(self, h, w, oh, ow).is_some(),
-            }
+        if isa != Isa::Avx512 || padded || self.kernel[0] * self.kernel[1] > MAX_TAPS || self.k() == 0 {
+            return None;
+        }
+        match self.strides == [1, 1] {
+            true => (!prologue && ow == w).then_some(Unpadded::Input),
+            false => PhasePlanes::new(self, h, w, oh, ow).map(Unpadded::Planes),
+        }
     }
     /// The part of the zero-padded input an `oh × ow` output reads: (oh − 1)·s + (k − 1)·d + 1 per axis.
     fn padded_dims(&self, oh: usize, ow: usize) -> (usize, usize) {
@@ -195,6 +200,16 @@ impl Conv2d {
         }
         out
     }
+}
+
+/// What a convolution read under masks reads ([`Conv2d::reads_unpadded`]). (One per call, on the stack:
+/// boxing the planes' geometry would allocate at every run.)
+#[allow(clippy::large_enum_variant)]
+enum Unpadded {
+    /// Its input itself (stride 1).
+    Input,
+    /// Its input copied into unpadded phase planes (strided).
+    Planes(PhasePlanes),
 }
 
 /// A per-input-channel prologue: `x' = act(scale[c]·x + shift[c])`.
@@ -646,9 +661,9 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
     let ohw = oh * ow;
     let wlen = packed_len(cout_g, k);
     assert!(weight.len() >= p.group * wlen, "conv2d: packed weights are too short");
-    let unpadded = in_place && p.reads_unpadded(isa, [h, w], [oh, ow], pre.is_some());
-    // A strided one's phase planes, worked out once for every image and group.
-    let phases = PhasePlanes::new(p, h, w, oh, ow).filter(|_| unpadded);
+    // Read under masks or not, worked out once for every image and group (a strided layer's phase planes
+    // included).
+    let unpadded = p.unpadded(isa, [h, w], [oh, ow], pre.is_some()).filter(|_| in_place);
     for img in 0..n {
         let xi = &x[img * x_stride..img * x_stride + p.cin * h * w];
         let yi = &mut y[img * y_stride..img * y_stride + p.cout * ohw];
@@ -658,7 +673,7 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
             let yg = &mut yi[g * cout_g * ohw..(g + 1) * cout_g * ohw];
             let wg = &weight[g * wlen..(g + 1) * wlen];
             let pre = pre.map(|f| (f, g * cin_g));
-            if let Some(ph) = &phases {
+            if let Some(Unpadded::Planes(ph)) = &unpadded {
                 // Strided, under per-tap masks: from its unpadded phase planes, then the tap offsets, in
                 // `scratch`.
                 assert!(scratch.len() >= ph.len(cin_g) + k, "conv2d: scratch is too small for the phase planes");
@@ -668,7 +683,7 @@ pub(crate) fn conv2d_as(in_place: bool, args: &ConvArgs, y: &mut [f32], scratch:
                 gemm_taps(isa, cout_g, wg, &b, yg, ohw, &epi, threads);
                 continue;
             }
-            if unpadded {
+            if let Some(Unpadded::Input) = unpadded {
                 // Straight from the input under per-tap masks; the tap offsets go at the front of `scratch`.
                 let b = TapB::new(xg, cin_g, h, w, p.kernel, p.dilations, [p.pads[0], p.pads[1]], oh, scratch);
                 gemm_taps(isa, cout_g, wg, &b, yg, ohw, &epi, threads);

@@ -291,9 +291,6 @@ fn pool2x2_pre_plane_body(xp: &[f32], w: usize, ow: usize, yp: &mut [f32], s: f3
     }
 }
 
-/// Outputs of [`avg_pool2d_pre`]'s 2x2 path transformed per stack buffer.
-const POOL_PRE_CHUNK: usize = 256;
-
 /// [`avg_pool2d`] of `act(scale[c]·x + shift[c])` (the prologue `pre`, per channel c of `channels`;
 /// plane p is channel p mod `channels`): the transformed input is never stored. A 1x1 convolution's
 /// prologue moves here when the pool moves in front of it (the compiler's `pool_first` pass).
@@ -334,28 +331,7 @@ pub fn avg_pool2d_pre(
         });
         return;
     }
-    if whole_2x2 {
-        // Other activations: each pair of input rows copied and transformed (`Pre::apply_row`),
-        // `POOL_PRE_CHUNK` outputs at a time, then summed as `avg_pool2d` sums them.
-        for_each_plane_at(x, h * w, y, oh * ow, taps, |pl, xp, yp| {
-            let c = pl % channels;
-            let (mut a, mut b) = ([0f32; 2 * POOL_PRE_CHUNK], [0f32; 2 * POOL_PRE_CHUNK]);
-            for (i, yr) in yp.chunks_exact_mut(ow).enumerate() {
-                for (j0, ys) in (0..ow).step_by(POOL_PRE_CHUNK).zip(yr.chunks_mut(POOL_PRE_CHUNK)) {
-                    let n = ys.len();
-                    let (a, b) = (&mut a[..2 * n], &mut b[..2 * n]);
-                    a.copy_from_slice(&xp[2 * i * w + 2 * j0..][..2 * n]);
-                    b.copy_from_slice(&xp[(2 * i + 1) * w + 2 * j0..][..2 * n]);
-                    pre.apply_row(c, a);
-                    pre.apply_row(c, b);
-                    for ((o, a), b) in ys.iter_mut().zip(a.chunks_exact(2)).zip(b.chunks_exact(2)) {
-                        *o = (a[0] + a[1] + b[0] + b[1]) / 4.0;
-                    }
-                }
-            }
-        });
-        return;
-    }
+    // Any other pool or activation: window by window (the same sums in the same order).
     for_each_plane_at(x, h * w, y, oh * ow, taps, |pl, xp, yp| {
         let c = pl % channels;
         avg_plane(p, h, w, ow, xp, yp, |v| pre.apply(c, v));

@@ -664,7 +664,7 @@ impl TapAxis {
 /// so that consecutive output pixels read consecutive plane pixels under every tap, across rows too:
 /// a stride-1 convolution's unpadded input ([`TapB::new`]), or a strided one's unpadded phase planes
 /// ([`TapB::planes`]). B(p, q) for row p = (c·kh + u)·kw + v and output pixel q = i·w + j is pixel
-/// (i + ys.shift[u], j + xs.shift[v]) of channel c's plane for tap (u, v), or 0 where that lies outside
+/// `(i + ys.shift[u], j + xs.shift[v])` of channel c's plane for tap (u, v), or 0 where that lies outside
 /// the plane's extents. Row p starts `offs[p]` floats from `q − base` (possibly before the data): one
 /// offset per row, as for [`ShiftedB`], and per tile one mask per tap and vector for the padding
 /// (`TapMasks`).
@@ -766,7 +766,7 @@ impl<'a> TapB<'a> {
         TapB { data, w, rows, ys, xs, base, offs, wide }
     }
 
-    /// The masks of a tile of `cols` (at most 48) output pixels from pixel `n0` on: lane j of vector v
+    /// The masks of a tile of `cols` (at most 64) output pixels from pixel `n0` on: lane j of vector v
     /// (pixel q = n0 + 16v + j, at row q / w and column q % w) under tap (u, v') is read when plane row
     /// q / w + ys.shift[u] and column q % w + xs.shift[v'] lie in the tap's extents.
     fn tap_masks(&self, n0: usize, cols: usize) -> TapMasks {
@@ -775,7 +775,7 @@ impl<'a> TapB<'a> {
         let ones = |n: usize| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         let (kh, kw, w) = (self.ys.len, self.xs.len, self.w);
         // Per kernel row u (column v), the lanes whose plane row (column) lies in its extent, as one
-        // 48-bit mask, built a run of lanes in one output row at a time (a few shifts per run and tap,
+        // 64-bit mask, built a run of lanes in one output row at a time (a few shifts per run and tap,
         // not a test per lane: the per-lane version cost a fifth of a 16-channel layer's time).
         let (mut row_ok, mut col_ok) = ([0u64; MAX_TAPS], [0u64; MAX_TAPS]);
         let (mut y, mut x, mut q) = (n0 / w, n0 % w, 0);
@@ -819,8 +819,10 @@ enum InPlace<'a> {
 }
 
 /// `C[m × rows·w]` (row stride `ldc`) = epilogue(A · B) with A packed by [`pack_a`] and B read in place
-/// from a stride-1 convolution's unpadded input ([`TapB`]): [`gemm_shifted`] without the zero-padded
-/// copy. Tiles are 48 consecutive output pixels across rows, each vector of B one masked load; the same
+/// from planes as wide as the output ([`TapB`]: a stride-1 convolution's unpadded input, or a strided
+/// one's unpadded phase planes): [`gemm_shifted`] without the zero-padded copy. Tiles are up to 48 (64
+/// where [`TapB`]'s tile fits L1) consecutive output pixels across rows, each vector of B one masked
+/// load; the same
 /// loop nest, thread split and k-block order as [`gemm_shifted`], so the bits do not depend on the thread
 /// count (they may differ from [`gemm_shifted`]'s in the last place where the two cut tiles differently:
 /// a one-column tile sums in another order).
@@ -1388,9 +1390,6 @@ mod tests {
         }
     }
 
-    /// A tap tile's masks let a lane through exactly when its input pixel under that tap lies in the
-    /// image (checked pixel by pixel), for tiles starting anywhere, across rows of widths 1 to 33, with
-    /// dilations and padding wider than the kernel's reach on one side.
     #[test]
     fn vec_tiles_cover_a_run_once_without_lone_vectors() {
         for (start, widest) in [(0usize, 3), (5, 3), (0, 4), (3, 4)] {
@@ -1414,16 +1413,16 @@ mod tests {
 
     /// `gemm_taps` against a direct convolution, with weights under [`WHOLE_K_MAX_WEIGHTS`] (one k
     /// block) and over it (k blocks of [`KC`] that start mid-kernel: 256 = 28 · 9 + 4, so a block's first
-    /// row is tap 4, 8, ...), over 1 to 3 threads with the same bits, and tiles of 3, 2 and 1 vectors.
+    /// row is tap 4, 8, ...), over 1 to 3 threads with the same bits, and tiles of 4, 3 and 2 vectors and
+    /// of one column.
     #[test]
     fn taps_match_a_direct_convolution_in_one_or_many_k_blocks() {
         if !Isa::Avx512.available() {
             return;
         }
-        // (output channels, input channels, h, w): 20 · 300 · 9 = 54 000 weights (one block); 26 · 300 · 9
-        // = 70 200 (eleven blocks); 64 pixels (32 + 32) and 7 × 7 (48 + 1).
-        // And tiles of 4 vectors where B is small enough (`TapB::wide`): 64 pixels in one tile, and 135
-        // (9 vectors: 4 + 3 + 2).
+        // (output channels, input channels, h, w, whether B fits a 4-vector tile): 20 · 300 · 9 = 54 000
+        // weights (one block); 26 · 300 · 9 = 70 200 (eleven blocks); 64 pixels in one 4-vector tile;
+        // 7 × 7 (48 + 1: a one-column tile); 135 pixels (9 vectors: 4 + 3 + 2).
         for (m, ch, h, w, wide) in [
             (20usize, 300usize, 5usize, 13usize, false),
             (26, 300, 5, 13, false),
@@ -1475,6 +1474,9 @@ mod tests {
         }
     }
 
+    /// A tap tile's masks let a lane through exactly when its input pixel under that tap lies in the
+    /// image (checked pixel by pixel), for tiles starting anywhere, across rows of widths 1 to 33, with
+    /// dilations and padding wider than the kernel's reach on one side.
     #[test]
     fn tap_masks_match_the_image_bounds() {
         let data = vec![0.0f32; 4 * 40 * 40];

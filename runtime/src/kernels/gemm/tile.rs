@@ -41,8 +41,8 @@ pub(super) struct Tile {
     /// a tile of consecutive output pixels that spans rows of a convolution's padded input.
     pub segs: *const VecSegs,
     /// Null, or which lanes of B each kernel tap reads (AVX-512 kernels only; needs `b_offs`): a
-    /// convolution read in place from its unpadded input, see [`TapMasks`]. Row p of B is tap
-    /// `(tap0 + p) % taps`.
+    /// convolution read in place from unpadded planes (its input, or its phase planes), see
+    /// [`TapMasks`]. Row p of B is tap `(tap0 + p) % taps`.
     pub taps: *const TapMasks,
     pub tap0: usize,
     pub c: *mut f32,
@@ -81,11 +81,12 @@ pub(super) const MAX_SEGS: usize = 4;
 /// Most kernel taps a convolution read under masks has (a 5 × 5 kernel; see `gemm_taps`).
 pub const MAX_TAPS: usize = 25;
 
-/// The lanes a tile of a stride-1 convolution reads from its input, unpadded, per kernel tap: lane j of
-/// vector v under tap t is `row + 16v + j` when bit j of `masks[t][v]` is set, and 0 otherwise (its input
-/// pixel lies in the padding). Consecutive output pixels read consecutive input pixels under every tap
-/// when the output is as wide as the input, across rows too, so each vector is one masked load; the
-/// masks (a tap's column and row bounds) take the place of a zero-padded copy of the input.
+/// The lanes a tile of a convolution reads from its unpadded planes (its input at stride 1, or its phase
+/// planes), per kernel tap: lane j of vector v under tap t is `row + 16v + j` when bit j of
+/// `masks[t][v]` is set, and 0 otherwise (its input pixel lies in the padding). Consecutive output pixels
+/// read consecutive plane pixels under every tap when the planes are as wide as the output, across rows
+/// too, so each vector is one masked load; the masks (a tap's column and row bounds) take the place of a
+/// zero-padded copy of the input.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct TapMasks {
     pub masks: [[u16; TAP_VECS]; MAX_TAPS],
